@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/kubedirect/kubedirect/provision/kind"
+	"github.com/kubedirect/kubedirect/provision/spec"
+	"github.com/spf13/cobra"
+)
+
+type createOptions struct {
+	file       string
+	dryRun     bool
+	retain     bool
+	kubeconfig string
+}
+
+func newCreateCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "create", Short: "Create a resource"}
+	o := &createOptions{}
+	cluster := &cobra.Command{
+		Use:   "cluster -f FILE",
+		Short: "Create a cluster from a spec file",
+		Example: `  kubedirect create cluster -f examples/kind.yaml
+  kubedirect create cluster -f examples/kind.yaml --dry-run
+  cat spec.yaml | kubedirect create cluster -f -`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runCreateCluster(cmd.Context(), g, o) },
+	}
+	f := cluster.Flags()
+	f.StringVarP(&o.file, "file", "f", "", `cluster spec file ("-" reads standard input)`)
+	f.BoolVar(&o.dryRun, "dry-run", false, "change nothing; print what would be created")
+	f.BoolVar(&o.retain, "retain", false, "keep what a failed create made, for debugging")
+	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file to merge the cluster's context into (default $KUBECONFIG or ~/.kube/config)")
+	_ = cluster.MarkFlagRequired("file")
+	cmd.AddCommand(cluster)
+	return cmd
+}
+
+func runCreateCluster(ctx context.Context, g *globals, o *createOptions) error {
+	c, err := spec.LoadFile(o.file, g.stdin)
+	if err != nil {
+		return err
+	}
+	if o.dryRun {
+		return printPlan(g, c)
+	}
+	switch c.Spec.Provider {
+	case spec.ProviderKind:
+		return createKind(ctx, g, c, o)
+	default:
+		return fmt.Errorf("create cluster %q: provider %q cannot create clusters yet", c.Metadata.Name, c.Spec.Provider)
+	}
+}
+
+// printPlan writes what create would make, without touching anything.
+func printPlan(g *globals, c *spec.Cluster) error {
+	switch c.Spec.Provider {
+	case spec.ProviderKind:
+		out, err := kind.ConfigYAML(c)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(g.stdout, "# kind cluster config for %q\n---\n%s", c.Metadata.Name, out)
+		return nil
+	default:
+		return fmt.Errorf("plan cluster %q: provider %q has no plan yet", c.Metadata.Name, c.Spec.Provider)
+	}
+}
+
+func createKind(ctx context.Context, g *globals, c *spec.Cluster, o *createOptions) error {
+	p := g.printer()
+	log := g.logger()
+	provider := kind.NewProvider(kind.WithLogger(p.KindLogger(log)))
+	exists, err := provider.Exists(ctx, c.Metadata.Name)
+	if err != nil {
+		return err
+	}
+	if exists {
+		return fmt.Errorf("create cluster %q: %w", c.Metadata.Name, errAlreadyExists)
+	}
+	p.Println(fmt.Sprintf("Creating cluster %q on kind (Kubernetes %s, %s) ...", c.Metadata.Name, c.Spec.KubernetesVersion, c.Spec.Kind.NodeImage))
+	if err := provider.Create(ctx, c, kind.CreateOptions{Retain: o.retain, KubeconfigPath: o.kubeconfig}); err != nil {
+		p.End(false)
+		return err
+	}
+	p.End(true)
+	p.Println(fmt.Sprintf("Cluster %q is up; kubectl context %q.", c.Metadata.Name, kind.ContextName(c.Metadata.Name)))
+	return nil
+}
+
+var errAlreadyExists = errors.New("already exists")

@@ -1,0 +1,55 @@
+package main
+
+import (
+	"io"
+	"log/slog"
+	"os"
+
+	"github.com/kubedirect/kubedirect/internal/progress"
+	"github.com/spf13/cobra"
+)
+
+// globals are the flags every command shares and what is built from them.
+type globals struct {
+	quiet   bool
+	verbose bool
+	stdin   io.Reader
+	stdout  io.Writer
+	stderr  io.Writer
+}
+
+func (g *globals) logger() *slog.Logger {
+	level := slog.LevelInfo
+	switch {
+	case g.verbose:
+		level = slog.LevelDebug
+	case g.quiet:
+		level = slog.LevelError
+	}
+	return slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: level}))
+}
+
+func (g *globals) printer() *progress.Printer { return progress.New(g.stdout, g.quiet) }
+
+func newRootCommand() *cobra.Command {
+	g := &globals{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}
+	root := &cobra.Command{
+		Use:   "kubedirect",
+		Short: "Kubernetes clusters whose Services see their clients' real IP addresses",
+		Long: `kubedirect creates Kubernetes clusters (on kind or AWS) with kube-proxy replaced by an eBPF
+dataplane that keeps the client's source IP on NodePort traffic, and proves it end to end.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().BoolVarP(&g.quiet, "quiet", "q", false, "print only errors")
+	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "print details")
+	root.MarkFlagsMutuallyExclusive("quiet", "verbose")
+	root.AddCommand(
+		newCreateCommand(g),
+		newDeleteCommand(g),
+		newGetCommand(g),
+		newExportCommand(g),
+		newVersionCommand(g),
+	)
+	return root
+}

@@ -1,0 +1,150 @@
+package spec
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// ErrInvalid is wrapped by every error that rejects a spec's content (as opposed to failing to read it).
+var ErrInvalid = errors.New("invalid cluster spec")
+
+// LoadFile reads, defaults and validates the spec at path; "-" reads standard input.
+func LoadFile(path string, stdin io.Reader) (*Cluster, error) {
+	var data []byte
+	var err error
+	if path == "-" {
+		data, err = io.ReadAll(stdin)
+	} else {
+		data, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read cluster spec: %w", err)
+	}
+	return Load(data)
+}
+
+// Load decodes one spec document strictly, sets defaults and validates it. Unknown fields, type errors
+// and validation problems are all reported together, each naming its field path.
+func Load(data []byte) (*Cluster, error) {
+	c, err := Decode(data)
+	if err != nil {
+		return nil, err
+	}
+	c.SetDefaults()
+	if errs := c.Validate(); len(errs) > 0 {
+		return nil, fmt.Errorf("%w:\n%s", ErrInvalid, formatList(errs.ToAggregate().Errors()))
+	}
+	return c, nil
+}
+
+// Decode parses one spec document without defaulting or validating it. Every unknown field is reported
+// with its path and line.
+func Decode(data []byte) (*Cluster, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if root.Kind == 0 || len(root.Content) == 0 {
+		return nil, fmt.Errorf("%w: the document is empty", ErrInvalid)
+	}
+	var problems []error
+	unknownFields(root.Content[0], reflect.TypeOf(Cluster{}), "", &problems)
+	var c Cluster
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			for _, msg := range te.Errors {
+				if !strings.Contains(msg, "not found in type") { // already reported with its path
+					problems = append(problems, errors.New(msg))
+				}
+			}
+		} else {
+			problems = append(problems, err)
+		}
+	}
+	var extra Cluster
+	if err := dec.Decode(&extra); err == nil {
+		problems = append(problems, errors.New("the file holds more than one document; give one Cluster"))
+	}
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("%w:\n%s", ErrInvalid, formatList(problems))
+	}
+	return &c, nil
+}
+
+// unknownFields walks a YAML node next to the Go type it decodes into and reports mapping keys that
+// have no field, with their path and line.
+func unknownFields(n *yaml.Node, t reflect.Type, path string, problems *[]error) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch {
+	case n.Kind == yaml.MappingNode && t.Kind() == reflect.Struct:
+		fields := yamlFields(t)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key, val := n.Content[i], n.Content[i+1]
+			p := joinPath(path, key.Value)
+			ft, ok := fields[key.Value]
+			if !ok {
+				*problems = append(*problems, fmt.Errorf("%s: unknown field (line %d)%s", p, key.Line, suggest(key.Value, fields)))
+				continue
+			}
+			unknownFields(val, ft, p, problems)
+		}
+	case n.Kind == yaml.SequenceNode && t.Kind() == reflect.Slice:
+		for i, item := range n.Content {
+			unknownFields(item, t.Elem(), fmt.Sprintf("%s[%d]", path, i), problems)
+		}
+	}
+}
+
+func yamlFields(t reflect.Type) map[string]reflect.Type {
+	out := map[string]reflect.Type{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name == "" {
+			name = strings.ToLower(f.Name)
+		}
+		out[name] = f.Type
+	}
+	return out
+}
+
+// suggest names a known field that differs from a misspelt one only in case, a common slip.
+func suggest(key string, fields map[string]reflect.Type) string {
+	for name := range fields {
+		if strings.EqualFold(name, key) {
+			return fmt.Sprintf(", did you mean %q?", name)
+		}
+	}
+	return ""
+}
+
+func joinPath(parent, child string) string {
+	if parent == "" {
+		return child
+	}
+	return parent + "." + child
+}
+
+func formatList(errs []error) string {
+	var b strings.Builder
+	for i, e := range errs {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteString("  - ")
+		b.WriteString(e.Error())
+	}
+	return b.String()
+}
