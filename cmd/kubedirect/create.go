@@ -45,29 +45,30 @@ func runCreateCluster(ctx context.Context, g *globals, o *createOptions) error {
 		return err
 	}
 	if o.dryRun {
-		return printPlan(g, c)
+		return printPlan(ctx, g, c)
 	}
 	switch c.Spec.Provider {
-	case spec.ProviderKind:
-		return createKind(ctx, g, c, o)
+	case spec.ProviderAWS:
+		return createAWS(ctx, g, c, o)
 	default:
-		return fmt.Errorf("create cluster %q: provider %q cannot create clusters yet", c.Metadata.Name, c.Spec.Provider)
+		return createKind(ctx, g, c, o)
 	}
 }
 
 // printPlan writes what create would make, without touching anything.
-func printPlan(g *globals, c *spec.Cluster) error {
-	switch c.Spec.Provider {
-	case spec.ProviderKind:
+func printPlan(ctx context.Context, g *globals, c *spec.Cluster) error {
+	if c.Spec.Provider == spec.ProviderAWS {
+		if err := planAWS(ctx, g, c); err != nil {
+			return err
+		}
+	} else {
 		out, err := kind.ConfigYAML(c)
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(g.stdout, "# kind cluster config for %q\n---\n%s", c.Metadata.Name, out)
-		return nil
-	default:
-		return fmt.Errorf("plan cluster %q: provider %q has no plan yet", c.Metadata.Name, c.Spec.Provider)
 	}
+	return printDataplane(g, c)
 }
 
 func createKind(ctx context.Context, g *globals, c *spec.Cluster, o *createOptions) error {
@@ -87,6 +88,9 @@ func createKind(ctx context.Context, g *globals, c *spec.Cluster, o *createOptio
 		return err
 	}
 	p.End(true)
+	if err := installDataplane(ctx, g, p, provider, c, o); err != nil {
+		return err
+	}
 	p.Println(fmt.Sprintf("Cluster %q is up; kubectl context %q.", c.Metadata.Name, kind.ContextName(c.Metadata.Name)))
 	return nil
 }
