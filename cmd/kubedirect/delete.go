@@ -46,7 +46,7 @@ func newDeleteCommand(g *globals) *cobra.Command {
 				return err
 			}
 			if c.Spec.Provider != spec.ProviderKind {
-				return fmt.Errorf("delete cluster %q: provider %q cannot delete clusters yet", c.Metadata.Name, c.Spec.Provider)
+				return deleteAWS(cmd.Context(), g, c)
 			}
 			p := g.printer()
 			provider := kind.NewProvider(kind.WithLogger(p.KindLogger(g.logger())))
