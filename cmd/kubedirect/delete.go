@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/kubedirect/kubedirect/provision/kind"
@@ -50,14 +49,17 @@ func newDeleteCommand(g *globals) *cobra.Command {
 			}
 			p := g.printer()
 			provider := kind.NewProvider(kind.WithLogger(p.KindLogger(g.logger())))
-			err = p.Step(fmt.Sprintf("Deleting cluster %q", c.Metadata.Name), func() error {
-				return provider.Delete(cmd.Context(), c.Metadata.Name, kubeconfig)
-			})
-			if errors.Is(err, kind.ErrNotFound) {
+			exists, err := provider.Exists(cmd.Context(), c.Metadata.Name)
+			if err != nil {
+				return err
+			}
+			if !exists {
 				p.Println(fmt.Sprintf("Cluster %q does not exist; nothing to delete.", c.Metadata.Name))
 				return nil
 			}
-			return err
+			return p.Step(fmt.Sprintf("Deleting cluster %q", c.Metadata.Name), func() error {
+				return provider.Delete(cmd.Context(), c.Metadata.Name, kubeconfig)
+			})
 		},
 	}
 	ref.addFlags(cluster)

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -16,7 +17,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := newRootCommand().ExecuteContext(ctx)
 	stop()
-	os.Exit(exitCode(err))
+	os.Exit(exitCode(os.Stderr, err))
 }
 
 // exitError carries an exit code other than 1 (for example 2 when a validation check fails).
@@ -29,11 +30,11 @@ func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
 // exitCode prints err the way users read it and returns the process exit code.
-func exitCode(err error) int {
+func exitCode(stderr io.Writer, err error) int {
 	if err == nil {
 		return 0
 	}
-	fmt.Fprintf(os.Stderr, "ERROR: %v\n", err)
+	fmt.Fprintf(stderr, "ERROR: %v\n", err)
 	var ee *exitError
 	if errors.As(err, &ee) {
 		return ee.code

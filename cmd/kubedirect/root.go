@@ -32,7 +32,12 @@ func (g *globals) logger() *slog.Logger {
 func (g *globals) printer() *progress.Printer { return progress.New(g.stdout, g.quiet) }
 
 func newRootCommand() *cobra.Command {
-	g := &globals{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}
+	return newRootCommandIO(os.Stdin, os.Stdout, os.Stderr)
+}
+
+// newRootCommandIO builds the command tree on the given streams, so tests can run it in process.
+func newRootCommandIO(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
+	g := &globals{stdin: stdin, stdout: stdout, stderr: stderr}
 	root := &cobra.Command{
 		Use:   "kubedirect",
 		Short: "Kubernetes clusters whose Services see their clients' real IP addresses",
@@ -41,6 +46,9 @@ dataplane that keeps the client's source IP on NodePort traffic, and proves it e
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
 	root.PersistentFlags().BoolVarP(&g.quiet, "quiet", "q", false, "print only errors")
 	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "print details")
 	root.MarkFlagsMutuallyExclusive("quiet", "verbose")

@@ -84,7 +84,7 @@ func (p *Provider) List(ctx context.Context) ([]string, error) {
 	}
 	names, err := p.kind.List()
 	if err != nil {
-		return nil, fmt.Errorf("list kind clusters: %w", err)
+		return nil, fmt.Errorf("list kind clusters (is Docker running and reachable? DOCKER_HOST=%q): %w", os.Getenv("DOCKER_HOST"), err)
 	}
 	return names, nil
 }

@@ -32,9 +32,6 @@ func (c *Cluster) SetDefaults() {
 		if g.Role == "" {
 			g.Role = RoleWorker
 		}
-		if g.Count == 0 {
-			g.Count = 1
-		}
 		if s.Provider == ProviderAWS {
 			setString(&g.MachineType, DefaultMachineType)
 		}

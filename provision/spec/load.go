@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"reflect"
+	"regexp"
+	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -33,57 +35,69 @@ func LoadFile(path string, stdin io.Reader) (*Cluster, error) {
 // Load decodes one spec document strictly, sets defaults and validates it. Unknown fields, type errors
 // and validation problems are all reported together, each naming its field path.
 func Load(data []byte) (*Cluster, error) {
-	c, err := Decode(data)
+	c, problems, err := decode(data)
 	if err != nil {
 		return nil, err
 	}
 	c.SetDefaults()
-	if errs := c.Validate(); len(errs) > 0 {
-		return nil, fmt.Errorf("%w:\n%s", ErrInvalid, formatList(errs.ToAggregate().Errors()))
-	}
-	return c, nil
-}
-
-// Decode parses one spec document without defaulting or validating it. Every unknown field is reported
-// with its path and line.
-func Decode(data []byte) (*Cluster, error) {
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
-	if root.Kind == 0 || len(root.Content) == 0 {
-		return nil, fmt.Errorf("%w: the document is empty", ErrInvalid)
-	}
-	var problems []error
-	unknownFields(root.Content[0], reflect.TypeOf(Cluster{}), "", &problems)
-	var c Cluster
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil {
-		var te *yaml.TypeError
-		if errors.As(err, &te) {
-			for _, msg := range te.Errors {
-				if !strings.Contains(msg, "not found in type") { // already reported with its path
-					problems = append(problems, errors.New(msg))
-				}
-			}
-		} else {
-			problems = append(problems, err)
+	for _, e := range c.Validate() {
+		if !reportedAt(problems, e.Field) { // a value that failed to decode is not judged again
+			problems = append(problems, e)
 		}
-	}
-	var extra Cluster
-	if err := dec.Decode(&extra); err == nil {
-		problems = append(problems, errors.New("the file holds more than one document; give one Cluster"))
 	}
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("%w:\n%s", ErrInvalid, formatList(problems))
 	}
-	return &c, nil
+	return c, nil
+}
+
+// Decode parses one spec document strictly, without defaulting or validating it. Every unknown field
+// is reported with its path and line.
+func Decode(data []byte) (*Cluster, error) {
+	c, problems, err := decode(data)
+	if err != nil {
+		return nil, err
+	}
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("%w:\n%s", ErrInvalid, formatList(problems))
+	}
+	return c, nil
+}
+
+// decode returns what could be decoded and the problems found on the way; err is set only when the
+// document cannot be read as YAML at all.
+func decode(data []byte) (*Cluster, []error, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if root.Kind == 0 || len(root.Content) == 0 {
+		return nil, nil, fmt.Errorf("%w: the document is empty", ErrInvalid)
+	}
+	var problems []error
+	paths := map[int]string{}
+	unknownFields(root.Content[0], reflect.TypeOf(Cluster{}), "", paths, &problems)
+	var c Cluster
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&c); err != nil {
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			return nil, nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		for _, msg := range te.Errors {
+			problems = append(problems, withPath(msg, paths))
+		}
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		problems = append(problems, errors.New("the file holds more than one document; give one Cluster"))
+	}
+	return &c, problems, nil
 }
 
 // unknownFields walks a YAML node next to the Go type it decodes into and reports mapping keys that
 // have no field, with their path and line.
-func unknownFields(n *yaml.Node, t reflect.Type, path string, problems *[]error) {
+func unknownFields(n *yaml.Node, t reflect.Type, path string, paths map[int]string, problems *[]error) {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
@@ -98,13 +112,49 @@ func unknownFields(n *yaml.Node, t reflect.Type, path string, problems *[]error)
 				*problems = append(*problems, fmt.Errorf("%s: unknown field (line %d)%s", p, key.Line, suggest(key.Value, fields)))
 				continue
 			}
-			unknownFields(val, ft, p, problems)
+			paths[val.Line] = p
+			unknownFields(val, ft, p, paths, problems)
 		}
 	case n.Kind == yaml.SequenceNode && t.Kind() == reflect.Slice:
 		for i, item := range n.Content {
-			unknownFields(item, t.Elem(), fmt.Sprintf("%s[%d]", path, i), problems)
+			unknownFields(item, t.Elem(), fmt.Sprintf("%s[%d]", path, i), paths, problems)
 		}
 	}
+}
+
+// typeErrorPattern matches yaml.v3's "line N: cannot unmarshal ..." messages.
+var typeErrorPattern = regexp.MustCompile(`^line (\d+): (.*)$`)
+
+// fieldError is a decoding problem of one field.
+type fieldError struct {
+	path, msg string
+	line      int
+}
+
+func (e *fieldError) Error() string { return fmt.Sprintf("%s: %s (line %d)", e.path, e.msg, e.line) }
+
+// withPath names the field of a yaml.v3 type error by the line it is on.
+func withPath(msg string, paths map[int]string) error {
+	m := typeErrorPattern.FindStringSubmatch(msg)
+	if m == nil {
+		return errors.New(msg)
+	}
+	line, _ := strconv.Atoi(m[1])
+	p, ok := paths[line]
+	if !ok {
+		return errors.New(msg)
+	}
+	return &fieldError{path: p, msg: m[2], line: line}
+}
+
+func reportedAt(problems []error, path string) bool {
+	for _, e := range problems {
+		var fe *fieldError
+		if errors.As(e, &fe) && fe.path == path {
+			return true
+		}
+	}
+	return false
 }
 
 func yamlFields(t reflect.Type) map[string]reflect.Type {

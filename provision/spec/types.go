@@ -89,7 +89,7 @@ type NodeGroup struct {
 	Name string `yaml:"name" json:"name"`
 	// Role is control-plane or worker. Default: worker.
 	Role NodeRole `yaml:"role,omitempty" json:"role,omitempty"`
-	// Count is the number of nodes, at least 1. Default: 1.
+	// Count is the number of nodes, at least 1. Required.
 	Count int `yaml:"count,omitempty" json:"count,omitempty"`
 	// MachineType is the EC2 instance type (aws only). Default: t3.medium.
 	MachineType string `yaml:"machineType,omitempty" json:"machineType,omitempty"`
