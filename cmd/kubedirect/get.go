@@ -16,6 +16,9 @@ func newGetCommand(g *globals) *cobra.Command {
 		Short: "List the kubedirect clusters on kind",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "name" && output != "json" {
+				return fmt.Errorf("flag --output: unsupported value %q (want name or json)", output)
+			}
 			names, err := kind.NewProvider().List(cmd.Context())
 			if err != nil {
 				return err
@@ -33,13 +36,11 @@ func newGetCommand(g *globals) *cobra.Command {
 				enc := json.NewEncoder(g.stdout)
 				enc.SetIndent("", "  ")
 				return enc.Encode(rows)
-			case "name":
+			default:
 				for _, n := range names {
 					fmt.Fprintln(g.stdout, n)
 				}
 				return nil
-			default:
-				return fmt.Errorf("flag --output: unsupported value %q (want name or json)", output)
 			}
 		},
 	}
