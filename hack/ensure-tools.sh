@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what the build and tests need and a fresh Debian machine lacks: Debian packages through apt
+# (only when a command is missing) and checks Go. Safe to run again; prints what it installs.
+set -euo pipefail
+need=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have ip || need+=(iproute2)
+have iptables || need+=(iptables)
+have nft || need+=(nftables)
+have clang || need+=(clang)
+have llvm-strip || need+=(llvm)
+[ -f /usr/include/bpf/bpf_helpers.h ] || need+=(libbpf-dev)
+have bpftool || need+=(bpftool)
+have flock || need+=(util-linux)
+have curl || need+=(curl)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "ensure-tools: missing ${need[*]}; run as root or install them" >&2
+    exit 1
+  fi
+  echo "ensure-tools: installing ${need[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+have go || { echo "ensure-tools: Go is required (go 1.26 or newer)" >&2; exit 1; }
