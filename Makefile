@@ -32,5 +32,9 @@ lint: tools
 generate: tools
 	$(GO) generate ./bpf/...
 
+## demo: the main job, create the example cluster on kind.
+demo: build
+	$(BIN) create cluster -f examples/kind.yaml
+
 clean:
 	rm -rf bin
