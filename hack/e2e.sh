@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# End-to-end test on kind, exactly as a user runs kubedirect (the future `make e2e`):
+#
+#   1. Docker: a reachable daemon, else a private one (hack/docker.sh up)
+#   2. node image: on the private daemon build or reuse the offline node image (hack/nodeimage/build.sh);
+#      on a user's own daemon use kind's published image (NODE_IMAGE=build forces the local one)
+#   3. build kubedirect
+#   4. for each spec (examples/kind.yaml, examples/kind-dsr.yaml):
+#        kubedirect create cluster -f SPEC          (a copy with spec.kind.nodeImage set)
+#        kubedirect validate cluster --name N --wait 10m
+#        kubedirect delete cluster --name N         then assert that no container, network or volume
+#                                                   the cluster made is left
+#      on failure: hack/collect-logs.sh into the artifacts folder, then delete the cluster
+#   5. stop the private dockerd if this run started it
+# and prints the time each stage took.
+#
+# Env: E2E_SPECS (space-separated spec files), ARTIFACTS (default _output/e2e/<time>), NODE_IMAGE
+# (build | kind | an image tag), E2E_KEEP=1 keeps a failed cluster and the daemon, VALIDATE_WAIT (10m).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+SPECS=${E2E_SPECS:-examples/kind.yaml examples/kind-dsr.yaml}
+ARTIFACTS=${ARTIFACTS:-$ROOT/_output/e2e/$(date -u +%Y%m%dT%H%M%SZ)}
+VALIDATE_WAIT=${VALIDATE_WAIT:-10m}
+mkdir -p "$ARTIFACTS"
+ARTIFACTS=$(cd "$ARTIFACTS" && pwd)
+export KUBECONFIG=$ARTIFACTS/kubeconfig # never touch the user's kubeconfig
+
+timings=()
+t_start=$SECONDS
+stage_begin() { stage_name=$1; stage_t0=$SECONDS; echo; echo "=== e2e: $1"; }
+stage_end() { local d=$((SECONDS - stage_t0)); timings+=("$(printf '%-44s %5ds' "$stage_name" "$d")"); echo "=== e2e: $stage_name: ${d}s"; }
+summary() {
+  echo
+  echo "=== e2e stage times"
+  printf '  %s\n' "${timings[@]}"
+  printf '  %-44s %5ds\n' total $((SECONDS - t_start))
+}
+
+started_docker=false
+current_cluster=""
+BIN=""
+failed=false
+finish() {
+  local rc=$?
+  [ $rc -eq 0 ] || failed=true
+  if [ -n "$current_cluster" ] && [ -n "$BIN" ]; then
+    if $failed; then
+      echo "=== e2e: FAILED with cluster $current_cluster up: collecting logs into $ARTIFACTS/$current_cluster-logs"
+      "$ROOT/hack/collect-logs.sh" "$current_cluster" "$ARTIFACTS/$current_cluster-logs" "$KUBECONFIG" || true
+    fi
+    if [ "${E2E_KEEP:-}" = 1 ]; then
+      echo "=== e2e: E2E_KEEP=1: keeping cluster $current_cluster (KUBECONFIG=$KUBECONFIG)"
+    else
+      "$BIN" delete cluster --name "$current_cluster" --kubeconfig "$KUBECONFIG" || true
+    fi
+  fi
+  if $started_docker && [ "${E2E_KEEP:-}" != 1 ]; then
+    stage_begin "stop private dockerd"
+    "$ROOT/hack/docker.sh" down || true
+    stage_end
+  fi
+  summary
+  if $failed; then echo "=== e2e: FAIL (artifacts: $ARTIFACTS)"; else echo "=== e2e: PASS"; fi
+  exit $rc
+}
+trap finish EXIT
+
+# --- 1. Docker --------------------------------------------------------------------------------------
+stage_begin "docker daemon"
+if ! { [ -n "${DOCKER_HOST:-}" ] || [ -S /var/run/docker.sock ]; } || ! timeout 10 docker version >/dev/null 2>&1; then
+  "$ROOT/hack/docker.sh" status || started_docker=true
+fi
+eval "$("$ROOT/hack/docker.sh" up)"
+private=false
+[ "$DOCKER_HOST" = "unix://${KUBEDIRECT_DOCKER_RUN:-/run/kubedirect-docker}/docker.sock" ] && private=true
+echo "DOCKER_HOST=$DOCKER_HOST (private: $private, started by this run: $started_docker)"
+stage_end
+
+# --- 2. node image ----------------------------------------------------------------------------------
+stage_begin "node image"
+mode=${NODE_IMAGE:-}
+[ -n "$mode" ] || { if $private; then mode=build; else mode=kind; fi; }
+case "$mode" in
+  build) node_image=$("$ROOT/hack/nodeimage/build.sh" | tail -1) ;;
+  kind) node_image="" ;; # kind's published image for the spec's Kubernetes version
+  *) node_image=$mode ;;
+esac
+echo "node image: ${node_image:-the kind default for the spec}"
+stage_end
+
+# --- 3. kubedirect ----------------------------------------------------------------------------------
+stage_begin "build kubedirect"
+BIN=$ARTIFACTS/kubedirect
+go build -o "$BIN" ./cmd/kubedirect
+"$BIN" version || true
+has_validate=false
+if "$BIN" --help 2>/dev/null | grep -qE '^[[:space:]]+validate[[:space:]]'; then has_validate=true; fi
+stage_end
+
+kubectl_bin=$(ls "${KUBEDIRECT_CACHE:-$HOME/.cache/kubedirect}"/k8s/v1.*/bin/kubectl 2>/dev/null | tail -1 || true)
+kubectl_bin=${kubectl_bin:-kubectl}
+kc() { "$kubectl_bin" --kubeconfig "$KUBECONFIG" --context "kind-$current_cluster" "$@"; }
+
+# until `kubedirect validate` exists: what can be checked without the dataplane
+basic_checks() {
+  local want=$1 deadline=$((SECONDS + 600)) n
+  until n=$(kc get nodes --no-headers 2>/dev/null | wc -l) && [ "$n" -eq "$want" ]; do
+    [ $SECONDS -lt $deadline ] || { echo "expected $want nodes, have $n"; return 1; }
+    sleep 5
+  done
+  kc get nodes -o wide
+  if kc -n kube-system get daemonset kube-proxy >/dev/null 2>&1; then echo "FAIL: kube-proxy DaemonSet exists"; return 1; fi
+  echo "ok: no kube-proxy DaemonSet"
+  for c in etcd kube-apiserver kube-controller-manager kube-scheduler; do
+    kc -n kube-system wait --for=condition=Ready pod -l "component=$c" --timeout=300s >/dev/null ||
+      { echo "FAIL: $c not Ready"; return 1; }
+    echo "ok: $c Ready"
+  done
+  kc -n kube-system get pods -o wide
+  if kc get daemonsets -A --no-headers 2>/dev/null | grep -q kubedirect; then
+    kc wait --for=condition=Ready nodes --all --timeout=600s
+    kc -n kube-system wait --for=condition=Available deployment/coredns --timeout=300s
+    echo "ok: dataplane present, nodes and CoreDNS Ready"
+  else
+    echo "note: no kubedirect DaemonSet yet: nodes stay NotReady (no CNI)"
+  fi
+}
+
+# ids of the containers, networks and volumes on the daemon
+resources() {
+  { docker ps -aq --no-trunc | sed 's/^/container /'
+    docker network ls -q --no-trunc | sed 's/^/network /'
+    docker volume ls -q | sed 's/^/volume /'; } | sort
+}
+
+# --- 4. clusters ------------------------------------------------------------------------------------
+for spec in $SPECS; do
+  name=$(awk '/^metadata:/ {m=1; next} m && /^[^ ]/ {m=0} m && $1 == "name:" {print $2; exit}' "$spec")
+  [ -n "$name" ] || { echo "cannot read metadata.name from $spec"; exit 1; }
+  if "$BIN" get clusters 2>/dev/null | grep -qx "$name"; then
+    echo "a cluster named $name already exists on $DOCKER_HOST: not touching it"; exit 1
+  fi
+  run_spec=$ARTIFACTS/$(basename "$spec")
+  if [ -n "$node_image" ]; then
+    grep -q '^  kind:' "$spec" && { echo "$spec already has spec.kind; cannot set the node image"; exit 1; }
+    { cat "$spec"; printf '  kind:\n    nodeImage: %s\n' "$node_image"; } >"$run_spec"
+  else
+    cp "$spec" "$run_spec"
+  fi
+  before=$(resources)
+
+  stage_begin "$name: create cluster"
+  current_cluster=$name
+  "$BIN" create cluster -f "$run_spec" --kubeconfig "$KUBECONFIG"
+  stage_end
+
+  stage_begin "$name: validate"
+  if $has_validate; then
+    "$BIN" validate cluster --name "$name" --wait "$VALIDATE_WAIT"
+  else
+    echo "kubedirect has no validate command yet: basic checks with kubectl"
+    basic_checks "$(docker ps -q --filter "label=io.x-k8s.kind.cluster=$name" | wc -l)"
+  fi
+  stage_end
+
+  stage_begin "$name: delete cluster"
+  "$BIN" delete cluster --name "$name" --kubeconfig "$KUBECONFIG"
+  current_cluster=""
+  left=$(comm -13 <(echo "$before") <(resources))
+  if [ -n "$left" ]; then
+    echo "FAIL: delete left behind:"; echo "$left" | sed 's/^/  /'
+    for id in $(echo "$left" | awk '$1 == "network" {print $2}'); do docker network inspect -f '    network {{.Name}}' "$id"; done
+    exit 1
+  fi
+  echo "ok: no container, network or volume left"
+  stage_end
+done
