@@ -1,0 +1,244 @@
+// Package echo is kubedirect's probe workload: an HTTP and UDP server that answers every request with the
+// source address it saw, its pod name and node, and client helpers that read those answers. The lab and the
+// cluster validation use it to prove that Services keep the client's source IP.
+package echo
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Reply is what the echo server answers, as JSON.
+type Reply struct {
+	// Source is the peer address (ip:port) the server saw.
+	Source string `json:"source"`
+	// Local is the server's own address (ip:port) the request arrived on.
+	Local string `json:"local"`
+	// Protocol is "http" or "udp".
+	Protocol string `json:"protocol"`
+	// Pod is $POD_NAME of the server.
+	Pod string `json:"pod"`
+	// Node is $NODE_NAME of the server.
+	Node string `json:"node"`
+	// Path is the HTTP request path (empty for UDP).
+	Path string `json:"path,omitempty"`
+	// Payload is the UDP datagram received (empty for HTTP).
+	Payload string `json:"payload,omitempty"`
+}
+
+// SourceIP is the IP part of Source.
+func (r Reply) SourceIP() string {
+	host, _, err := net.SplitHostPort(r.Source)
+	if err != nil {
+		return r.Source
+	}
+	return host
+}
+
+// Server is an HTTP and UDP echo server.
+type Server struct {
+	// HTTPPort is the TCP port of the HTTP server; 0 disables it.
+	HTTPPort int
+	// UDPPort is the UDP port of the datagram echo; 0 disables it.
+	UDPPort int
+	// Pod and Node are reported in every reply; empty means $POD_NAME and $NODE_NAME.
+	Pod, Node string
+	// Logger receives start and error messages; nil discards them.
+	Logger *slog.Logger
+}
+
+// ErrNoListeners is returned by Run when both ports are 0.
+var ErrNoListeners = errors.New("echo: no port to listen on")
+
+func (s *Server) identity() (string, string) {
+	pod, node := s.Pod, s.Node
+	if pod == "" {
+		pod = os.Getenv("POD_NAME")
+	}
+	if node == "" {
+		node = os.Getenv("NODE_NAME")
+	}
+	return pod, node
+}
+
+// Run serves until ctx ends. It returns an error when a listener cannot be opened.
+func (s *Server) Run(ctx context.Context) error {
+	log := s.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if s.HTTPPort == 0 && s.UDPPort == 0 {
+		return ErrNoListeners
+	}
+	pod, node := s.identity()
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	if s.HTTPPort != 0 {
+		ln, err := net.Listen("tcp", ":"+strconv.Itoa(s.HTTPPort))
+		if err != nil {
+			return fmt.Errorf("listen http: %w", err)
+		}
+		srv := &http.Server{Handler: Handler(pod, node), ReadHeaderTimeout: 10 * time.Second}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errs <- fmt.Errorf("serve http: %w", err)
+			}
+		}()
+		go func() { <-ctx.Done(); _ = srv.Close() }()
+		log.Info("echo http listening", "addr", ln.Addr().String())
+	}
+	if s.UDPPort != 0 {
+		pc, err := net.ListenPacket("udp", ":"+strconv.Itoa(s.UDPPort))
+		if err != nil {
+			return fmt.Errorf("listen udp: %w", err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			serveUDP(pc, pod, node, log)
+		}()
+		go func() { <-ctx.Done(); _ = pc.Close() }()
+		log.Info("echo udp listening", "addr", pc.LocalAddr().String())
+	}
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return err
+	default:
+		return nil
+	}
+}
+
+// Handler is the HTTP echo handler.
+func Handler(pod, node string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		local := ""
+		if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+			local = a.String()
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(Reply{Source: r.RemoteAddr, Local: local, Protocol: "http", Pod: pod, Node: node, Path: r.URL.Path})
+	})
+}
+
+func serveUDP(pc net.PacketConn, pod, node string, log *slog.Logger) {
+	buf := make([]byte, 65535)
+	for {
+		n, addr, err := pc.ReadFrom(buf)
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				log.Error("udp read", "err", err)
+			}
+			return
+		}
+		out, _ := json.Marshal(Reply{Source: addr.String(), Local: pc.LocalAddr().String(), Protocol: "udp", Pod: pod, Node: node, Payload: string(buf[:n])})
+		if _, err := pc.WriteTo(out, addr); err != nil {
+			log.Debug("udp write", "peer", addr.String(), "err", err)
+		}
+	}
+}
+
+// GetHTTP sends one GET to url on a new connection and decodes the reply.
+func GetHTTP(ctx context.Context, url string) (Reply, error) {
+	var r Reply
+	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return r, fmt.Errorf("build request: %w", err)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return r, fmt.Errorf("get %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return r, fmt.Errorf("get %s: status %s", url, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		return r, fmt.Errorf("decode reply from %s: %w", url, err)
+	}
+	return r, nil
+}
+
+// UDP sends one datagram to addr (host:port) from a new socket and decodes the reply.
+func UDP(ctx context.Context, addr string) (Reply, error) {
+	var r Reply
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "udp", addr)
+	if err != nil {
+		return r, fmt.Errorf("dial udp %s: %w", addr, err)
+	}
+	defer conn.Close()
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(2 * time.Second)
+	}
+	_ = conn.SetDeadline(deadline)
+	if _, err := conn.Write([]byte("ping")); err != nil {
+		return r, fmt.Errorf("send udp %s: %w", addr, err)
+	}
+	buf := make([]byte, 65535)
+	n, err := conn.Read(buf)
+	if err != nil {
+		return r, fmt.Errorf("read udp %s: %w", addr, err)
+	}
+	if err := json.Unmarshal(buf[:n], &r); err != nil {
+		return r, fmt.Errorf("decode udp reply from %s: %w", addr, err)
+	}
+	return r, nil
+}
+
+// Conn is one long-lived TCP connection to an echo server that sends HTTP requests on it, used to prove
+// that an established connection survives a change (an agent restart, a backend scale).
+type Conn struct {
+	c    net.Conn
+	br   *bufio.Reader
+	addr string
+}
+
+// Dial opens a TCP connection to addr (host:port).
+func Dial(ctx context.Context, addr string) (*Conn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	return &Conn{c: c, br: bufio.NewReader(c), addr: addr}, nil
+}
+
+// LocalAddr is the client's own address of the connection.
+func (c *Conn) LocalAddr() net.Addr { return c.c.LocalAddr() }
+
+// Get sends one HTTP request on the connection and decodes the reply.
+func (c *Conn) Get(timeout time.Duration) (Reply, error) {
+	var r Reply
+	_ = c.c.SetDeadline(time.Now().Add(timeout))
+	if _, err := fmt.Fprintf(c.c, "GET /conn HTTP/1.1\r\nHost: %s\r\n\r\n", c.addr); err != nil {
+		return r, fmt.Errorf("write request: %w", err)
+	}
+	resp, err := http.ReadResponse(c.br, nil)
+	if err != nil {
+		return r, fmt.Errorf("read response: %w", err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		return r, fmt.Errorf("decode reply: %w", err)
+	}
+	return r, nil
+}
+
+// Close closes the connection.
+func (c *Conn) Close() error { return c.c.Close() }
