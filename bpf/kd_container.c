@@ -1,0 +1,121 @@
+//go:build ignore
+
+// SPDX-License-Identifier: GPL-2.0
+/* tc programs on the host side of each pod's veth.
+ * from_container (ingress: packets the pod sends): ClusterIP DNAT, reverse NAT
+ *   of replies from backends, pod-to-pod delivery and overlay encapsulation.
+ * to_container (egress: packets the host stack sends into the pod): reverse
+ *   NAT of replies from host-network backends. */
+#include "lib/datapath.h"
+
+char __license[] SEC("license") = "GPL";
+
+/* kd_route sends a packet by its (possibly translated) destination: a local
+ * pod, a remote node's pod CIDR through the overlay, anything else to the
+ * stack. */
+static __always_inline int kd_route(struct __sk_buff *skb, struct kd_config *cfg, struct kd_pkt *p)
+{
+	__be32 node;
+	int rc = kd_to_endpoint(skb, p->daddr);
+
+	if (rc >= 0)
+		return rc;
+	node = kd_tunnel_node(p->daddr);
+	if (node && node != cfg->node_ip)
+		return kd_encap(skb, cfg, node);
+	return kd_pass(skb);
+}
+
+SEC("tc")
+int from_container(struct __sk_buff *skb)
+{
+	struct kd_config *cfg = kd_cfg();
+	struct kd_pkt p;
+	struct kd_ct_key k;
+	struct kd_ct_val *v;
+	struct kd_svc_val *svc;
+	struct kd_backend_val be;
+	__u64 now;
+	int err = 0, rc;
+	__u16 flags;
+	__be32 src;
+
+	if (!cfg)
+		return TC_ACT_OK;
+	rc = kd_parse(skb, &p);
+	if (rc == KD_PARSE_MALFORMED)
+		return kd_drop(skb, KD_DROP_MALFORMED);
+	if (rc == KD_PARSE_NOT_IPV4)
+		return kd_pass(skb);
+	if (rc != KD_PARSE_OK)
+		return kd_route(skb, cfg, &p); /* ICMP, fragments: plain routing */
+	now = bpf_ktime_get_ns();
+
+	/* Reply from a backend pod of a flow translated on this node. */
+	v = kd_revnat(skb, &p, now, &err);
+	if (err)
+		return kd_drop(skb, KD_DROP_REWRITE);
+	if (v) {
+		if (v->flags & (KD_CT_NODEPORT_LOCAL | KD_CT_NODEPORT_FWD))
+			return kd_reply_out(skb, cfg, &p, v);
+		return kd_route(skb, cfg, &p);
+	}
+
+	/* Next packet of a ClusterIP flow: keep its backend. */
+	kd_ct_key_fwd(&k, &p);
+	v = kd_ct_get(&k, &p, now);
+	if (v && (v->flags & KD_CT_CLUSTER)) {
+		src = p.saddr;
+		if (kd_dnat(skb, &p, v->nat_addr, v->nat_port) < 0)
+			return kd_drop(skb, KD_DROP_REWRITE);
+		if ((v->flags & KD_CT_HAIRPIN) && kd_set_addr(skb, &p, 1, cfg->hairpin_addr) < 0)
+			return kd_drop(skb, KD_DROP_REWRITE);
+		kd_count(KD_M_DNAT, skb->len);
+		return kd_route(skb, cfg, &p);
+	}
+
+	/* New flow: ClusterIP first; externalIPs / LoadBalancer IPs from a pod
+	 * are served in-cluster the same way (as kube-proxy does). */
+	svc = kd_svc_lookup(&p, KD_SCOPE_CLUSTER, 0);
+	if (!svc)
+		svc = kd_svc_lookup(&p, KD_SCOPE_EXTERNAL, 0);
+	if (!svc)
+		return kd_route(skb, cfg, &p);
+	if (kd_pick(svc, (svc->flags & KD_SVC_ITP_LOCAL) ? KD_BE_TABLE_LOCAL : KD_BE_TABLE_ALL,
+		    p.saddr, now, &be) < 0)
+		return kd_no_backend(skb, cfg, &p, svc, KD_PROG_FROM_CONTAINER,
+				     svc->count ? KD_DROP_NO_LOCAL_BACKEND : KD_DROP_NO_BACKEND);
+	flags = KD_CT_CLUSTER;
+	src = p.saddr;
+	if (be.addr == p.saddr) {
+		/* Hairpin: the pod would drop a packet from its own address,
+		 * so the source becomes the reserved hairpin address. */
+		flags |= KD_CT_HAIRPIN;
+		src = cfg->hairpin_addr;
+	}
+	if (be.flags & KD_BE_HOSTNET)
+		flags |= KD_CT_HOSTNET;
+	if (kd_ct_create(&p, now, be.addr, be.port, src, 0, svc->svc_id, flags) < 0)
+		return kd_drop(skb, KD_DROP_CT_FULL);
+	kd_event(cfg, &p, KD_PROG_FROM_CONTAINER, KD_M_DNAT, 0, be.addr, be.port, 0, svc->svc_id);
+	if (kd_dnat(skb, &p, be.addr, be.port) < 0)
+		return kd_drop(skb, KD_DROP_REWRITE);
+	if ((flags & KD_CT_HAIRPIN) && kd_set_addr(skb, &p, 1, src) < 0)
+		return kd_drop(skb, KD_DROP_REWRITE);
+	kd_count(KD_M_DNAT, skb->len);
+	return kd_route(skb, cfg, &p);
+}
+
+SEC("tc")
+int to_container(struct __sk_buff *skb)
+{
+	struct kd_pkt p;
+	int err = 0;
+
+	if (kd_parse(skb, &p) != KD_PARSE_OK)
+		return TC_ACT_OK;
+	kd_revnat(skb, &p, bpf_ktime_get_ns(), &err);
+	if (err)
+		return kd_drop(skb, KD_DROP_REWRITE);
+	return TC_ACT_OK;
+}

@@ -1,0 +1,105 @@
+//go:build ignore
+
+// SPDX-License-Identifier: GPL-2.0
+/* tc programs on the node's NIC.
+ * from_netdev (ingress): NodePort / externalIP / LoadBalancer frontends.
+ *   Local backend: DNAT and deliver. Remote backend: encapsulate the original
+ *   packet to the backend's node (it picks one of its own backends).
+ * to_netdev (egress): reverse NAT of replies from host-network backends, which
+ *   leave through the stack rather than a pod veth. */
+#include "lib/datapath.h"
+
+char __license[] SEC("license") = "GPL";
+
+SEC("tc")
+int from_netdev(struct __sk_buff *skb)
+{
+	struct kd_config *cfg = kd_cfg();
+	struct kd_pkt p;
+	struct kd_ct_key k;
+	struct kd_ct_val *v;
+	struct kd_svc_val *svc;
+	struct kd_backend_val be;
+	__u64 now;
+	__u16 flags;
+	int rc;
+
+	if (!cfg)
+		return TC_ACT_OK;
+	rc = kd_parse(skb, &p);
+	if (rc == KD_PARSE_MALFORMED)
+		return kd_drop(skb, KD_DROP_MALFORMED);
+	if (rc != KD_PARSE_OK)
+		return kd_pass(skb);
+	if (p.proto == IPPROTO_UDP && p.dport == cfg->vxlan_port)
+		return kd_pass(skb); /* overlay traffic for the vxlan device */
+	now = bpf_ktime_get_ns();
+
+	/* Next packet of a known external flow: same backend / same node. */
+	kd_ct_key_fwd(&k, &p);
+	v = kd_ct_get(&k, &p, now);
+	if (v) {
+		if (v->flags & KD_CT_NODEPORT_REMOTE)
+			return kd_encap(skb, cfg, v->tunnel_peer);
+		if (v->flags & KD_CT_NODEPORT_LOCAL) {
+			if (kd_dnat(skb, &p, v->nat_addr, v->nat_port) < 0)
+				return kd_drop(skb, KD_DROP_REWRITE);
+			kd_count(KD_M_DNAT, skb->len);
+			return kd_deliver_dnat(skb, &p);
+		}
+	}
+
+	/* Exact frontend (externalIP, LoadBalancer IP, a NodePort bound to one
+	 * address), then the NodePort wildcard for any of this node's addresses. */
+	svc = kd_svc_lookup(&p, KD_SCOPE_EXTERNAL, 0);
+	if (!svc && kd_is_node_addr(p.daddr))
+		svc = kd_svc_lookup(&p, KD_SCOPE_EXTERNAL, 1);
+	if (!svc)
+		return kd_pass(skb);
+	if (kd_pick(svc, (svc->flags & KD_SVC_ETP_LOCAL) ? KD_BE_TABLE_LOCAL : KD_BE_TABLE_ALL,
+		    p.saddr, now, &be) < 0)
+		return kd_no_backend(skb, cfg, &p, svc, KD_PROG_FROM_NETDEV,
+				     svc->count ? KD_DROP_NO_LOCAL_BACKEND : KD_DROP_NO_BACKEND);
+
+	if (!(be.flags & KD_BE_LOCAL)) {
+		/* Forward the original packet; the client IP is kept end to end. */
+		if (kd_ct_create(&p, now, be.addr, be.port, 0, be.node_ip, svc->svc_id,
+				 KD_CT_NODEPORT_REMOTE) < 0)
+			return kd_drop(skb, KD_DROP_CT_FULL);
+		kd_event(cfg, &p, KD_PROG_FROM_NETDEV, KD_M_ENCAP, 0, be.addr, be.port, be.node_ip,
+			 svc->svc_id);
+		return kd_encap(skb, cfg, be.node_ip);
+	}
+	flags = KD_CT_NODEPORT_LOCAL;
+	if (be.flags & KD_BE_HOSTNET)
+		flags |= KD_CT_HOSTNET;
+	if (kd_ct_create(&p, now, be.addr, be.port, p.saddr, 0, svc->svc_id, flags) < 0)
+		return kd_drop(skb, KD_DROP_CT_FULL);
+	kd_event(cfg, &p, KD_PROG_FROM_NETDEV, KD_M_DNAT, 0, be.addr, be.port, 0, svc->svc_id);
+	if (kd_dnat(skb, &p, be.addr, be.port) < 0)
+		return kd_drop(skb, KD_DROP_REWRITE);
+	kd_count(KD_M_DNAT, skb->len);
+	return kd_deliver_dnat(skb, &p);
+}
+
+SEC("tc")
+int to_netdev(struct __sk_buff *skb)
+{
+	struct kd_config *cfg = kd_cfg();
+	struct kd_pkt p;
+	struct kd_ct_val *v;
+	int err = 0;
+
+	if (!cfg || kd_parse(skb, &p) != KD_PARSE_OK)
+		return TC_ACT_OK;
+	if (p.proto == IPPROTO_UDP && p.dport == cfg->vxlan_port)
+		return TC_ACT_OK;
+	v = kd_revnat(skb, &p, bpf_ktime_get_ns(), &err);
+	if (err)
+		return kd_drop(skb, KD_DROP_REWRITE);
+	/* A forwarded flow in tunnel mode goes back to the ingress node; dsr
+	 * and local flows continue out of this NIC as routed. */
+	if (v && (v->flags & KD_CT_NODEPORT_FWD) && !(v->flags & KD_CT_DSR))
+		return kd_encap(skb, cfg, v->tunnel_peer);
+	return TC_ACT_OK;
+}

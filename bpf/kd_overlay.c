@@ -1,0 +1,100 @@
+//go:build ignore
+
+// SPDX-License-Identifier: GPL-2.0
+/* tc programs on the vxlan device (external / collect-metadata mode).
+ * from_overlay (ingress, already decapsulated): deliver to local pods (with
+ *   reverse NAT of ClusterIP replies), accept NodePort flows forwarded by an
+ *   ingress node (step 3), and send tunnel-mode replies of flows this node
+ *   forwarded out of its NIC to the client.
+ * to_overlay (egress): packets the stack routes into the vxlan device (for
+ *   example host-network clients to remote pods) get their tunnel key from
+ *   the tunnel map. */
+#include "lib/datapath.h"
+
+char __license[] SEC("license") = "GPL";
+
+SEC("tc")
+int from_overlay(struct __sk_buff *skb)
+{
+	struct kd_config *cfg = kd_cfg();
+	struct bpf_tunnel_key tk = {};
+	struct kd_pkt p;
+	struct kd_ct_key k;
+	struct kd_ct_val *v;
+	__be32 peer = 0;
+	__u64 now;
+	int err = 0, rc;
+
+	if (!cfg)
+		return TC_ACT_OK;
+	rc = kd_parse(skb, &p);
+	if (rc == KD_PARSE_MALFORMED)
+		return kd_drop(skb, KD_DROP_MALFORMED);
+	if (rc == KD_PARSE_NOT_IPV4)
+		return kd_pass(skb);
+	if (rc != KD_PARSE_OK) {
+		rc = kd_to_endpoint(skb, p.daddr);
+		return rc >= 0 ? rc : kd_to_stack(skb);
+	}
+	if (bpf_skb_get_tunnel_key(skb, &tk, sizeof(tk), 0) == 0)
+		peer = bpf_htonl(tk.remote_ipv4);
+	now = bpf_ktime_get_ns();
+
+	/* Tunnel-mode reply of a flow this node forwarded (step 4): the
+	 * backend's node already wrote our frontend as source. */
+	k.saddr = p.daddr;
+	k.daddr = p.saddr;
+	k.sport = p.dport;
+	k.dport = p.sport;
+	k.proto = p.proto;
+	k.dir = KD_CT_FWD;
+	k.pad = 0;
+	v = bpf_map_lookup_elem(&kd_conntrack, &k);
+	if (v && (v->flags & KD_CT_NODEPORT_REMOTE) && v->expires >= now) {
+		kd_ct_get(&k, &p, now); /* refresh lifetime / TCP state */
+		return kd_fib_out(skb, &p);
+	}
+
+	/* A local pod: reverse NAT if it is the reply of a ClusterIP flow
+	 * whose client is here, then deliver. */
+	if (bpf_map_lookup_elem(&kd_endpoints, &p.daddr)) {
+		kd_revnat(skb, &p, now, &err);
+		if (err)
+			return kd_drop(skb, KD_DROP_REWRITE);
+		rc = kd_to_endpoint(skb, p.daddr);
+		return rc >= 0 ? rc : kd_to_stack(skb);
+	}
+
+	/* A forwarded external flow (step 3). */
+	rc = kd_forwarded_flow(skb, cfg, &p, peer, now, KD_PROG_FROM_OVERLAY);
+	if (rc >= 0)
+		return rc;
+	kd_count(KD_M_PASS, skb->len);
+	return kd_to_stack(skb);
+}
+
+SEC("tc")
+int to_overlay(struct __sk_buff *skb)
+{
+	struct kd_config *cfg = kd_cfg();
+	struct bpf_tunnel_key tk = {};
+	struct kd_pkt p;
+	__be32 node;
+
+	if (!cfg)
+		return TC_ACT_OK;
+	if (bpf_skb_get_tunnel_key(skb, &tk, sizeof(tk), 0) == 0)
+		return TC_ACT_OK; /* key set by one of our programs */
+	if (kd_parse(skb, &p) == KD_PARSE_NOT_IPV4)
+		return TC_ACT_OK;
+	node = kd_tunnel_node(p.daddr);
+	if (!node)
+		return kd_drop(skb, KD_DROP_NO_TUNNEL);
+	tk.remote_ipv4 = bpf_ntohl(node);
+	tk.tunnel_id = KD_VNI;
+	tk.tunnel_ttl = 64;
+	if (bpf_skb_set_tunnel_key(skb, &tk, sizeof(tk), BPF_F_ZERO_CSUM_TX) < 0)
+		return kd_drop(skb, KD_DROP_REWRITE);
+	kd_count(KD_M_ENCAP, skb->len);
+	return TC_ACT_OK;
+}

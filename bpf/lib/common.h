@@ -1,0 +1,238 @@
+/* Shared definitions for every kubedirect BPF program: includes, constants,
+ * the C structs that dataplane/maps mirrors field by field (keep both in sync:
+ * the layout test in dataplane/maps compares them through BTF). */
+#pragma once
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/in.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+/* linux/icmp.h pulls in libc headers; the two fields we need. */
+struct kd_icmphdr {
+	__u8 type;
+	__u8 code;
+	__sum16 checksum;
+	__be32 unused;
+};
+#define ICMP_DEST_UNREACH 3
+#define ICMP_PORT_UNREACH 3
+
+#ifndef __always_inline
+#define __always_inline inline __attribute__((always_inline))
+#endif
+
+/* Service scope: ClusterIP frontends are only matched for traffic from pods
+ * and host-network sockets; external frontends (NodePort, externalIPs,
+ * LoadBalancer ingress) are matched on the node NIC and the overlay. */
+#define KD_SCOPE_CLUSTER 0
+#define KD_SCOPE_EXTERNAL 1
+
+/* Service flags (kd_svc_val.flags). */
+#define KD_SVC_ETP_LOCAL (1 << 0)	/* externalTrafficPolicy: Local */
+#define KD_SVC_ITP_LOCAL (1 << 1)	/* internalTrafficPolicy: Local */
+#define KD_SVC_AFFINITY (1 << 2)	/* sessionAffinity: ClientIP */
+#define KD_SVC_DSR (1 << 3)		/* external mode dsr */
+#define KD_SVC_TUNNEL (1 << 4)		/* external mode tunnel (neither: config default) */
+#define KD_SVC_REJECT (1 << 5)		/* no endpoints: TCP RST / ICMP port unreachable */
+
+/* Backend flags (kd_backend_val.flags). */
+#define KD_BE_LOCAL (1 << 0)		/* runs on this node */
+#define KD_BE_REMOTE (1 << 1)		/* runs on node_ip */
+#define KD_BE_HOSTNET (1 << 2)		/* backend address is a node address */
+
+/* Backend slot tables (kd_backend_key.table). */
+#define KD_BE_TABLE_ALL 0		/* slots 0..count-1: every backend */
+#define KD_BE_TABLE_LOCAL 1		/* slots 0..local_count-1: this node's backends */
+
+/* Conntrack entry direction (kd_ct_key.dir). */
+#define KD_CT_FWD 0	/* original tuple: client -> frontend */
+#define KD_CT_REPLY 1	/* reply tuple: backend -> client (after NAT) */
+
+/* Conntrack flags (kd_ct_val.flags). */
+#define KD_CT_CLUSTER (1 << 0)		/* ClusterIP, DNAT done here */
+#define KD_CT_NODEPORT_LOCAL (1 << 1)	/* external frontend, backend on this node */
+#define KD_CT_NODEPORT_REMOTE (1 << 2)	/* external frontend, forwarded to tunnel_peer */
+#define KD_CT_NODEPORT_FWD (1 << 3)	/* arrived through the overlay from ingress node tunnel_peer */
+#define KD_CT_DSR (1 << 4)		/* reply leaves through this node's NIC */
+#define KD_CT_HAIRPIN (1 << 5)		/* client and backend are the same pod: source SNATed */
+#define KD_CT_HOSTNET (1 << 6)		/* backend is a host-network endpoint */
+
+/* TCP state bits (kd_ct_val.tcp_state). */
+#define KD_TCP_SYN (1 << 0)
+#define KD_TCP_ESTABLISHED (1 << 1)
+#define KD_TCP_CLOSING (1 << 2)
+
+/* Conntrack lifetimes in seconds. */
+#define KD_CT_SYN_TIMEOUT 60
+#define KD_CT_TCP_TIMEOUT 21600
+#define KD_CT_CLOSE_TIMEOUT 10
+#define KD_CT_UDP_TIMEOUT 120
+
+/* Config modes. */
+#define KD_MODE_TUNNEL 0
+#define KD_MODE_DSR 1
+
+/* Metrics indexes: verdicts first, then drop reasons. */
+enum {
+	KD_M_PASS = 0,		/* handed to the stack untouched */
+	KD_M_DNAT,		/* service translation done */
+	KD_M_REVNAT,		/* reply translated back */
+	KD_M_LOCAL,		/* redirected to a local pod */
+	KD_M_ENCAP,		/* sent into the overlay */
+	KD_M_FIB_OUT,		/* sent out of a NIC after a FIB lookup */
+	KD_M_REJECT,		/* no endpoints: RST / ICMP sent */
+	KD_M_DROP,		/* dropped (reason counted too) */
+	KD_M_VERDICT_MAX,
+	KD_DROP_MALFORMED = 16,	/* truncated or invalid headers */
+	KD_DROP_NO_BACKEND,	/* service has no endpoints */
+	KD_DROP_NO_LOCAL_BACKEND, /* eTP/iTP Local or forwarded, none here */
+	KD_DROP_NO_TUNNEL,	/* remote backend's node unknown */
+	KD_DROP_FIB,		/* no route for a reply */
+	KD_DROP_REWRITE,	/* a helper failed to rewrite the packet */
+	KD_DROP_CT_FULL,	/* could not create a conntrack entry */
+	KD_DROP_FRAGMENT,	/* non-first IPv4 fragment to a service */
+	KD_M_MAX = 32,
+};
+
+struct kd_svc_key {
+	__be32 addr;	/* frontend address; 0 = any node address (NodePort) */
+	__u16 port;	/* host order */
+	__u8 proto;	/* IPPROTO_TCP / IPPROTO_UDP */
+	__u8 scope;	/* KD_SCOPE_* */
+};
+
+struct kd_svc_val {
+	__u32 svc_id;		/* backend table id */
+	__u16 count;		/* backends in KD_BE_TABLE_ALL */
+	__u16 local_count;	/* backends in KD_BE_TABLE_LOCAL */
+	__u32 flags;		/* KD_SVC_* */
+	__u32 affinity_timeout;	/* seconds, with KD_SVC_AFFINITY */
+};
+
+struct kd_backend_key {
+	__u32 svc_id;
+	__u16 slot;
+	__u8 table;	/* KD_BE_TABLE_* */
+	__u8 pad;
+};
+
+struct kd_backend_val {
+	__be32 addr;
+	__be32 node_ip;	/* node running it; 0 when local */
+	__u16 port;	/* host order */
+	__u8 flags;	/* KD_BE_* */
+	__u8 pad;
+};
+
+struct kd_ct_key {
+	__be32 saddr;
+	__be32 daddr;
+	__u16 sport;	/* host order */
+	__u16 dport;
+	__u8 proto;
+	__u8 dir;	/* KD_CT_* */
+	__u16 pad;
+};
+
+struct kd_ct_val {
+	__u64 expires;		/* CLOCK_MONOTONIC ns */
+	__be32 nat_addr;	/* FWD: backend address; REPLY: frontend address (new source) */
+	__be32 tunnel_peer;	/* node the flow is forwarded to / came from; 0 if none */
+	__be32 client_addr;	/* REPLY of a hairpin flow: the real client (dst rewrite) */
+	__u32 svc_id;
+	__u16 nat_port;		/* host order */
+	__u16 flags;		/* KD_CT_* */
+	__u8 tcp_state;		/* KD_TCP_* */
+	__u8 pad[3];
+};
+
+struct kd_affinity_key {
+	__u32 svc_id;
+	__be32 client;
+};
+
+struct kd_affinity_val {
+	__u64 last_used;	/* CLOCK_MONOTONIC ns */
+	struct kd_backend_val backend;
+	__u32 pad;
+};
+
+struct kd_tunnel_key {
+	__u32 prefixlen;	/* LPM trie prefix length */
+	__be32 addr;		/* pod CIDR of a remote node */
+};
+
+struct kd_tunnel_val {
+	__be32 node_ip;		/* that node's underlay address */
+	__u32 flags;
+};
+
+struct kd_endpoint_val {
+	__u32 ifindex;		/* host side of the pod's veth */
+	__u32 flags;
+	__u8 mac[6];		/* pod's MAC (destination) */
+	__u8 host_mac[6];	/* host veth MAC (source) */
+};
+
+struct kd_config {
+	__be32 node_ip;		/* primary underlay address */
+	__be32 pod_cidr;	/* this node's pod CIDR */
+	__be32 pod_mask;	/* its netmask */
+	__be32 hairpin_addr;	/* SNAT source for pod-to-own-service hairpin */
+	__u32 vxlan_ifindex;	/* vxlan device in external mode */
+	__u32 netdev_ifindex;	/* NIC used for DSR / forwarded replies when the FIB says so */
+	__u32 event_sample;	/* 0: no events; N: one flow event per N new flows */
+	__u16 vxlan_port;	/* 8472 */
+	__u8 mode;		/* KD_MODE_*: default external mode */
+	__u8 pad;
+};
+
+struct kd_metric {
+	__u64 packets;
+	__u64 bytes;
+};
+
+struct kd_event {
+	__u64 ts;
+	__be32 saddr;
+	__be32 daddr;
+	__be32 nat_addr;
+	__be32 tunnel_peer;
+	__u32 svc_id;
+	__u16 sport;
+	__u16 dport;
+	__u16 nat_port;
+	__u8 proto;
+	__u8 verdict;		/* KD_M_* */
+	__u8 reason;		/* KD_DROP_* or 0 */
+	__u8 prog;		/* KD_PROG_* */
+	__u16 pad;
+};
+
+enum {
+	KD_PROG_FROM_CONTAINER = 1,
+	KD_PROG_TO_CONTAINER,
+	KD_PROG_FROM_NETDEV,
+	KD_PROG_TO_NETDEV,
+	KD_PROG_FROM_OVERLAY,
+	KD_PROG_TO_OVERLAY,
+	KD_PROG_SOCK,
+};
+
+struct kd_sock_key {
+	__u64 cookie;
+};
+
+struct kd_sock_val {
+	__be32 frontend_addr;
+	__be32 backend_addr;
+	__u16 frontend_port;	/* host order */
+	__u16 backend_port;
+	__u32 pad;
+};

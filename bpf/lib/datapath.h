@@ -1,0 +1,107 @@
+/* Building blocks shared by the tc programs: reverse NAT and the "new
+ * external flow" / "forwarded flow" steps. Includes every other helper. */
+#pragma once
+#include "lb.h"
+#include "fwd.h"
+#include "reject.h"
+#include "events.h"
+
+/* kd_revnat looks the packet up as the reply of a translated flow and, if it
+ * is one, rewrites the source back to the frontend (and, for hairpin flows,
+ * the destination back to the client). Returns the entry or NULL. A failed
+ * rewrite sets *err. */
+static __always_inline struct kd_ct_val *kd_revnat(struct __sk_buff *skb, struct kd_pkt *p, __u64 now, int *err)
+{
+	struct kd_ct_key k;
+	struct kd_ct_val *v;
+
+	kd_ct_key_reply(&k, p);
+	v = kd_ct_get(&k, p, now);
+	if (!v)
+		return NULL;
+	if (kd_snat(skb, p, v->nat_addr, v->nat_port) < 0)
+		*err = 1;
+	if ((v->flags & KD_CT_HAIRPIN) && kd_set_addr(skb, p, 0, v->client_addr) < 0)
+		*err = 1;
+	if (!*err)
+		kd_count(KD_M_REVNAT, skb->len);
+	return v;
+}
+
+/* kd_no_backend handles a service with nothing to pick from. */
+static __always_inline int kd_no_backend(struct __sk_buff *skb, struct kd_config *cfg, struct kd_pkt *p,
+					 struct kd_svc_val *svc, __u8 prog, __u32 reason)
+{
+	kd_event(cfg, p, prog, KD_M_DROP, reason, 0, 0, 0, svc->svc_id);
+	if (reason == KD_DROP_NO_BACKEND && (svc->flags & KD_SVC_REJECT))
+		return kd_reject(skb, p);
+	return kd_drop(skb, reason);
+}
+
+/* kd_deliver_dnat sends an already DNATed packet to its backend: a local
+ * pod through its veth, or (host-network backend) the local stack. */
+static __always_inline int kd_deliver_dnat(struct __sk_buff *skb, struct kd_pkt *p)
+{
+	int rc = kd_to_endpoint(skb, p->daddr);
+
+	if (rc >= 0)
+		return rc;
+	kd_count(KD_M_PASS, skb->len);
+	return kd_to_stack(skb);
+}
+
+/* kd_forwarded_flow is step 3 of the remote NodePort walk, on the backend's
+ * node: a packet for an external frontend came through the overlay from the
+ * ingress node `peer`; DNAT it to one of this node's own backends and
+ * remember peer for the reply. Returns -1 if the frontend is unknown. */
+static __always_inline int kd_forwarded_flow(struct __sk_buff *skb, struct kd_config *cfg, struct kd_pkt *p,
+					     __be32 peer, __u64 now, __u8 prog)
+{
+	struct kd_ct_key k;
+	struct kd_ct_val *f;
+	struct kd_svc_val *svc;
+	struct kd_backend_val be;
+	__u16 flags;
+
+	kd_ct_key_fwd(&k, p);
+	f = kd_ct_get(&k, p, now);
+	if (f && (f->flags & KD_CT_NODEPORT_FWD)) {
+		if (kd_dnat(skb, p, f->nat_addr, f->nat_port) < 0)
+			return kd_drop(skb, KD_DROP_REWRITE);
+		kd_count(KD_M_DNAT, skb->len);
+		return kd_deliver_dnat(skb, p);
+	}
+	/* Forwarded traffic is trusted to be for a node address of the
+	 * ingress node, so the NodePort wildcard applies to any address. */
+	svc = kd_svc_lookup(p, KD_SCOPE_EXTERNAL, 1);
+	if (!svc)
+		return -1;
+	if (kd_pick(svc, KD_BE_TABLE_LOCAL, p->saddr, now, &be) < 0)
+		return kd_no_backend(skb, cfg, p, svc, prog,
+				     svc->count ? KD_DROP_NO_LOCAL_BACKEND : KD_DROP_NO_BACKEND);
+	if (!peer)
+		peer = p->daddr;
+	flags = KD_CT_NODEPORT_FWD;
+	if (kd_svc_dsr(svc, cfg))
+		flags |= KD_CT_DSR;
+	if (be.flags & KD_BE_HOSTNET)
+		flags |= KD_CT_HOSTNET;
+	if (kd_ct_create(p, now, be.addr, be.port, p->saddr, peer, svc->svc_id, flags) < 0)
+		return kd_drop(skb, KD_DROP_CT_FULL);
+	kd_event(cfg, p, prog, KD_M_DNAT, 0, be.addr, be.port, peer, svc->svc_id);
+	if (kd_dnat(skb, p, be.addr, be.port) < 0)
+		return kd_drop(skb, KD_DROP_REWRITE);
+	kd_count(KD_M_DNAT, skb->len);
+	return kd_deliver_dnat(skb, p);
+}
+
+/* kd_reply_out sends a reverse-NATed reply of an external flow towards the
+ * client: back through the tunnel to the ingress node, or (dsr, or the
+ * ingress node itself) out of a NIC. */
+static __always_inline int kd_reply_out(struct __sk_buff *skb, struct kd_config *cfg, struct kd_pkt *p,
+					struct kd_ct_val *v)
+{
+	if ((v->flags & KD_CT_NODEPORT_FWD) && !(v->flags & KD_CT_DSR))
+		return kd_encap(skb, cfg, v->tunnel_peer);
+	return kd_fib_out(skb, p);
+}

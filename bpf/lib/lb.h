@@ -1,0 +1,67 @@
+/* Service lookup and backend selection. */
+#pragma once
+#include "conntrack.h"
+
+static __always_inline struct kd_svc_val *kd_svc_lookup(struct kd_pkt *p, __u8 scope, int wildcard)
+{
+	struct kd_svc_key k = {
+		.addr = p->daddr,
+		.port = p->dport,
+		.proto = p->proto,
+		.scope = scope,
+	};
+	struct kd_svc_val *s = bpf_map_lookup_elem(&kd_services, &k);
+
+	if (s || !wildcard)
+		return s;
+	/* NodePort: one entry with addr 0 serves every node address. */
+	k.addr = 0;
+	return bpf_map_lookup_elem(&kd_services, &k);
+}
+
+static __always_inline int kd_is_node_addr(__be32 a)
+{
+	return bpf_map_lookup_elem(&kd_node_addrs, &a) != NULL;
+}
+
+/* kd_pick chooses a backend from table (ALL or LOCAL) into *out. Per-flow
+ * stickiness comes from conntrack; ClientIP affinity from kd_affinity. */
+static __always_inline int kd_pick(struct kd_svc_val *svc, __u8 table, __be32 client, __u64 now,
+				   struct kd_backend_val *out)
+{
+	struct kd_backend_key bk = { .svc_id = svc->svc_id, .table = table };
+	struct kd_affinity_key ak = { .svc_id = svc->svc_id, .client = client };
+	struct kd_backend_val *be;
+	__u16 n = table == KD_BE_TABLE_LOCAL ? svc->local_count : svc->count;
+
+	if (n == 0)
+		return -1;
+	if (svc->flags & KD_SVC_AFFINITY) {
+		struct kd_affinity_val *a = bpf_map_lookup_elem(&kd_affinity, &ak);
+		if (a && now - a->last_used < (__u64)svc->affinity_timeout * KD_NS &&
+		    (table != KD_BE_TABLE_LOCAL || (a->backend.flags & KD_BE_LOCAL))) {
+			a->last_used = now;
+			*out = a->backend;
+			return 0;
+		}
+	}
+	bk.slot = bpf_get_prandom_u32() % n;
+	be = bpf_map_lookup_elem(&kd_backends, &bk);
+	if (!be)
+		return -1;
+	*out = *be;
+	if (svc->flags & KD_SVC_AFFINITY) {
+		struct kd_affinity_val a = { .last_used = now, .backend = *be };
+		bpf_map_update_elem(&kd_affinity, &ak, &a, BPF_ANY);
+	}
+	return 0;
+}
+
+static __always_inline int kd_svc_dsr(struct kd_svc_val *svc, struct kd_config *cfg)
+{
+	if (svc->flags & KD_SVC_DSR)
+		return 1;
+	if (svc->flags & KD_SVC_TUNNEL)
+		return 0;
+	return cfg->mode == KD_MODE_DSR;
+}

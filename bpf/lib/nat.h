@@ -1,0 +1,79 @@
+/* Address/port rewrites with incremental L3/L4 checksum updates. */
+#pragma once
+#include "parse.h"
+
+static __always_inline __u32 kd_l4_csum_off(struct kd_pkt *p)
+{
+	return p->l4_off + (p->proto == IPPROTO_TCP ? offsetof(struct tcphdr, check)
+						    : offsetof(struct udphdr, check));
+}
+
+static __always_inline __u64 kd_l4_csum_flags(struct kd_pkt *p)
+{
+	/* A zero UDP checksum means "none" and must stay zero. */
+	return p->proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
+}
+
+/* kd_set_addr rewrites the source (is_src) or destination address. */
+static __always_inline int kd_set_addr(struct __sk_buff *skb, struct kd_pkt *p, int is_src, __be32 new)
+{
+	__be32 old = is_src ? p->saddr : p->daddr;
+	__u32 off = is_src ? KD_IP_SRC_OFF : KD_IP_DST_OFF;
+
+	if (old == new)
+		return 0;
+	if (bpf_l4_csum_replace(skb, kd_l4_csum_off(p), old, new,
+				BPF_F_PSEUDO_HDR | kd_l4_csum_flags(p) | sizeof(new)) < 0)
+		return -1;
+	if (bpf_l3_csum_replace(skb, KD_IP_CSUM_OFF, old, new, sizeof(new)) < 0)
+		return -1;
+	if (bpf_skb_store_bytes(skb, off, &new, sizeof(new), 0) < 0)
+		return -1;
+	if (is_src)
+		p->saddr = new;
+	else
+		p->daddr = new;
+	return 0;
+}
+
+/* kd_set_port rewrites the source (is_src) or destination port (host order). */
+static __always_inline int kd_set_port(struct __sk_buff *skb, struct kd_pkt *p, int is_src, __u16 new)
+{
+	__u16 oldh = is_src ? p->sport : p->dport;
+	__be16 old = bpf_htons(oldh), nw = bpf_htons(new);
+	/* source and dest are the first two 16-bit words of both TCP and UDP. */
+	__u32 off = p->l4_off + (is_src ? 0 : 2);
+
+	if (oldh == new)
+		return 0;
+	if (bpf_l4_csum_replace(skb, kd_l4_csum_off(p), old, nw, kd_l4_csum_flags(p) | sizeof(nw)) < 0)
+		return -1;
+	if (bpf_skb_store_bytes(skb, off, &nw, sizeof(nw), 0) < 0)
+		return -1;
+	if (is_src)
+		p->sport = new;
+	else
+		p->dport = new;
+	return 0;
+}
+
+static __always_inline int kd_dnat(struct __sk_buff *skb, struct kd_pkt *p, __be32 addr, __u16 port)
+{
+	if (kd_set_addr(skb, p, 0, addr) < 0)
+		return -1;
+	return kd_set_port(skb, p, 0, port);
+}
+
+static __always_inline int kd_snat(struct __sk_buff *skb, struct kd_pkt *p, __be32 addr, __u16 port)
+{
+	if (kd_set_addr(skb, p, 1, addr) < 0)
+		return -1;
+	return kd_set_port(skb, p, 1, port);
+}
+
+static __always_inline int kd_set_macs(struct __sk_buff *skb, const __u8 *dst, const __u8 *src)
+{
+	if (bpf_skb_store_bytes(skb, 0, dst, ETH_ALEN, 0) < 0)
+		return -1;
+	return bpf_skb_store_bytes(skb, ETH_ALEN, src, ETH_ALEN, 0);
+}

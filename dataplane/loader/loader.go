@@ -1,0 +1,289 @@
+// Package loader loads kubedirect's BPF programs, creates or adopts their
+// pinned maps, and attaches the programs to the node NIC, the vxlan device,
+// pod veths and a cgroup.
+//
+// Restart safety: maps are pinned under Options.PinDir and adopted as they are
+// (never flushed) by the next Load; attachments are pinned links under
+// PinDir/links, so a restarted agent swaps programs in place (link.Update)
+// and traffic is never left unprocessed. Close keeps both; Remove deletes both.
+package loader
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/kubedirect/kubedirect/bpf"
+	"github.com/kubedirect/kubedirect/dataplane/maps"
+)
+
+// DefaultPinDir is where maps and links are pinned.
+const DefaultPinDir = "/sys/fs/bpf/kubedirect"
+
+// ErrIncompatibleMap is returned when a pinned map's type, key or value size
+// differs from what the programs expect (a layout change between versions).
+var ErrIncompatibleMap = errors.New("pinned map is incompatible")
+
+// MapSizes are map capacities; zero keeps the compiled default.
+type MapSizes struct {
+	Services  uint32
+	Backends  uint32
+	Conntrack uint32
+	Affinity  uint32
+	Tunnel    uint32
+	Endpoints uint32
+	// Events is the ring buffer size in bytes (a power of two, page multiple).
+	Events uint32
+}
+
+// Options configure Load.
+type Options struct {
+	// PinDir is the bpffs directory for maps and links. Default DefaultPinDir.
+	PinDir string
+	// MapSizes override map capacities for newly created maps. Adopted maps
+	// keep the size they were created with.
+	MapSizes MapSizes
+	// ReplaceIncompatible recreates (empty) a pinned map whose layout changed
+	// instead of failing with ErrIncompatibleMap.
+	ReplaceIncompatible bool
+	// ForceClsact attaches tc programs with clsact/cls_bpf even when tcx is
+	// available.
+	ForceClsact bool
+	// Logger receives adoption and attach messages. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Programs are the loaded programs, one per attach point.
+type Programs struct {
+	FromContainer    *ebpf.Program
+	ToContainer      *ebpf.Program
+	FromNetdev       *ebpf.Program
+	ToNetdev         *ebpf.Program
+	FromOverlay      *ebpf.Program
+	ToOverlay        *ebpf.Program
+	SockConnect4     *ebpf.Program
+	SockSendmsg4     *ebpf.Program
+	SockRecvmsg4     *ebpf.Program
+	SockGetpeername4 *ebpf.Program
+}
+
+// Datapath is a loaded kubedirect datapath.
+type Datapath struct {
+	// Maps are the (pinned) maps, shared by every program.
+	Maps *maps.Set
+	// Programs are the loaded programs.
+	Programs Programs
+	// Adopted lists the maps that were already pinned and reused as they were.
+	Adopted []string
+
+	opts  Options
+	colls []*ebpf.Collection
+	log   *slog.Logger
+}
+
+func (o *Options) setDefaults() {
+	if o.PinDir == "" {
+		o.PinDir = DefaultPinDir
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+func specs() ([]*ebpf.CollectionSpec, error) {
+	var out []*ebpf.CollectionSpec
+	for _, f := range []func() (*ebpf.CollectionSpec, error){bpf.LoadContainer, bpf.LoadNetdev, bpf.LoadOverlay, bpf.LoadSock} {
+		s, err := f()
+		if err != nil {
+			return nil, fmt.Errorf("load collection spec: %w", err)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// Specs returns the collection specs of every program object (container,
+// netdev, overlay, sock), for inspection (BTF, map definitions).
+func Specs() ([]*ebpf.CollectionSpec, error) { return specs() }
+
+func (o *Options) size(name string) uint32 {
+	s := o.MapSizes
+	switch name {
+	case maps.NameServices:
+		return s.Services
+	case maps.NameBackends:
+		return s.Backends
+	case maps.NameConntrack:
+		return s.Conntrack
+	case maps.NameAffinity:
+		return s.Affinity
+	case maps.NameTunnel:
+		return s.Tunnel
+	case maps.NameEndpoints:
+		return s.Endpoints
+	case maps.NameEvents:
+		return s.Events
+	}
+	return 0
+}
+
+// Load creates or adopts the maps under opts.PinDir and loads every program.
+// Nothing is attached yet.
+func Load(ctx context.Context, opts Options) (*Datapath, error) {
+	opts.setDefaults()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	all, err := specs()
+	if err != nil {
+		return nil, err
+	}
+	if err := EnsureBPFFS(opts.PinDir); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(opts.PinDir, 0o755); err != nil {
+		return nil, fmt.Errorf("create pin dir: %w", err)
+	}
+	d := &Datapath{opts: opts, log: opts.Logger}
+	byName := map[string]*ebpf.Map{}
+	fail := func(err error) (*Datapath, error) {
+		for _, m := range byName {
+			m.Close()
+		}
+		for _, c := range d.colls {
+			c.Close()
+		}
+		return nil, err
+	}
+	for _, name := range maps.Names {
+		ms, ok := all[0].Maps[name]
+		if !ok {
+			return fail(fmt.Errorf("map %s missing from the BPF object", name))
+		}
+		ms = ms.Copy()
+		ms.Pinning = ebpf.PinNone
+		if n := opts.size(name); n != 0 {
+			ms.MaxEntries = n
+		}
+		m, adopted, err := openOrCreate(ms, filepath.Join(opts.PinDir, name), opts.ReplaceIncompatible)
+		if err != nil {
+			return fail(err)
+		}
+		if adopted {
+			d.Adopted = append(d.Adopted, name)
+		}
+		byName[name] = m
+	}
+	if len(d.Adopted) > 0 {
+		d.log.Info("adopted pinned BPF maps", "dir", opts.PinDir, "maps", d.Adopted)
+	}
+	for _, spec := range all {
+		// Each object defines every map; they must all use the same ones,
+		// sized as the adopted/created maps are.
+		repl := map[string]*ebpf.Map{}
+		for name, ms := range spec.Maps {
+			m, ok := byName[name]
+			if !ok {
+				continue
+			}
+			info, err := m.Info()
+			if err != nil {
+				return fail(fmt.Errorf("map info %s: %w", name, err))
+			}
+			ms.MaxEntries = info.MaxEntries
+			ms.Flags = info.Flags
+			ms.Pinning = ebpf.PinNone
+			repl[name] = m
+		}
+		coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: repl})
+		if err != nil {
+			return fail(fmt.Errorf("load BPF programs: %w", err))
+		}
+		d.colls = append(d.colls, coll)
+	}
+	d.Maps = maps.FromMap(byName)
+	p := func(name string) *ebpf.Program {
+		for _, c := range d.colls {
+			if pr, ok := c.Programs[name]; ok {
+				return pr
+			}
+		}
+		return nil
+	}
+	d.Programs = Programs{
+		FromContainer: p("from_container"), ToContainer: p("to_container"),
+		FromNetdev: p("from_netdev"), ToNetdev: p("to_netdev"),
+		FromOverlay: p("from_overlay"), ToOverlay: p("to_overlay"),
+		SockConnect4: p("sock_connect4"), SockSendmsg4: p("sock_sendmsg4"),
+		SockRecvmsg4: p("sock_recvmsg4"), SockGetpeername4: p("sock_getpeername4"),
+	}
+	return d, nil
+}
+
+// openOrCreate adopts the map pinned at path, or creates and pins a new one.
+func openOrCreate(ms *ebpf.MapSpec, path string, replace bool) (*ebpf.Map, bool, error) {
+	m, err := ebpf.LoadPinnedMap(path, nil)
+	switch {
+	case err == nil:
+		info, ierr := m.Info()
+		if ierr == nil && info.Type == ms.Type && info.KeySize == ms.KeySize && info.ValueSize == ms.ValueSize {
+			return m, true, nil
+		}
+		m.Close()
+		if !replace {
+			return nil, false, fmt.Errorf("adopt %s: %w", path, ErrIncompatibleMap)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, false, fmt.Errorf("remove incompatible map %s: %w", path, err)
+		}
+	case !errors.Is(err, os.ErrNotExist):
+		return nil, false, fmt.Errorf("open pinned map %s: %w", path, err)
+	}
+	m, err = ebpf.NewMap(ms)
+	if err != nil {
+		return nil, false, fmt.Errorf("create map %s: %w", ms.Name, err)
+	}
+	if err := m.Pin(path); err != nil {
+		m.Close()
+		return nil, false, fmt.Errorf("pin map %s: %w", path, err)
+	}
+	return m, false, nil
+}
+
+// PinDir returns the directory maps and links are pinned under.
+func (d *Datapath) PinDir() string { return d.opts.PinDir }
+
+// Close releases file descriptors. Pinned maps and pinned attachments stay,
+// so the datapath keeps working until the next Load takes over.
+func (d *Datapath) Close() error {
+	var errs []error
+	for _, c := range d.colls {
+		c.Close()
+	}
+	d.colls = nil
+	if d.Maps != nil {
+		errs = append(errs, d.Maps.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Remove detaches everything this datapath attached (all pinned links under
+// PinDir/links, and clsact filters it installed), unpins the maps, removes
+// PinDir and closes d.
+func (d *Datapath) Remove() error {
+	var errs []error
+	errs = append(errs, d.detachAll())
+	if d.Maps != nil {
+		errs = append(errs, d.Maps.Unpin())
+	}
+	errs = append(errs, d.Close())
+	if err := os.RemoveAll(d.opts.PinDir); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,55 @@
+package loader_test
+
+import (
+	"context"
+	"os"
+	"testing"
+
+	"github.com/kubedirect/kubedirect/dataplane/loader"
+	"github.com/kubedirect/kubedirect/dataplane/loader/loadertest"
+	"github.com/kubedirect/kubedirect/dataplane/maps"
+	"github.com/kubedirect/kubedirect/internal/testutil"
+)
+
+func TestRootLoadAdoptRemove(t *testing.T) {
+	testutil.RequireRoot(t)
+	dir := loadertest.PinDir(t)
+	ctx := context.Background()
+	d, err := loader.Load(ctx, loader.Options{PinDir: dir, MapSizes: loader.MapSizes{Services: 1000, Conntrack: 4096}})
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	if len(d.Adopted) != 0 {
+		t.Fatalf("fresh load adopted %v", d.Adopted)
+	}
+	k := maps.ServiceKey{Addr: [4]byte{10, 96, 0, 1}, Port: 80, Proto: maps.ProtoTCP}
+	if err := d.Maps.UpdateService(k, maps.ServiceValue{ID: 7, Count: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// A restarted agent adopts the pinned maps with their content, even when
+	// asked for other sizes.
+	d2, err := loader.Load(ctx, loader.Options{PinDir: dir, MapSizes: loader.MapSizes{Services: 2000}})
+	if err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	if len(d2.Adopted) != len(maps.Names) {
+		t.Fatalf("adopted %v, want all %d maps", d2.Adopted, len(maps.Names))
+	}
+	v, err := d2.Maps.LookupService(k)
+	if err != nil || v.ID != 7 {
+		t.Fatalf("service after reload: %+v %v", v, err)
+	}
+	info, _ := d2.Maps.Services.Info()
+	if info.MaxEntries != 1000 {
+		t.Fatalf("adopted services map has %d entries, want 1000", info.MaxEntries)
+	}
+	if err := d2.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("pin dir still there: %v", err)
+	}
+}

@@ -1,0 +1,375 @@
+package maps
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+)
+
+// ErrNotFound is returned (wrapped) when a key is absent; it is ebpf.ErrKeyNotExist.
+var ErrNotFound = ebpf.ErrKeyNotExist
+
+// Set holds every kubedirect map. The loader fills it; Open adopts pinned maps.
+type Set struct {
+	Services  *ebpf.Map
+	Backends  *ebpf.Map
+	Conntrack *ebpf.Map
+	Affinity  *ebpf.Map
+	Tunnel    *ebpf.Map
+	Endpoints *ebpf.Map
+	NodeAddrs *ebpf.Map
+	Config    *ebpf.Map
+	Metrics   *ebpf.Map
+	Events    *ebpf.Map
+	SockNAT   *ebpf.Map
+}
+
+// FromMap builds a Set from maps keyed by name (missing names stay nil).
+func FromMap(m map[string]*ebpf.Map) *Set {
+	return &Set{
+		Services: m[NameServices], Backends: m[NameBackends], Conntrack: m[NameConntrack],
+		Affinity: m[NameAffinity], Tunnel: m[NameTunnel], Endpoints: m[NameEndpoints],
+		NodeAddrs: m[NameNodeAddrs], Config: m[NameConfig], Metrics: m[NameMetrics],
+		Events: m[NameEvents], SockNAT: m[NameSockNAT],
+	}
+}
+
+// ByName returns the maps keyed by name.
+func (s *Set) ByName() map[string]*ebpf.Map {
+	return map[string]*ebpf.Map{
+		NameServices: s.Services, NameBackends: s.Backends, NameConntrack: s.Conntrack,
+		NameAffinity: s.Affinity, NameTunnel: s.Tunnel, NameEndpoints: s.Endpoints,
+		NameNodeAddrs: s.NodeAddrs, NameConfig: s.Config, NameMetrics: s.Metrics,
+		NameEvents: s.Events, NameSockNAT: s.SockNAT,
+	}
+}
+
+// Open adopts the maps pinned under dir (for example by a running agent).
+func Open(dir string) (*Set, error) {
+	m := map[string]*ebpf.Map{}
+	for _, n := range Names {
+		mp, err := ebpf.LoadPinnedMap(filepath.Join(dir, n), nil)
+		if err != nil {
+			for _, o := range m {
+				o.Close()
+			}
+			return nil, fmt.Errorf("open pinned map %s: %w", n, err)
+		}
+		m[n] = mp
+	}
+	return FromMap(m), nil
+}
+
+// Close closes the file descriptors; pinned maps stay in the kernel.
+func (s *Set) Close() error {
+	var errs []error
+	for _, m := range s.ByName() {
+		if m != nil {
+			errs = append(errs, m.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Unpin removes every map's pin (the maps disappear once no program uses them).
+func (s *Set) Unpin() error {
+	var errs []error
+	for _, m := range s.ByName() {
+		if m != nil && m.IsPinned() {
+			if err := m.Unpin(); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// UpdateService creates or replaces a frontend.
+func (s *Set) UpdateService(k ServiceKey, v ServiceValue) error {
+	if err := s.Services.Put(&k, &v); err != nil {
+		return fmt.Errorf("update service: %w", err)
+	}
+	return nil
+}
+
+// DeleteService removes a frontend; deleting an absent one is not an error.
+func (s *Set) DeleteService(k ServiceKey) error {
+	return ignoreNotExist(s.Services.Delete(&k), "delete service")
+}
+
+// LookupService reads one frontend.
+func (s *Set) LookupService(k ServiceKey) (ServiceValue, error) {
+	var v ServiceValue
+	err := s.Services.Lookup(&k, &v)
+	return v, err
+}
+
+// IterateServices calls fn for every frontend until fn returns false.
+func (s *Set) IterateServices(fn func(ServiceKey, ServiceValue) bool) error {
+	var k ServiceKey
+	var v ServiceValue
+	it := s.Services.Iterate()
+	for it.Next(&k, &v) {
+		if !fn(k, v) {
+			return nil
+		}
+	}
+	return it.Err()
+}
+
+// UpdateBackend writes one backend slot. Write slots before raising
+// ServiceValue.Count and lower Count before deleting slots, so the datapath
+// never picks an empty slot.
+func (s *Set) UpdateBackend(k BackendKey, v BackendValue) error {
+	if err := s.Backends.Put(&k, &v); err != nil {
+		return fmt.Errorf("update backend: %w", err)
+	}
+	return nil
+}
+
+// DeleteBackend removes a backend slot; absent is not an error.
+func (s *Set) DeleteBackend(k BackendKey) error {
+	return ignoreNotExist(s.Backends.Delete(&k), "delete backend")
+}
+
+// IterateBackends calls fn for every backend slot until fn returns false.
+func (s *Set) IterateBackends(fn func(BackendKey, BackendValue) bool) error {
+	var k BackendKey
+	var v BackendValue
+	it := s.Backends.Iterate()
+	for it.Next(&k, &v) {
+		if !fn(k, v) {
+			return nil
+		}
+	}
+	return it.Err()
+}
+
+// TunnelKeyFor builds the LPM key of a pod CIDR.
+func TunnelKeyFor(cidr netip.Prefix) TunnelKey {
+	return TunnelKey{PrefixLen: uint32(cidr.Bits()), Addr: Addr4(cidr.Masked().Addr())}
+}
+
+// SetTunnel routes a remote node's pod CIDR through the overlay to nodeIP.
+func (s *Set) SetTunnel(cidr netip.Prefix, nodeIP netip.Addr) error {
+	k := TunnelKeyFor(cidr)
+	v := TunnelValue{NodeIP: Addr4(nodeIP)}
+	if err := s.Tunnel.Put(&k, &v); err != nil {
+		return fmt.Errorf("set tunnel %s: %w", cidr, err)
+	}
+	return nil
+}
+
+// DeleteTunnel removes a pod CIDR route; absent is not an error.
+func (s *Set) DeleteTunnel(cidr netip.Prefix) error {
+	k := TunnelKeyFor(cidr)
+	return ignoreNotExist(s.Tunnel.Delete(&k), "delete tunnel")
+}
+
+// IterateTunnels calls fn for every pod CIDR route until fn returns false.
+func (s *Set) IterateTunnels(fn func(netip.Prefix, netip.Addr) bool) error {
+	var k TunnelKey
+	var v TunnelValue
+	it := s.Tunnel.Iterate()
+	for it.Next(&k, &v) {
+		if !fn(netip.PrefixFrom(netip.AddrFrom4(k.Addr), int(k.PrefixLen)), netip.AddrFrom4(v.NodeIP)) {
+			return nil
+		}
+	}
+	return it.Err()
+}
+
+// SetEndpoint registers a local pod.
+func (s *Set) SetEndpoint(podIP netip.Addr, v EndpointValue) error {
+	k := Addr4(podIP)
+	if err := s.Endpoints.Put(&k, &v); err != nil {
+		return fmt.Errorf("set endpoint %s: %w", podIP, err)
+	}
+	return nil
+}
+
+// DeleteEndpoint removes a local pod; absent is not an error.
+func (s *Set) DeleteEndpoint(podIP netip.Addr) error {
+	k := Addr4(podIP)
+	return ignoreNotExist(s.Endpoints.Delete(&k), "delete endpoint")
+}
+
+// IterateEndpoints calls fn for every local pod until fn returns false.
+func (s *Set) IterateEndpoints(fn func(netip.Addr, EndpointValue) bool) error {
+	var k [4]byte
+	var v EndpointValue
+	it := s.Endpoints.Iterate()
+	for it.Next(&k, &v) {
+		if !fn(netip.AddrFrom4(k), v) {
+			return nil
+		}
+	}
+	return it.Err()
+}
+
+// AddNodeAddr marks addr as one of this node's addresses (NodePorts answer on it).
+func (s *Set) AddNodeAddr(addr netip.Addr) error {
+	k, v := Addr4(addr), uint32(1)
+	if err := s.NodeAddrs.Put(&k, &v); err != nil {
+		return fmt.Errorf("add node address %s: %w", addr, err)
+	}
+	return nil
+}
+
+// DeleteNodeAddr removes a node address; absent is not an error.
+func (s *Set) DeleteNodeAddr(addr netip.Addr) error {
+	k := Addr4(addr)
+	return ignoreNotExist(s.NodeAddrs.Delete(&k), "delete node address")
+}
+
+// NodeAddrs4 lists the node addresses.
+func (s *Set) NodeAddrs4() ([]netip.Addr, error) {
+	var out []netip.Addr
+	var k [4]byte
+	var v uint32
+	it := s.NodeAddrs.Iterate()
+	for it.Next(&k, &v) {
+		out = append(out, netip.AddrFrom4(k))
+	}
+	return out, it.Err()
+}
+
+// SetConfig writes the node configuration.
+func (s *Set) SetConfig(c Config) error {
+	if err := s.Config.Put(uint32(0), &c); err != nil {
+		return fmt.Errorf("set config: %w", err)
+	}
+	return nil
+}
+
+// GetConfig reads the node configuration.
+func (s *Set) GetConfig() (Config, error) {
+	var c Config
+	err := s.Config.Lookup(uint32(0), &c)
+	return c, err
+}
+
+// MonotonicNow returns CLOCK_MONOTONIC in nanoseconds, the clock of
+// ConntrackValue.Expires and AffinityValue.LastUsed (bpf_ktime_get_ns).
+func MonotonicNow() uint64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return uint64(ts.Nano())
+}
+
+// ConntrackCount returns the number of entries (both directions count).
+func (s *Set) ConntrackCount() (int, error) {
+	n := 0
+	var k ConntrackKey
+	var v ConntrackValue
+	it := s.Conntrack.Iterate()
+	for it.Next(&k, &v) {
+		n++
+	}
+	return n, it.Err()
+}
+
+// ConntrackGC deletes expired entries and returns how many it removed and how
+// many remain.
+func (s *Set) ConntrackGC() (deleted, live int, err error) {
+	now := MonotonicNow()
+	var k ConntrackKey
+	var v ConntrackValue
+	var dead []ConntrackKey
+	it := s.Conntrack.Iterate()
+	for it.Next(&k, &v) {
+		if v.Expires < now {
+			dead = append(dead, k)
+		} else {
+			live++
+		}
+	}
+	if err := it.Err(); err != nil {
+		return 0, live, fmt.Errorf("iterate conntrack: %w", err)
+	}
+	for i := range dead {
+		if err := s.Conntrack.Delete(&dead[i]); err == nil {
+			deleted++
+		}
+	}
+	return deleted, live, nil
+}
+
+// IterateConntrack calls fn for every entry until fn returns false.
+func (s *Set) IterateConntrack(fn func(ConntrackKey, ConntrackValue) bool) error {
+	var k ConntrackKey
+	var v ConntrackValue
+	it := s.Conntrack.Iterate()
+	for it.Next(&k, &v) {
+		if !fn(k, v) {
+			return nil
+		}
+	}
+	return it.Err()
+}
+
+// PurgeAffinity removes the ClientIP affinity entries of a service (call it
+// when a backend of an affinity service goes away) and returns how many.
+func (s *Set) PurgeAffinity(serviceID uint32) (int, error) {
+	var k AffinityKey
+	var v AffinityValue
+	var del []AffinityKey
+	it := s.Affinity.Iterate()
+	for it.Next(&k, &v) {
+		if k.ServiceID == serviceID {
+			del = append(del, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return 0, fmt.Errorf("iterate affinity: %w", err)
+	}
+	n := 0
+	for i := range del {
+		if s.Affinity.Delete(&del[i]) == nil {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// Counters are the datapath counters summed over CPUs, by name.
+type Counters struct {
+	// Verdicts by VerdictNames value.
+	Verdicts map[string]Metric
+	// Drops by DropReasonNames value.
+	Drops map[string]Metric
+}
+
+// ReadMetrics sums kd_metrics over all CPUs.
+func (s *Set) ReadMetrics() (Counters, error) {
+	c := Counters{Verdicts: map[string]Metric{}, Drops: map[string]Metric{}}
+	for i := 0; i < MetricSlots; i++ {
+		var per []Metric
+		if err := s.Metrics.Lookup(uint32(i), &per); err != nil {
+			return c, fmt.Errorf("read metrics: %w", err)
+		}
+		var sum Metric
+		for _, m := range per {
+			sum.Packets += m.Packets
+			sum.Bytes += m.Bytes
+		}
+		if n, ok := VerdictNames[i]; ok {
+			c.Verdicts[n] = sum
+		} else if n, ok := DropReasonNames[i]; ok {
+			c.Drops[n] = sum
+		}
+	}
+	return c, nil
+}
+
+func ignoreNotExist(err error, what string) error {
+	if err == nil || errors.Is(err, ebpf.ErrKeyNotExist) {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
