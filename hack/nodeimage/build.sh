@@ -170,12 +170,16 @@ rm -rf "$rootfs/var/lib/containerd/tmpmounts"
 
 # --- 5. the image -----------------------------------------------------------------------------------
 stage "importing the root filesystem as $TAG"
+tmp_tag="$TAG-import"
 tar --numeric-owner --xattrs -C "$rootfs" -c . | docker import \
   --change 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]' \
   --change 'ENV container=docker' \
-  --change 'STOPSIGNAL SIGRTMIN+3' \
-  --change "LABEL io.kubedirect.kubernetes-version=$KUBE_VERSION" \
-  - "$TAG" >/dev/null
+  - "$tmp_tag" >/dev/null
+# docker import cannot set the stop signal (systemd exits cleanly on SIGRTMIN+3; SIGTERM re-executes
+# it); a Dockerfile on top of the local image can, with no context and no pull.
+printf 'FROM %s\nSTOPSIGNAL SIGRTMIN+3\nLABEL io.kubedirect.kubernetes-version=%s\n' "$tmp_tag" "$KUBE_VERSION" |
+  DOCKER_BUILDKIT=0 docker build -q -t "$TAG" - >/dev/null 2>"$work/docker-build.log" || { cat "$work/docker-build.log" >&2; exit 1; }
+docker image rm "$tmp_tag" >/dev/null
 # keep one node image per Kubernetes version: drop the builds of older inputs
 docker image ls --format '{{.Repository}}:{{.Tag}}' "$REPO" | grep -F ":$KUBE_VERSION-" | grep -vxF "$TAG" \
   | xargs -r docker image rm >/dev/null 2>&1 || true
