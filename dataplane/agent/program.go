@@ -1,0 +1,269 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/kubedirect/kubedirect/dataplane/maps"
+)
+
+// Table is the part of the BPF maps (*maps.Set) that Service programming reads and writes.
+type Table interface {
+	UpdateService(maps.ServiceKey, maps.ServiceValue) error
+	DeleteService(maps.ServiceKey) error
+	UpdateBackend(maps.BackendKey, maps.BackendValue) error
+	DeleteBackend(maps.BackendKey) error
+	IterateServices(func(maps.ServiceKey, maps.ServiceValue) bool) error
+	IterateBackends(func(maps.BackendKey, maps.BackendValue) bool) error
+}
+
+// programmed is what the maps hold for one Service port.
+type programmed struct {
+	id         uint32
+	frontends  map[maps.ServiceKey]maps.ServiceValue
+	all, local []maps.BackendValue
+}
+
+// Programmer writes Service states into the maps incrementally: it remembers what each Service port
+// holds and writes only the entries that differ, so a change to one Service touches only its entries.
+// It is not safe for concurrent use.
+type Programmer struct {
+	t         Table
+	ports     map[string]*programmed // by PortState.Name
+	byService map[string][]string    // service key -> port names
+	used      map[uint32]bool
+	next      uint32
+	orphans   map[uint32]*programmed // adopted from pinned maps, not yet claimed
+	// Writes counts map updates and deletes (for tests and metrics).
+	Writes int
+}
+
+// NewProgrammer returns a programmer over t that assumes t is empty; call Adopt to take over entries
+// already in t.
+func NewProgrammer(t Table) *Programmer {
+	return &Programmer{t: t, ports: map[string]*programmed{}, byService: map[string][]string{},
+		used: map[uint32]bool{}, next: 1, orphans: map[uint32]*programmed{}}
+}
+
+// Adopt reads the services and backends already in the maps (pinned by a previous agent). Until
+// FinishAdoption, Apply reuses an adopted backend table for a port that has one of its frontends, so
+// entries that are still right are never rewritten and established flows keep their backends.
+func (p *Programmer) Adopt() error {
+	err := p.t.IterateServices(func(k maps.ServiceKey, v maps.ServiceValue) bool {
+		o := p.orphan(v.ID)
+		o.frontends[k] = v
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("read services map: %w", err)
+	}
+	err = p.t.IterateBackends(func(k maps.BackendKey, v maps.BackendValue) bool {
+		o := p.orphan(k.ServiceID)
+		tbl := &o.all
+		if k.Table == maps.TableLocal {
+			tbl = &o.local
+		}
+		for len(*tbl) <= int(k.Slot) {
+			*tbl = append(*tbl, maps.BackendValue{})
+		}
+		(*tbl)[k.Slot] = v
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("read backends map: %w", err)
+	}
+	return nil
+}
+
+func (p *Programmer) orphan(id uint32) *programmed {
+	o := p.orphans[id]
+	if o == nil {
+		o = &programmed{id: id, frontends: map[maps.ServiceKey]maps.ServiceValue{}}
+		p.orphans[id] = o
+		p.used[id] = true
+	}
+	return o
+}
+
+// FinishAdoption deletes the adopted entries that no Service claimed (Services deleted while no agent ran).
+func (p *Programmer) FinishAdoption() error {
+	var errs []error
+	for id, o := range p.orphans {
+		errs = append(errs, p.clear(o))
+		delete(p.orphans, id)
+		delete(p.used, id)
+	}
+	return errors.Join(errs...)
+}
+
+func (p *Programmer) allocID() uint32 {
+	for p.used[p.next] || p.next == 0 {
+		p.next++
+	}
+	id := p.next
+	p.used[id] = true
+	p.next++
+	return id
+}
+
+// Apply makes the maps hold st for the Service key (namespace/name), writing only what changed. An empty
+// state removes the Service.
+func (p *Programmer) Apply(key string, st ServiceState) error {
+	var errs []error
+	names := make([]string, 0, len(st.Ports))
+	want := map[string]bool{}
+	for i := range st.Ports {
+		d := &st.Ports[i]
+		names = append(names, d.Name)
+		want[d.Name] = true
+		cur := p.ports[d.Name]
+		if cur == nil {
+			cur = p.claim(d)
+			p.ports[d.Name] = cur
+		}
+		if err := p.sync(cur, d); err != nil {
+			errs = append(errs, fmt.Errorf("program %s: %w", d.Name, err))
+		}
+	}
+	for _, n := range p.byService[key] {
+		if !want[n] {
+			if cur := p.ports[n]; cur != nil {
+				errs = append(errs, p.clear(cur))
+				delete(p.used, cur.id)
+				delete(p.ports, n)
+			}
+		}
+	}
+	if len(names) == 0 {
+		delete(p.byService, key)
+	} else {
+		p.byService[key] = names
+	}
+	return errors.Join(errs...)
+}
+
+// claim returns the adopted table that serves one of d's frontends, or a new empty one.
+func (p *Programmer) claim(d *PortState) *programmed {
+	ids := make([]uint32, 0, len(p.orphans))
+	for id := range p.orphans {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	for _, id := range ids {
+		o := p.orphans[id]
+		for k := range d.Frontends {
+			if _, ok := o.frontends[k]; ok {
+				delete(p.orphans, id)
+				return o
+			}
+		}
+	}
+	return &programmed{id: p.allocID(), frontends: map[maps.ServiceKey]maps.ServiceValue{}}
+}
+
+// sync writes the difference between cur and d: new backend slots first, then frontends (whose counts
+// make the new slots visible), then deletes frontends and the slots beyond the new counts.
+func (p *Programmer) sync(cur *programmed, d *PortState) error {
+	if err := p.syncTable(cur.id, maps.TableAll, &cur.all, d.All); err != nil {
+		return err
+	}
+	if err := p.syncTable(cur.id, maps.TableLocal, &cur.local, d.Local); err != nil {
+		return err
+	}
+	for k, flags := range d.Frontends {
+		v := maps.ServiceValue{ID: cur.id, Count: uint16(len(d.All)), LocalCount: uint16(len(d.Local)),
+			Flags: flags, AffinityTimeout: d.AffinityTimeout}
+		if old, ok := cur.frontends[k]; ok && old == v {
+			continue
+		}
+		p.Writes++
+		if err := p.t.UpdateService(k, v); err != nil {
+			return err
+		}
+		cur.frontends[k] = v
+	}
+	for k := range cur.frontends {
+		if _, ok := d.Frontends[k]; ok {
+			continue
+		}
+		p.Writes++
+		if err := p.t.DeleteService(k); err != nil {
+			return err
+		}
+		delete(cur.frontends, k)
+	}
+	if err := p.trimTable(cur.id, maps.TableAll, &cur.all, len(d.All)); err != nil {
+		return err
+	}
+	return p.trimTable(cur.id, maps.TableLocal, &cur.local, len(d.Local))
+}
+
+// syncTable writes the slots of want that differ from *cur (growing *cur as it goes).
+func (p *Programmer) syncTable(id uint32, table uint8, cur *[]maps.BackendValue, want []maps.BackendValue) error {
+	for i, b := range want {
+		if i < len(*cur) && (*cur)[i] == b {
+			continue
+		}
+		p.Writes++
+		if err := p.t.UpdateBackend(maps.BackendKey{ServiceID: id, Slot: uint16(i), Table: table}, b); err != nil {
+			return err
+		}
+		if i < len(*cur) {
+			(*cur)[i] = b
+		} else {
+			*cur = append(*cur, b)
+		}
+	}
+	return nil
+}
+
+// trimTable deletes the slots at and beyond n, which the frontends' counts no longer reach.
+func (p *Programmer) trimTable(id uint32, table uint8, cur *[]maps.BackendValue, n int) error {
+	for i := len(*cur) - 1; i >= n; i-- {
+		p.Writes++
+		if err := p.t.DeleteBackend(maps.BackendKey{ServiceID: id, Slot: uint16(i), Table: table}); err != nil {
+			return err
+		}
+		*cur = (*cur)[:i]
+	}
+	return nil
+}
+
+// clear deletes every entry of a port: frontends first, then backend slots.
+func (p *Programmer) clear(cur *programmed) error {
+	for k := range cur.frontends {
+		p.Writes++
+		if err := p.t.DeleteService(k); err != nil {
+			return err
+		}
+		delete(cur.frontends, k)
+	}
+	for _, tb := range []struct {
+		t uint8
+		l *[]maps.BackendValue
+	}{{maps.TableAll, &cur.all}, {maps.TableLocal, &cur.local}} {
+		for i := len(*tb.l) - 1; i >= 0; i-- {
+			p.Writes++
+			if err := p.t.DeleteBackend(maps.BackendKey{ServiceID: cur.id, Slot: uint16(i), Table: tb.t}); err != nil {
+				return err
+			}
+			*tb.l = (*tb.l)[:i]
+		}
+	}
+	return nil
+}
+
+// Counts are the programmed Services, frontends and backend slots (TableAll).
+func (p *Programmer) Counts() (services, frontends, backends int) {
+	for _, names := range p.byService {
+		services++
+		for _, n := range names {
+			if c := p.ports[n]; c != nil {
+				frontends += len(c.frontends)
+				backends += len(c.all)
+			}
+		}
+	}
+	return services, frontends, backends
+}

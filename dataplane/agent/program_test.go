@@ -1,0 +1,182 @@
+package agent
+
+import (
+	"errors"
+	"net/netip"
+	"testing"
+
+	"github.com/kubedirect/kubedirect/dataplane/maps"
+)
+
+// memTable is an in-memory Table.
+type memTable struct {
+	svcs  map[maps.ServiceKey]maps.ServiceValue
+	bes   map[maps.BackendKey]maps.BackendValue
+	limit int // max services entries; 0 = unlimited
+}
+
+func newMem() *memTable {
+	return &memTable{svcs: map[maps.ServiceKey]maps.ServiceValue{}, bes: map[maps.BackendKey]maps.BackendValue{}}
+}
+
+var errFull = errors.New("map full")
+
+func (m *memTable) UpdateService(k maps.ServiceKey, v maps.ServiceValue) error {
+	if _, ok := m.svcs[k]; !ok && m.limit > 0 && len(m.svcs) >= m.limit {
+		return errFull
+	}
+	m.svcs[k] = v
+	return nil
+}
+func (m *memTable) DeleteService(k maps.ServiceKey) error { delete(m.svcs, k); return nil }
+func (m *memTable) UpdateBackend(k maps.BackendKey, v maps.BackendValue) error {
+	m.bes[k] = v
+	return nil
+}
+func (m *memTable) DeleteBackend(k maps.BackendKey) error { delete(m.bes, k); return nil }
+func (m *memTable) IterateServices(fn func(maps.ServiceKey, maps.ServiceValue) bool) error {
+	for k, v := range m.svcs {
+		if !fn(k, v) {
+			break
+		}
+	}
+	return nil
+}
+func (m *memTable) IterateBackends(fn func(maps.BackendKey, maps.BackendValue) bool) error {
+	for k, v := range m.bes {
+		if !fn(k, v) {
+			break
+		}
+	}
+	return nil
+}
+
+func be(ip string) maps.BackendValue {
+	return maps.BackendValue{Addr: maps.Addr4(netip.MustParseAddr(ip)), Port: 8080, Flags: maps.BackendLocal}
+}
+
+func portState(name string, fe maps.ServiceKey, bes ...maps.BackendValue) PortState {
+	return PortState{Name: name, Frontends: map[maps.ServiceKey]uint32{fe: 0}, All: bes, Local: bes}
+}
+
+// check verifies that the table holds exactly the states given (by frontend).
+func checkTable(t *testing.T, m *memTable, states ...PortState) {
+	t.Helper()
+	nFE, nBE := 0, 0
+	for _, s := range states {
+		for k := range s.Frontends {
+			v, ok := m.svcs[k]
+			if !ok || int(v.Count) != len(s.All) || int(v.LocalCount) != len(s.Local) {
+				t.Fatalf("frontend %+v: %+v %v, want count %d", k, v, ok, len(s.All))
+			}
+			for i, b := range s.All {
+				if m.bes[maps.BackendKey{ServiceID: v.ID, Slot: uint16(i), Table: maps.TableAll}] != b {
+					t.Fatalf("slot %d of %s", i, s.Name)
+				}
+			}
+			nFE++
+		}
+		nBE += len(s.All) + len(s.Local)
+	}
+	if len(m.svcs) != nFE || len(m.bes) != nBE {
+		t.Fatalf("table has %d frontends %d backends, want %d %d", len(m.svcs), len(m.bes), nFE, nBE)
+	}
+}
+
+func TestProgrammerIncremental(t *testing.T) {
+	m := newMem()
+	p := NewProgrammer(m)
+	a := portState("ns/a:80/TCP", key("10.96.0.1", 80, maps.ProtoTCP, maps.ScopeCluster), be("10.244.1.2"))
+	b := portState("ns/b:80/TCP", key("10.96.0.2", 80, maps.ProtoTCP, maps.ScopeCluster), be("10.244.1.3"))
+	if err := p.Apply("ns/a", ServiceState{Ports: []PortState{a}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Apply("ns/b", ServiceState{Ports: []PortState{b}}); err != nil {
+		t.Fatal(err)
+	}
+	checkTable(t, m, a, b)
+	// unchanged: no writes
+	w := p.Writes
+	if err := p.Apply("ns/a", ServiceState{Ports: []PortState{a}}); err != nil || p.Writes != w {
+		t.Fatalf("re-apply wrote %d entries (%v)", p.Writes-w, err)
+	}
+	// scale a to 3: two new slots per table + one frontend update, nothing of b
+	a3 := portState(a.Name, key("10.96.0.1", 80, maps.ProtoTCP, maps.ScopeCluster), be("10.244.1.2"), be("10.244.1.4"), be("10.244.1.5"))
+	w = p.Writes
+	if err := p.Apply("ns/a", ServiceState{Ports: []PortState{a3}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.Writes - w; got != 5 {
+		t.Errorf("scale up wrote %d entries, want 5", got)
+	}
+	checkTable(t, m, a3, b)
+	// scale to 0
+	a0 := portState(a.Name, key("10.96.0.1", 80, maps.ProtoTCP, maps.ScopeCluster))
+	if err := p.Apply("ns/a", ServiceState{Ports: []PortState{a0}}); err != nil {
+		t.Fatal(err)
+	}
+	checkTable(t, m, a0, b)
+	// delete a
+	if err := p.Apply("ns/a", ServiceState{}); err != nil {
+		t.Fatal(err)
+	}
+	checkTable(t, m, b)
+	if s, f, n := p.Counts(); s != 1 || f != 1 || n != 1 {
+		t.Errorf("counts %d %d %d", s, f, n)
+	}
+}
+
+func TestProgrammerAdoptKeepsEntries(t *testing.T) {
+	m := newMem()
+	p := NewProgrammer(m)
+	a := portState("ns/a:80/TCP", key("10.96.0.1", 80, maps.ProtoTCP, maps.ScopeCluster), be("10.244.1.2"), be("10.244.1.3"))
+	gone := portState("ns/gone:80/TCP", key("10.96.0.9", 80, maps.ProtoTCP, maps.ScopeCluster), be("10.244.1.7"))
+	_ = p.Apply("ns/a", ServiceState{Ports: []PortState{a}})
+	_ = p.Apply("ns/gone", ServiceState{Ports: []PortState{gone}})
+	idA := m.svcs[key("10.96.0.1", 80, maps.ProtoTCP, maps.ScopeCluster)].ID
+
+	// a restarted agent: adopts, re-applies the same state without writing, drops the deleted service
+	q := NewProgrammer(m)
+	if err := q.Adopt(); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Apply("ns/a", ServiceState{Ports: []PortState{a}}); err != nil {
+		t.Fatal(err)
+	}
+	if q.Writes != 0 {
+		t.Errorf("adopted state rewritten: %d writes", q.Writes)
+	}
+	if err := q.FinishAdoption(); err != nil {
+		t.Fatal(err)
+	}
+	checkTable(t, m, a)
+	if got := m.svcs[key("10.96.0.1", 80, maps.ProtoTCP, maps.ScopeCluster)].ID; got != idA {
+		t.Errorf("backend table id changed %d -> %d", idA, got)
+	}
+	// a new service does not collide with the adopted id
+	c := portState("ns/c:80/TCP", key("10.96.0.3", 80, maps.ProtoTCP, maps.ScopeCluster), be("10.244.1.8"))
+	_ = q.Apply("ns/c", ServiceState{Ports: []PortState{c}})
+	if m.svcs[key("10.96.0.3", 80, maps.ProtoTCP, maps.ScopeCluster)].ID == idA {
+		t.Error("id reused")
+	}
+	checkTable(t, m, a, c)
+}
+
+func TestProgrammerMapFull(t *testing.T) {
+	m := newMem()
+	m.limit = 1
+	p := NewProgrammer(m)
+	a := portState("ns/a:80/TCP", key("10.96.0.1", 80, maps.ProtoTCP, maps.ScopeCluster), be("10.244.1.2"))
+	b := portState("ns/b:80/TCP", key("10.96.0.2", 80, maps.ProtoTCP, maps.ScopeCluster), be("10.244.1.3"))
+	if err := p.Apply("ns/a", ServiceState{Ports: []PortState{a}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Apply("ns/b", ServiceState{Ports: []PortState{b}}); !errors.Is(err, errFull) {
+		t.Fatalf("want map full, got %v", err)
+	}
+	// the agent then removes what was written of b
+	if err := p.Apply("ns/b", ServiceState{}); err != nil {
+		t.Fatal(err)
+	}
+	checkTable(t, m, a)
+}
