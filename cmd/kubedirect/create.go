@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/kubedirect/kubedirect/provision/kind"
 	"github.com/kubedirect/kubedirect/provision/spec"
@@ -15,6 +16,7 @@ type createOptions struct {
 	dryRun     bool
 	retain     bool
 	kubeconfig string
+	wait       time.Duration // validate the cluster at the end, retrying for up to this long (0: no validation)
 }
 
 func newCreateCommand(g *globals) *cobra.Command {
@@ -33,6 +35,7 @@ func newCreateCommand(g *globals) *cobra.Command {
 	f.StringVarP(&o.file, "file", "f", "", `cluster spec file ("-" reads standard input)`)
 	f.BoolVar(&o.dryRun, "dry-run", false, "change nothing; print what would be created")
 	f.BoolVar(&o.retain, "retain", false, "keep what a failed create made, for debugging")
+	f.DurationVar(&o.wait, "wait", 0, "after creating, validate the cluster as 'validate cluster' does, retrying for up to this long")
 	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file to merge the cluster's context into (default $KUBECONFIG or ~/.kube/config)")
 	_ = cluster.MarkFlagRequired("file")
 	cmd.AddCommand(cluster)

@@ -1,0 +1,36 @@
+// Package manifests embeds what kubedirect applies to clusters: the Helm chart of the node agent
+// (charts/kubedirect) and the templates of the workload `validate cluster` uses to prove source
+// addresses (probe/).
+package manifests
+
+import (
+	"embed"
+	"io/fs"
+)
+
+// ChartDir is the chart's directory inside Chart.
+const ChartDir = "charts/kubedirect"
+
+//go:embed all:charts/kubedirect
+var chartFS embed.FS
+
+//go:embed probe/*.yaml
+var probeFS embed.FS
+
+// Chart returns the kubedirect chart's files, rooted at the chart's directory (Chart.yaml at the top).
+func Chart() fs.FS {
+	sub, err := fs.Sub(chartFS, ChartDir)
+	if err != nil {
+		panic(err) // the path is a constant that the embed directive above guarantees
+	}
+	return sub
+}
+
+// Probe returns the probe workload templates (Go text/template YAML), rooted at probe/.
+func Probe() fs.FS {
+	sub, err := fs.Sub(probeFS, "probe")
+	if err != nil {
+		panic(err)
+	}
+	return sub
+}
