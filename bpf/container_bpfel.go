@@ -54,7 +54,7 @@ type ContainerKdConfig struct {
 	EventSample   uint32
 	VxlanPort     uint16
 	Mode          uint8
-	Pad           uint8
+	Debug         uint8
 }
 
 type ContainerKdCtKey struct {

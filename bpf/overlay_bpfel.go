@@ -54,7 +54,7 @@ type OverlayKdConfig struct {
 	EventSample   uint32
 	VxlanPort     uint16
 	Mode          uint8
-	Pad           uint8
+	Debug         uint8
 }
 
 type OverlayKdCtKey struct {

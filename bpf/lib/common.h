@@ -190,8 +190,12 @@ struct kd_config {
 	__u32 event_sample;	/* 0: no events; N: one flow event per N new flows */
 	__u16 vxlan_port;	/* 8472 */
 	__u8 mode;		/* KD_MODE_*: default external mode */
-	__u8 pad;
+	__u8 debug;		/* KD_DEBUG_* */
 };
+
+/* kd_config.debug: KD_DEBUG_TRACE emits an event for every redirect (tests,
+ * troubleshooting; costly). */
+#define KD_DEBUG_TRACE (1 << 0)
 
 struct kd_metric {
 	__u64 packets;

@@ -30,3 +30,22 @@ static __always_inline void kd_event(struct kd_config *cfg, struct kd_pkt *p, __
 	e->pad = 0;
 	bpf_ringbuf_submit(e, 0);
 }
+
+/* kd_trace records where a packet was sent (KD_DEBUG_TRACE only): verdict,
+ * tunnel peer for encapsulation, target ifindex in svc_id. */
+static __always_inline void kd_trace(struct kd_config *cfg, __u8 verdict, __be32 peer, __u32 ifindex)
+{
+	struct kd_event *e;
+
+	if (!(cfg->debug & KD_DEBUG_TRACE))
+		return;
+	e = bpf_ringbuf_reserve(&kd_events, sizeof(*e), 0);
+	if (!e)
+		return;
+	__builtin_memset(e, 0, sizeof(*e));
+	e->ts = bpf_ktime_get_ns();
+	e->verdict = verdict;
+	e->tunnel_peer = peer;
+	e->svc_id = ifindex;
+	bpf_ringbuf_submit(e, 0);
+}

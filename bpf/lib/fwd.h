@@ -1,6 +1,7 @@
 /* Where a packet goes next: a local pod, the overlay, out of a NIC, the stack. */
 #pragma once
 #include "nat.h"
+#include "events.h"
 
 /* VNI used on the collect-metadata vxlan device; every node uses the same. */
 #define KD_VNI 1
@@ -46,6 +47,7 @@ static __always_inline int kd_encap(struct __sk_buff *skb, struct kd_config *cfg
 	if (bpf_skb_set_tunnel_key(skb, &key, sizeof(key), BPF_F_ZERO_CSUM_TX) < 0)
 		return kd_drop(skb, KD_DROP_REWRITE);
 	kd_count(KD_M_ENCAP, skb->len);
+	kd_trace(cfg, KD_M_ENCAP, node_ip, cfg->vxlan_ifindex);
 	return bpf_redirect(cfg->vxlan_ifindex, 0);
 }
 

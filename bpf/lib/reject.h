@@ -59,7 +59,6 @@ static __always_inline int kd_reject(struct __sk_buff *skb, struct kd_pkt *p)
 {
 	__u32 ifindex = skb->ifindex;
 
-	kd_count(KD_DROP_NO_BACKEND, skb->len);
 	if (p->ihl_words != 5)
 		return kd_drop(skb, KD_DROP_NO_BACKEND);
 	if (p->proto == IPPROTO_TCP) {
@@ -121,5 +120,6 @@ static __always_inline int kd_reject(struct __sk_buff *skb, struct kd_pkt *p)
 			return kd_drop(skb, KD_DROP_REWRITE);
 	}
 	kd_count(KD_M_REJECT, skb->len);
+	kd_count(KD_DROP_NO_BACKEND, skb->len);
 	return bpf_redirect(ifindex, 0);
 }

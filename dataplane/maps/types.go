@@ -98,6 +98,10 @@ const (
 	ModeDSR    uint8 = 1
 )
 
+// DebugTrace in Config.Debug emits an Event (Verdict, TunnelPeer, target
+// ifindex in ServiceID) for every encapsulation. Costly: tests and debugging.
+const DebugTrace uint8 = 1 << 0
+
 // DefaultHairpinAddr is the source a pod sees when it reaches itself through
 // a Service (link-local, never routed off the node).
 var DefaultHairpinAddr = netip.MustParseAddr("169.254.42.1")
@@ -204,7 +208,7 @@ type Config struct {
 	EventSample   uint32 // 0: no flow events; N: one event per N new flows
 	VXLANPort     uint16
 	Mode          uint8 // ModeTunnel / ModeDSR, for services without SvcDSR/SvcTunnel
-	Pad           uint8
+	Debug         uint8 // DebugTrace: an event for every redirect (tests, troubleshooting)
 }
 
 // Metric is struct kd_metric (one per CPU in the map).
