@@ -2,22 +2,103 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"time"
 
+	awsprov "github.com/kubedirect/kubedirect/provision/aws"
 	"github.com/kubedirect/kubedirect/provision/spec"
 )
 
-// planAWS prints the AWS resources create would make or change.
-func planAWS(_ context.Context, _ *globals, c *spec.Cluster) error {
-	return fmt.Errorf("plan cluster %q: the aws provider is not built yet", c.Metadata.Name)
+// kubeconfigTimeout bounds how long create waits for the control plane to publish its kubeconfig.
+const kubeconfigTimeout = 25 * time.Minute
+
+// planAWS prints the AWS resources create would make. It makes no AWS call and needs no credentials.
+func planAWS(_ context.Context, g *globals, c *spec.Cluster) error {
+	plan, err := awsprov.NewProvider(awsprov.WithLogger(g.logger())).PlanOffline(c)
+	if err != nil {
+		return fmt.Errorf("plan cluster %q: %w", c.Metadata.Name, err)
+	}
+	return plan.Write(g.stdout)
 }
 
-// createAWS creates or resumes the cluster on AWS.
-func createAWS(_ context.Context, _ *globals, c *spec.Cluster, _ *createOptions) error {
-	return fmt.Errorf("create cluster %q: the aws provider is not built yet", c.Metadata.Name)
+// createAWS creates or resumes the cluster on AWS: the infrastructure, then it waits for the control
+// plane's admin kubeconfig in the state store and writes it locally.
+func createAWS(ctx context.Context, g *globals, c *spec.Cluster, o *createOptions) error {
+	p := g.printer()
+	prov := awsprov.NewProvider(awsprov.WithLogger(g.logger()))
+	p.Println(fmt.Sprintf("Creating cluster %q on aws (region %s, Kubernetes %s) ...", c.Metadata.Name, c.Spec.AWS.Region, c.Spec.KubernetesVersion))
+	var plan *awsprov.Plan
+	err := p.Step("Creating AWS resources (VPC, security groups, IAM, load balancer, node groups)", func() error {
+		var err error
+		plan, err = prov.Create(ctx, c)
+		return err
+	})
+	if plan != nil && g.verbose {
+		_ = plan.Write(g.stderr)
+	}
+	if err != nil {
+		return fmt.Errorf("create cluster %q: %w\nwhat was made stays: run create again to resume, or delete cluster -f %s to remove it", c.Metadata.Name, err, o.file)
+	}
+	var kubeconfig []byte
+	err = p.Step("Waiting for the control plane to publish its kubeconfig", func() error {
+		var err error
+		kubeconfig, err = prov.Kubeconfig(ctx, c, kubeconfigTimeout)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("create cluster %q: %w (the nodes log their bootstrap to /var/log/kubedirect-bootstrap.log)", c.Metadata.Name, err)
+	}
+	path, err := writeAWSKubeconfig(c.Metadata.Name, kubeconfig)
+	if err != nil {
+		return fmt.Errorf("create cluster %q: %w", c.Metadata.Name, err)
+	}
+	// The dataplane install (kubedirect image and Helm chart, then validate) hooks in here once the
+	// install package can target a cluster by kubeconfig rather than a kind provider.
+	p.Println(fmt.Sprintf("Cluster %q is up on aws; kubeconfig written to %s (export KUBECONFIG=%s).", c.Metadata.Name, path, path))
+	p.Println("The kubedirect dataplane is not installed on aws clusters yet; nodes stay NotReady until it is.")
+	return nil
 }
 
-// deleteAWS removes every resource tagged with the cluster's name.
-func deleteAWS(_ context.Context, _ *globals, c *spec.Cluster) error {
-	return fmt.Errorf("delete cluster %q: the aws provider is not built yet", c.Metadata.Name)
+// writeAWSKubeconfig saves the admin kubeconfig as ~/.kube/kubedirect-<name>.kubeconfig, readable by
+// the user only.
+func writeAWSKubeconfig(name string, data []byte) (string, error) {
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("write kubeconfig: %w", err)
+	}
+	dir := filepath.Join(home, ".kube")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("write kubeconfig: %w", err)
+	}
+	path := filepath.Join(dir, "kubedirect-"+name+".kubeconfig")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		return "", fmt.Errorf("write kubeconfig: %w", err)
+	}
+	return path, nil
+}
+
+// deleteAWS removes every resource tagged with the cluster's name, and its state-store files.
+func deleteAWS(ctx context.Context, g *globals, c *spec.Cluster) error {
+	if c.Spec.AWS == nil {
+		return fmt.Errorf("delete cluster %q: an aws cluster is deleted with -f SPEC (its region and state store are needed)", c.Metadata.Name)
+	}
+	p := g.printer()
+	prov := awsprov.NewProvider(awsprov.WithLogger(g.logger()))
+	var report *awsprov.DeleteReport
+	err := p.Step(fmt.Sprintf("Deleting cluster %q on aws (region %s)", c.Metadata.Name, c.Spec.AWS.Region), func() error {
+		var err error
+		report, err = prov.Delete(ctx, c)
+		return err
+	})
+	if report == nil {
+		return fmt.Errorf("delete cluster %q: %w", c.Metadata.Name, err)
+	}
+	p.Println(fmt.Sprintf("Deleted %d resources.", len(report.Deleted)))
+	if len(report.Failed) > 0 {
+		return fmt.Errorf("delete cluster %q: %d could not be removed (run delete again):\n%w", c.Metadata.Name, len(report.Failed), errors.Join(report.Failed...))
+	}
+	return nil
 }

@@ -1,0 +1,57 @@
+package aws
+
+import (
+	"bytes"
+	_ "embed"
+	"fmt"
+	"strings"
+	"text/template"
+
+	"github.com/kubedirect/kubedirect/provision/spec"
+)
+
+//go:embed templates/userdata.sh.tmpl
+var userDataTemplate string
+
+var userData = template.Must(template.New("userdata").Option("missingkey=error").Parse(userDataTemplate))
+
+// Bootstrap is what a node's user-data script needs to know.
+type Bootstrap struct {
+	Cluster           string
+	NodeGroup         string
+	Role              string
+	ControlPlane      bool
+	KubernetesVersion string // v1.34.4
+	MinorVersion      string // v1.34, the package repository
+	PackageVersion    string // 1.34.4-1.1, the deb version
+	Region            string
+	StateStore        string // s3://bucket/prefix/cluster, no trailing slash
+	APIEndpoint       string // the API load balancer's DNS name
+	PodCIDR           string
+	ServiceCIDR       string
+	DSR               bool
+}
+
+// RenderUserData renders the bootstrap script of a node.
+func RenderUserData(b Bootstrap) ([]byte, error) {
+	var buf bytes.Buffer
+	if err := userData.Execute(&buf, b); err != nil {
+		return nil, fmt.Errorf("render user-data of node group %s: %w", b.NodeGroup, err)
+	}
+	return buf.Bytes(), nil
+}
+
+// bootstrap is the user-data input of a node group.
+func (m *model) bootstrap(g spec.NodeGroup, apiEndpoint string) Bootstrap {
+	v := m.spec.Spec.KubernetesVersion
+	minor := v
+	if parts := strings.SplitN(v, ".", 3); len(parts) == 3 {
+		minor = parts[0] + "." + parts[1]
+	}
+	return Bootstrap{
+		Cluster: m.names.Cluster, NodeGroup: g.Name, Role: string(g.Role), ControlPlane: g.Role == spec.RoleControlPlane,
+		KubernetesVersion: v, MinorVersion: minor, PackageVersion: strings.TrimPrefix(v, "v") + "-1.1",
+		Region: m.region, StateStore: strings.TrimSuffix(m.names.StateStore(), "/"), APIEndpoint: apiEndpoint,
+		PodCIDR: m.spec.Spec.Networking.PodCIDR, ServiceCIDR: m.spec.Spec.Networking.ServiceCIDR, DSR: m.dsr,
+	}
+}
