@@ -58,7 +58,7 @@ dataplane that keeps the client's source IP on NodePort traffic, and proves it e
 		newGetCommand(g),
 		newExportCommand(g),
 		newVersionCommand(g),
-		newEchoCommand(g), newCNICommand(g),
+		newEchoCommand(g), newCNICommand(g), newAgentCommand(g),
 	)
 	return root
 }

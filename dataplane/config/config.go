@@ -38,6 +38,15 @@ type Config struct {
 	HealthAddr string `yaml:"healthAddr" json:"healthAddr"`
 	// BPFFSPath is the directory the maps are pinned under. Default: /sys/fs/bpf/kubedirect.
 	BPFFSPath string `yaml:"bpffsPath" json:"bpffsPath"`
+	// Device is the node NIC the NodePort programs attach to. Default: the interface holding the Node's
+	// InternalIP.
+	Device string `yaml:"device,omitempty" json:"device,omitempty"`
+	// CNIDataDir is shared with the CNI plugin: its IPAM files (the pods the agent programs) and the
+	// node state the agent writes for it. Default: /run/kubedirect.
+	CNIDataDir string `yaml:"cniDataDir,omitempty" json:"cniDataDir,omitempty"`
+	// CgroupPath is the cgroup v2 directory the socket hooks (host-network clients to ClusterIPs) attach
+	// to; "none" disables them. Default: the cgroup2 mount (/sys/fs/cgroup or /sys/fs/cgroup/unified).
+	CgroupPath string `yaml:"cgroupPath,omitempty" json:"cgroupPath,omitempty"`
 }
 
 // MapSizes are the BPF map capacities.
@@ -52,6 +61,7 @@ const (
 	DefaultVXLANPort  = 8472
 	DefaultHealthAddr = ":9890"
 	DefaultBPFFSPath  = "/sys/fs/bpf/kubedirect"
+	DefaultCNIDataDir = "/run/kubedirect"
 )
 
 // SetDefaults fills unset fields.
@@ -76,6 +86,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.BPFFSPath == "" {
 		c.BPFFSPath = DefaultBPFFSPath
+	}
+	if c.CNIDataDir == "" {
+		c.CNIDataDir = DefaultCNIDataDir
 	}
 	if c.MapSizes.Services == 0 {
 		c.MapSizes.Services = 65536

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/kubedirect/kubedirect/dataplane/agent"
+	"github.com/kubedirect/kubedirect/dataplane/config"
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+func newAgentCommand(g *globals) *cobra.Command {
+	var cfgPath, kubeconfig, nodeName string
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run the node agent: program the eBPF dataplane from Services, EndpointSlices and Nodes",
+		Long: `agent runs on every node (hostNetwork, privileged). It loads and attaches the BPF programs, adopts
+the maps pinned under the config's bpffsPath, and keeps them in sync with the API server. It serves
+/healthz, /readyz, /metrics and /status on the config's healthAddr (default :9890).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(cfgPath)
+			if errors.Is(err, os.ErrNotExist) && !cmd.Flags().Changed("config") {
+				cfg = &config.Config{}
+				cfg.SetDefaults()
+			} else if err != nil {
+				return err
+			}
+			if nodeName == "" {
+				return errors.New("agent: --node-name or $NODE_NAME is required")
+			}
+			var rc *rest.Config
+			if kubeconfig != "" {
+				rc, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
+			} else {
+				rc, err = rest.InClusterConfig()
+			}
+			if err != nil {
+				return fmt.Errorf("agent: kubernetes client config: %w", err)
+			}
+			rc.UserAgent = "kubedirect-agent/" + nodeName
+			kc, err := kubernetes.NewForConfig(rc)
+			if err != nil {
+				return fmt.Errorf("agent: kubernetes client: %w", err)
+			}
+			a, err := agent.New(agent.Options{Config: cfg, NodeName: nodeName, Client: kc, Logger: agentLogger(g, cfg.LogLevel)})
+			if err != nil {
+				return err
+			}
+			return a.Run(cmd.Context())
+		},
+	}
+	cmd.Flags().StringVar(&cfgPath, "config", config.DefaultPath, "agent configuration file (defaults apply when the default path is absent)")
+	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig (default: in-cluster service account)")
+	cmd.Flags().StringVar(&nodeName, "node-name", os.Getenv("NODE_NAME"), "this node's name (default $NODE_NAME)")
+	return cmd
+}
+
+// agentLogger honours the config's logLevel unless -v or -q was given.
+func agentLogger(g *globals, level string) *slog.Logger {
+	if g.verbose || g.quiet {
+		return g.logger()
+	}
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: l}))
+}

@@ -1,0 +1,418 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/kubedirect/kubedirect/dataplane/cni"
+	"github.com/kubedirect/kubedirect/dataplane/config"
+	"github.com/kubedirect/kubedirect/dataplane/loader"
+	"github.com/kubedirect/kubedirect/dataplane/maps"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	discoverylisters "k8s.io/client-go/listers/discovery/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/workqueue"
+)
+
+// nodesKey is the queue item that re-reads the Nodes (tunnels, this node's config, topology).
+const nodesKey = "\x00nodes"
+
+// Options configure an Agent.
+type Options struct {
+	// Config is the agent configuration (defaulted).
+	Config *config.Config
+	// NodeName is the Node this agent serves.
+	NodeName string
+	// Client talks to the API server.
+	Client kubernetes.Interface
+	// Logger receives every log line.
+	Logger *slog.Logger
+}
+
+// Agent programs one node's dataplane from the API server.
+type Agent struct {
+	cfg  *config.Config
+	node string
+	kc   kubernetes.Interface
+	log  *slog.Logger
+
+	dp    *loader.Datapath
+	prog  *Programmer
+	queue workqueue.TypedRateLimitingInterface[string]
+	rec   record.EventRecorder
+
+	svcLister   corelisters.ServiceLister
+	sliceLister discoverylisters.EndpointSliceLister
+	nodeLister  corelisters.NodeLister
+
+	// worker-owned
+	topo      Topology
+	tunnels   map[netip.Prefix]netip.Addr
+	nodeAddrs map[netip.Addr]bool
+	netdev    string
+	failedEP  map[netip.Addr]bool // endpoints goroutine only
+
+	mu     sync.Mutex
+	status Status
+}
+
+// Status is the agent's /status document.
+type Status struct {
+	Node      string   `json:"node"`
+	Ready     bool     `json:"ready"`
+	Services  int      `json:"services"`
+	Frontends int      `json:"frontends"`
+	Backends  int      `json:"backends"`
+	Tunnels   int      `json:"tunnels"`
+	Endpoints int      `json:"endpoints"`
+	Conntrack int      `json:"conntrack"`
+	Skipped   []string `json:"skipped,omitempty"`
+	Syncs     int      `json:"syncs"`
+	MapWrites int      `json:"mapWrites"`
+	// SyncErrors counts failed Service programming attempts.
+	SyncErrors int `json:"syncErrors"`
+	// NodeIP is this node's InternalIP and PodCIDR its pod range, once known.
+	NodeIP  string `json:"nodeIP,omitempty"`
+	PodCIDR string `json:"podCIDR,omitempty"`
+
+	skipped map[string]string
+}
+
+// New validates the options.
+func New(o Options) (*Agent, error) {
+	if o.Config == nil || o.Client == nil || o.NodeName == "" {
+		return nil, errors.New("agent: config, client and node name are required")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return &Agent{cfg: o.Config, node: o.NodeName, kc: o.Client, log: o.Logger.With("node", o.NodeName),
+		tunnels: map[netip.Prefix]netip.Addr{}, nodeAddrs: map[netip.Addr]bool{}, failedEP: map[netip.Addr]bool{},
+		status: Status{Node: o.NodeName, skipped: map[string]string{}}}, nil
+}
+
+// Run loads the datapath (adopting pinned maps), waits for this node's Node object, programs the full
+// state once, reports ready and then follows changes until ctx ends. The datapath stays in place when
+// Run returns (maps and attachments are pinned).
+func (a *Agent) Run(ctx context.Context) error {
+	health := a.serveHealth(ctx)
+	defer health()
+
+	dp, err := loader.Load(ctx, loader.Options{PinDir: a.cfg.BPFFSPath, Logger: a.log, MapSizes: loader.MapSizes{
+		Services: uint32(a.cfg.MapSizes.Services), Backends: uint32(a.cfg.MapSizes.Backends),
+		Conntrack: uint32(a.cfg.MapSizes.Conntrack)}})
+	if err != nil {
+		return fmt.Errorf("load datapath: %w", err)
+	}
+	a.dp = dp
+	defer dp.Close()
+	a.prog = NewProgrammer(dp.Maps)
+	if err := a.prog.Adopt(); err != nil {
+		return err
+	}
+
+	bc := record.NewBroadcaster(record.WithContext(ctx))
+	bc.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: a.kc.CoreV1().Events("")})
+	defer bc.Shutdown()
+	a.rec = bc.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "kubedirect-agent", Host: a.node})
+
+	factory := informers.NewSharedInformerFactory(a.kc, 0)
+	svcInf := factory.Core().V1().Services()
+	sliceInf := factory.Discovery().V1().EndpointSlices()
+	nodeInf := factory.Core().V1().Nodes()
+	a.svcLister, a.sliceLister, a.nodeLister = svcInf.Lister(), sliceInf.Lister(), nodeInf.Lister()
+	a.queue = workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]())
+	defer a.queue.ShutDown()
+
+	enqueueSvc := func(obj any) {
+		if k, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
+			a.queue.Add(k)
+		}
+	}
+	enqueueSlice := func(obj any) {
+		if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = t.Obj
+		}
+		if s, ok := obj.(*discoveryv1.EndpointSlice); ok {
+			if name := s.Labels[discoveryv1.LabelServiceName]; name != "" {
+				a.queue.Add(s.Namespace + "/" + name)
+			}
+		}
+	}
+	h := func(f func(any)) cache.ResourceEventHandlerFuncs {
+		return cache.ResourceEventHandlerFuncs{AddFunc: f, UpdateFunc: func(_, n any) { f(n) }, DeleteFunc: f}
+	}
+	if _, err := svcInf.Informer().AddEventHandler(h(enqueueSvc)); err != nil {
+		return fmt.Errorf("watch services: %w", err)
+	}
+	if _, err := sliceInf.Informer().AddEventHandler(h(enqueueSlice)); err != nil {
+		return fmt.Errorf("watch endpointslices: %w", err)
+	}
+	if _, err := nodeInf.Informer().AddEventHandler(h(func(any) { a.queue.Add(nodesKey) })); err != nil {
+		return fmt.Errorf("watch nodes: %w", err)
+	}
+	factory.Start(ctx.Done())
+	defer factory.Shutdown()
+	for typ, ok := range factory.WaitForCacheSync(ctx.Done()) {
+		if !ok {
+			return fmt.Errorf("sync %v informer: %w", typ, ctx.Err())
+		}
+	}
+	a.log.Info("informers synced")
+
+	if err := a.waitForNode(ctx); err != nil {
+		return err
+	}
+	if err := a.initialSync(ctx); err != nil {
+		return err
+	}
+
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() { defer wg.Done(); a.runWorker(ctx) }()
+	go func() { defer wg.Done(); a.runEndpoints(ctx) }()
+	go func() { defer wg.Done(); a.runConntrackGC(ctx) }()
+	<-ctx.Done()
+	a.queue.ShutDown()
+	wg.Wait()
+	a.log.Info("agent stopped; datapath stays pinned", "dir", a.cfg.BPFFSPath)
+	return nil
+}
+
+// waitForNode waits until this node's Node has an InternalIP and a pod CIDR, then sets up the node.
+func (a *Agent) waitForNode(ctx context.Context) error {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		err := a.syncNodes(true)
+		if err == nil {
+			return nil
+		}
+		a.log.Info("waiting for this node", "reason", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// initialSync programs every Service (reusing adopted entries), removes adopted entries of Services that
+// are gone, reconciles endpoints and reports ready.
+func (a *Agent) initialSync(ctx context.Context) error {
+	start := time.Now()
+	svcs, err := a.svcLister.List(labels.Everything())
+	if err != nil {
+		return fmt.Errorf("list services: %w", err)
+	}
+	for _, s := range svcs {
+		a.syncService(ctx, s.Namespace+"/"+s.Name)
+	}
+	if err := a.prog.FinishAdoption(); err != nil {
+		a.log.Error("remove stale services", "err", err)
+	}
+	if err := a.syncEndpoints(true); err != nil {
+		a.log.Error("sync endpoints", "err", err)
+	}
+	a.mu.Lock()
+	a.status.Ready = true
+	a.mu.Unlock()
+	s, f, b := a.prog.Counts()
+	a.log.Info("initial sync done; ready", "services", s, "frontends", f, "backends", b, "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+func (a *Agent) runWorker(ctx context.Context) {
+	for {
+		key, quit := a.queue.Get()
+		if quit {
+			return
+		}
+		if key == nodesKey {
+			if err := a.syncNodes(false); err != nil {
+				a.log.Error("sync nodes", "err", err)
+			}
+		} else if retry := a.syncService(ctx, key); retry && a.queue.NumRequeues(key) < 5 {
+			a.queue.AddRateLimited(key)
+		} else {
+			a.queue.Forget(key)
+		}
+		a.queue.Done(key)
+	}
+}
+
+// syncService programs one Service; it returns true when a retry may help.
+func (a *Agent) syncService(_ context.Context, key string) bool {
+	ns, name, err := cache.SplitMetaNamespaceKey(key)
+	if err != nil {
+		return false
+	}
+	svc, err := a.svcLister.Services(ns).Get(name)
+	if apierrors.IsNotFound(err) {
+		err = a.prog.Apply(key, ServiceState{})
+		a.done(key, "", err)
+		return err != nil
+	}
+	if err != nil {
+		return true
+	}
+	slices, err := a.sliceLister.EndpointSlices(ns).List(labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: name}))
+	if err != nil {
+		return true
+	}
+	st, err := Translate(svc, slices, &a.topo)
+	if err != nil {
+		a.skip(svc, key, "Unsupported", err)
+		return false
+	}
+	if err := a.prog.Apply(key, st); err != nil {
+		a.skip(svc, key, "ProgramFailed", err)
+		return true
+	}
+	a.done(key, "", nil)
+	return false
+}
+
+// skip removes whatever is programmed of the Service, records why, and emits a Warning Event.
+func (a *Agent) skip(svc *corev1.Service, key, reason string, err error) {
+	_ = a.prog.Apply(key, ServiceState{})
+	a.log.Warn("service skipped", "service", key, "reason", reason, "err", err)
+	a.rec.Eventf(svc, corev1.EventTypeWarning, reason, "kubedirect on node %s cannot serve this Service: %v", a.node, err)
+	a.done(key, reason+": "+err.Error(), err)
+}
+
+func (a *Agent) done(key, skipped string, err error) {
+	s, f, b := a.prog.Counts()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.status.Syncs++
+	if err != nil {
+		a.status.SyncErrors++
+	}
+	if skipped != "" {
+		a.status.skipped[key] = skipped
+	} else {
+		delete(a.status.skipped, key)
+	}
+	a.status.Services, a.status.Frontends, a.status.Backends, a.status.MapWrites = s, f, b, a.prog.Writes
+}
+
+// Snapshot returns the current status.
+func (a *Agent) Snapshot() Status {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	st := a.status
+	st.Skipped = nil
+	for k, v := range a.status.skipped {
+		st.Skipped = append(st.Skipped, k+": "+v)
+	}
+	return st
+}
+
+func (a *Agent) runConntrackGC(ctx context.Context) {
+	t := time.NewTicker(10 * time.Second)
+	defer t.Stop()
+	for {
+		deleted, live, err := a.dp.Maps.ConntrackGC()
+		if err != nil {
+			a.log.Error("conntrack gc", "err", err)
+		} else if deleted > 0 {
+			a.log.Debug("conntrack gc", "deleted", deleted, "live", live)
+		}
+		a.mu.Lock()
+		a.status.Conntrack = live
+		a.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (a *Agent) runEndpoints(ctx context.Context) {
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := a.syncEndpoints(false); err != nil {
+			a.log.Error("sync endpoints", "err", err)
+		}
+	}
+}
+
+// syncEndpoints makes the endpoints map hold the pods the CNI plugin attached (its IPAM files) and
+// attaches the container programs to their veths. On the first call it also re-attaches (updates) the
+// programs of every known pod and removes map entries of pods that are gone.
+func (a *Agent) syncEndpoints(first bool) error {
+	eps, err := cni.Store{Dir: cni.IPAMDir(a.cfg.CNIDataDir)}.List()
+	if err != nil {
+		return err
+	}
+	want := map[netip.Addr]maps.EndpointValue{}
+	for _, ep := range eps {
+		if ep.HostIfindex == 0 {
+			continue // ADD still running
+		}
+		v := maps.EndpointValue{Ifindex: uint32(ep.HostIfindex)}
+		copy(v.MAC[:], parseMAC(ep.PodMAC))
+		copy(v.HostMAC[:], parseMAC(ep.HostMAC))
+		want[ep.IP] = v
+	}
+	have := map[netip.Addr]maps.EndpointValue{}
+	if err := a.dp.Maps.IterateEndpoints(func(ip netip.Addr, v maps.EndpointValue) bool { have[ip] = v; return true }); err != nil {
+		return fmt.Errorf("read endpoints map: %w", err)
+	}
+	var errs []error
+	for ip, v := range want {
+		if old, ok := have[ip]; ok && old == v && !first {
+			continue
+		}
+		if err := a.dp.AttachContainer(int(v.Ifindex)); err != nil {
+			if !a.failedEP[ip] { // a stale IPAM file of a pod whose veth is gone: say it once
+				errs = append(errs, fmt.Errorf("attach pod %s: %w", ip, err))
+			}
+			a.failedEP[ip] = true
+			continue
+		}
+		delete(a.failedEP, ip)
+		if err := a.dp.Maps.SetEndpoint(ip, v); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		a.log.Info("pod endpoint programmed", "ip", ip, "ifindex", v.Ifindex)
+	}
+	for ip, v := range have {
+		if _, ok := want[ip]; ok {
+			continue
+		}
+		_ = a.dp.DetachContainer(int(v.Ifindex))
+		if err := a.dp.Maps.DeleteEndpoint(ip); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		a.log.Info("pod endpoint removed", "ip", ip)
+	}
+	a.mu.Lock()
+	a.status.Endpoints = len(want)
+	a.mu.Unlock()
+	return errors.Join(errs...)
+}

@@ -1,0 +1,322 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+
+	"github.com/kubedirect/kubedirect/dataplane/cni"
+	"github.com/kubedirect/kubedirect/dataplane/maps"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+)
+
+// VXLANDevice is the name of the overlay device the agent creates (external / collect-metadata mode).
+const VXLANDevice = "kd-vxlan"
+
+// NodeInfoOf extracts what translation needs from a Node (IPv4 only).
+func NodeInfoOf(n *corev1.Node) NodeInfo {
+	info := NodeInfo{Name: n.Name}
+	for _, t := range []corev1.NodeAddressType{corev1.NodeInternalIP, corev1.NodeExternalIP} {
+		for _, a := range n.Status.Addresses {
+			if a.Type != t {
+				continue
+			}
+			if ip, ok := parseAddr(a.Address); ok {
+				if !info.InternalIP.IsValid() && t == corev1.NodeInternalIP {
+					info.InternalIP = ip
+				}
+				if !containsAddr(info.Addrs, ip) {
+					info.Addrs = append(info.Addrs, ip)
+				}
+			}
+		}
+	}
+	cidrs := append([]string{n.Spec.PodCIDR}, n.Spec.PodCIDRs...)
+	for _, c := range cidrs {
+		if p, err := netip.ParsePrefix(c); err == nil && p.Addr().Is4() {
+			info.PodCIDR = p.Masked()
+			break
+		}
+	}
+	return info
+}
+
+// syncNodes rebuilds the topology from the Node lister, sets this node up on the first call, and
+// updates the tunnel map, the node addresses and the datapath config. When another node's addresses
+// or pod CIDR changed, every Service is re-translated (only changed entries are written).
+func (a *Agent) syncNodes(first bool) error {
+	list, err := a.nodeLister.List(labels.Everything())
+	if err != nil {
+		return fmt.Errorf("list nodes: %w", err)
+	}
+	topo := Topology{Nodes: map[string]NodeInfo{}, DefaultMode: a.cfg.ExternalServiceMode}
+	for _, n := range list {
+		topo.Nodes[n.Name] = NodeInfoOf(n)
+	}
+	self, ok := topo.Nodes[a.node]
+	if !ok {
+		return fmt.Errorf("node %s not found", a.node)
+	}
+	if !self.InternalIP.IsValid() || !self.PodCIDR.IsValid() {
+		return fmt.Errorf("node %s has no InternalIP or pod CIDR yet", a.node)
+	}
+	topo.Self = self
+	if first {
+		if err := a.setupNode(self); err != nil {
+			return err
+		}
+	}
+	var errs []error
+	// tunnels: every other node's pod CIDR through its InternalIP
+	want := map[netip.Prefix]netip.Addr{}
+	for _, n := range topo.Nodes {
+		if n.Name != a.node && n.PodCIDR.IsValid() && n.InternalIP.IsValid() {
+			want[n.PodCIDR] = n.InternalIP
+		}
+	}
+	if first {
+		_ = a.dp.Maps.IterateTunnels(func(p netip.Prefix, ip netip.Addr) bool { a.tunnels[p] = ip; return true })
+	}
+	for p, ip := range want {
+		if a.tunnels[p] == ip {
+			continue
+		}
+		if err := a.dp.Maps.SetTunnel(p, ip); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		a.tunnels[p] = ip
+	}
+	for p := range a.tunnels {
+		if _, ok := want[p]; !ok {
+			if err := a.dp.Maps.DeleteTunnel(p); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			delete(a.tunnels, p)
+		}
+	}
+	// node addresses: where NodePorts answer
+	addrs := map[netip.Addr]bool{}
+	for _, ip := range self.Addrs {
+		addrs[ip] = true
+	}
+	if l, err := netlink.LinkByName(a.netdev); err == nil {
+		if al, err := netlink.AddrList(l, netlink.FAMILY_V4); err == nil {
+			for _, x := range al {
+				if ip, ok := netip.AddrFromSlice(x.IP.To4()); ok {
+					addrs[ip] = true
+				}
+			}
+		}
+	}
+	if first {
+		if cur, err := a.dp.Maps.NodeAddrs4(); err == nil {
+			for _, ip := range cur {
+				a.nodeAddrs[ip] = true
+			}
+		}
+	}
+	for ip := range addrs {
+		if !a.nodeAddrs[ip] {
+			if err := a.dp.Maps.AddNodeAddr(ip); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			a.nodeAddrs[ip] = true
+		}
+	}
+	for ip := range a.nodeAddrs {
+		if !addrs[ip] {
+			if err := a.dp.Maps.DeleteNodeAddr(ip); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			delete(a.nodeAddrs, ip)
+		}
+	}
+	if err := a.writeConfig(self); err != nil {
+		errs = append(errs, err)
+	}
+	changed := !first && !reflect.DeepEqual(sortedNodes(topo), sortedNodes(a.topo))
+	a.topo = topo
+	a.mu.Lock()
+	a.status.Tunnels = len(a.tunnels)
+	a.status.NodeIP, a.status.PodCIDR = self.InternalIP.String(), self.PodCIDR.String()
+	a.mu.Unlock()
+	if changed {
+		svcs, _ := a.svcLister.List(labels.Everything())
+		for _, s := range svcs {
+			a.queue.Add(s.Namespace + "/" + s.Name)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func sortedNodes(t Topology) []NodeInfo {
+	out := make([]NodeInfo, 0, len(t.Nodes))
+	for _, n := range t.Nodes {
+		out = append(out, n)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func (a *Agent) writeConfig(self NodeInfo) error {
+	c := maps.Config{
+		NodeIP:      maps.Addr4(self.InternalIP),
+		PodCIDR:     maps.Addr4(self.PodCIDR.Masked().Addr()),
+		PodMask:     [4]byte(net.CIDRMask(self.PodCIDR.Bits(), 32)),
+		HairpinAddr: maps.Addr4(maps.DefaultHairpinAddr),
+		VXLANPort:   uint16(a.cfg.VXLANPort),
+	}
+	if a.cfg.ExternalServiceMode == "dsr" {
+		c.Mode = maps.ModeDSR
+	}
+	if l, err := netlink.LinkByName(VXLANDevice); err == nil {
+		c.VXLANIfindex = uint32(l.Attrs().Index)
+	}
+	if l, err := netlink.LinkByName(a.netdev); err == nil {
+		c.NetdevIfindex = uint32(l.Attrs().Index)
+	}
+	if old, err := a.dp.Maps.GetConfig(); err == nil && old == c {
+		return nil
+	}
+	return a.dp.Maps.SetConfig(c)
+}
+
+// setupNode finds the NIC, creates the vxlan device, sets the sysctls the datapath needs, attaches the
+// programs and tells the CNI plugin the pod CIDR and MTU.
+func (a *Agent) setupNode(self NodeInfo) error {
+	dev := a.cfg.Device
+	if dev == "" {
+		d, err := linkWithAddr(self.InternalIP)
+		if err != nil {
+			return err
+		}
+		dev = d
+	}
+	a.netdev = dev
+	nic, err := netlink.LinkByName(dev)
+	if err != nil {
+		return fmt.Errorf("find NIC %s: %w", dev, err)
+	}
+	mtu := nic.Attrs().MTU - cni.VXLANOverhead
+	if a.cfg.MTU != 0 {
+		mtu = a.cfg.MTU
+	}
+	if err := ensureVXLAN(a.cfg.VXLANPort, mtu); err != nil {
+		return err
+	}
+	for path, val := range map[string]string{
+		"net/ipv4/ip_forward":                            "1",
+		"net/ipv4/conf/all/rp_filter":                    "0",
+		"net/ipv4/conf/default/rp_filter":                "0",
+		"net/ipv4/conf/" + VXLANDevice + "/rp_filter":    "0",
+		"net/ipv4/conf/" + dev + "/rp_filter":            "0",
+		"net/ipv4/conf/" + VXLANDevice + "/accept_local": "1",
+	} {
+		if err := os.WriteFile(filepath.Join("/proc/sys", path), []byte(val), 0o644); err != nil {
+			a.log.Warn("set sysctl", "key", path, "err", err)
+		}
+	}
+	if err := a.writeConfig(self); err != nil {
+		return err
+	}
+	if err := a.dp.AttachNetdev(dev); err != nil {
+		return fmt.Errorf("attach NIC programs: %w", err)
+	}
+	if err := a.dp.AttachOverlay(VXLANDevice); err != nil {
+		return fmt.Errorf("attach overlay programs: %w", err)
+	}
+	if cg := a.cgroupPath(); cg != "" {
+		if err := a.dp.AttachCgroup(cg); err != nil {
+			return fmt.Errorf("attach socket hooks: %w", err)
+		}
+	}
+	if err := cni.WriteNodeState(a.cfg.CNIDataDir, cni.NodeState{PodCIDR: self.PodCIDR.String(), MTU: mtu}); err != nil {
+		return err
+	}
+	a.log.Info("node set up", "nic", dev, "nodeIP", self.InternalIP, "podCIDR", self.PodCIDR, "podMTU", mtu, "cgroup", a.cgroupPath())
+	return nil
+}
+
+// cgroupPath is the cgroup v2 directory the socket hooks attach to ("" disables them).
+func (a *Agent) cgroupPath() string {
+	switch a.cfg.CgroupPath {
+	case "none":
+		return ""
+	case "":
+		for _, p := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
+			var st unix.Statfs_t
+			if unix.Statfs(p, &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
+				return p
+			}
+		}
+		return ""
+	}
+	return a.cfg.CgroupPath
+}
+
+func linkWithAddr(ip netip.Addr) (string, error) {
+	links, err := netlink.LinkList()
+	if err != nil {
+		return "", fmt.Errorf("list links: %w", err)
+	}
+	for _, l := range links {
+		addrs, err := netlink.AddrList(l, netlink.FAMILY_V4)
+		if err != nil {
+			continue
+		}
+		for _, x := range addrs {
+			if a, ok := netip.AddrFromSlice(x.IP.To4()); ok && a == ip {
+				return l.Attrs().Name, nil
+			}
+		}
+	}
+	return "", fmt.Errorf("no interface holds the node address %s (set device in the config)", ip)
+}
+
+// ensureVXLAN creates the overlay device, or keeps an existing one that already matches (an agent
+// restart must not disturb flows through it).
+func ensureVXLAN(port, mtu int) error {
+	if l, err := netlink.LinkByName(VXLANDevice); err == nil {
+		if v, ok := l.(*netlink.Vxlan); ok && v.FlowBased && v.Port == port {
+			if v.Attrs().MTU != mtu {
+				_ = netlink.LinkSetMTU(l, mtu)
+			}
+			return netlink.LinkSetUp(l)
+		}
+		if err := netlink.LinkDel(l); err != nil {
+			return fmt.Errorf("replace %s: %w", VXLANDevice, err)
+		}
+	}
+	v := &netlink.Vxlan{LinkAttrs: netlink.LinkAttrs{Name: VXLANDevice, MTU: mtu}, FlowBased: true, Port: port, Learning: false}
+	if err := netlink.LinkAdd(v); err != nil {
+		return fmt.Errorf("create %s: %w", VXLANDevice, err)
+	}
+	l, err := netlink.LinkByName(VXLANDevice)
+	if err != nil {
+		return fmt.Errorf("find %s: %w", VXLANDevice, err)
+	}
+	if err := netlink.LinkSetUp(l); err != nil {
+		return fmt.Errorf("set %s up: %w", VXLANDevice, err)
+	}
+	return nil
+}
+
+func parseMAC(s string) net.HardwareAddr {
+	m, err := net.ParseMAC(s)
+	if err != nil || len(m) != 6 {
+		return make(net.HardwareAddr, 6)
+	}
+	return m
+}
