@@ -60,7 +60,7 @@ func podMAC(a netip.Addr) [6]byte    { b := a.As4(); return [6]byte{2, 0x11, b[0
 func podIfindex(a netip.Addr) uint32 { return 1000 + uint32(a.As4()[3]) }
 
 type harness struct {
-	t       *testing.T
+	t       testing.TB
 	d       *loader.Datapath
 	self    netip.Addr
 	nsFd    int
@@ -73,12 +73,18 @@ var nsSeq int
 
 // newHarness loads a datapath into a fresh pin dir configured as node self
 // with pod CIDR cidr and the given local pods, and a namespace for FIB lookups.
-func newHarness(t *testing.T, self netip.Addr, cidr netip.Prefix, mode uint8, pods ...netip.Addr) *harness {
+func newHarness(t testing.TB, self netip.Addr, cidr netip.Prefix, mode uint8, pods ...netip.Addr) *harness {
+	t.Helper()
+	return newHarnessSized(t, loader.MapSizes{Conntrack: 65536}, self, cidr, mode, pods...)
+}
+
+// newHarnessSized is newHarness with explicit map sizes.
+func newHarnessSized(t testing.TB, sizes loader.MapSizes, self netip.Addr, cidr netip.Prefix, mode uint8, pods ...netip.Addr) *harness {
 	t.Helper()
 	testutil.RequireRoot(t)
 	h := &harness{t: t, self: self}
 	h.setupNetns()
-	d, err := loader.Load(context.Background(), loader.Options{PinDir: loadertest.PinDir(t), MapSizes: loader.MapSizes{Conntrack: 65536}})
+	d, err := loader.Load(context.Background(), loader.Options{PinDir: loadertest.PinDir(t), MapSizes: sizes})
 	if err != nil {
 		t.Fatalf("load: %v", err)
 	}

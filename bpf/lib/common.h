@@ -240,3 +240,10 @@ struct kd_sock_val {
 	__u16 backend_port;
 	__u32 pad;
 };
+
+/* kd_event has no map value type, so it is absent from BTF; pin its layout
+ * here (dataplane/maps checks the same numbers on the Go side). */
+_Static_assert(sizeof(struct kd_event) == 40, "kd_event size");
+_Static_assert(__builtin_offsetof(struct kd_event, svc_id) == 24, "kd_event.svc_id");
+_Static_assert(__builtin_offsetof(struct kd_event, nat_port) == 32, "kd_event.nat_port");
+_Static_assert(__builtin_offsetof(struct kd_event, prog) == 37, "kd_event.prog");
