@@ -1,0 +1,354 @@
+package validate
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+// Defaults of Validator.
+const (
+	DefaultAgentNamespace   = "kube-system"
+	DefaultAgentHealthPort  = 9890
+	DefaultEchoHTTPPort     = 8080
+	DefaultEchoUDPPort      = 8081
+	DefaultBaselineHTTPPort = 29080
+	DefaultBaselineUDPPort  = 29081
+	DefaultPodTimeout       = 2 * time.Minute
+	DefaultRowTimeout       = 20 * time.Second
+	DefaultCallTimeout      = 2 * time.Second
+	// NamespacePrefix starts the name of every probe namespace.
+	NamespacePrefix = "kubedirect-validate-"
+)
+
+// StatusFunc reads an agent pod's /status.
+type StatusFunc func(ctx context.Context, pod *corev1.Pod) ([]byte, error)
+
+// Validator validates one cluster. Only Client is required.
+type Validator struct {
+	// Client reaches the cluster (as an admin: the proof creates a namespace, pods and Services).
+	Client kubernetes.Interface
+	// Cluster is the cluster's name, for the report.
+	Cluster string
+	// Prober is the outside client. Default: HostProber.
+	Prober Prober
+	// Status reads an agent's /status. Default: through the API server's pods/proxy.
+	Status StatusFunc
+	// AgentNamespace is where the chart is installed. Default: kube-system.
+	AgentNamespace string
+	// Image and PullPolicy of the echo pods. Default: those of the agent DaemonSet (the self-image).
+	Image, PullPolicy string
+	// EchoHTTPPort/EchoUDPPort are the backends' ports; BaselineHTTPPort/BaselineUDPPort the host-network
+	// echo's, which must be free on every node.
+	EchoHTTPPort, EchoUDPPort, BaselineHTTPPort, BaselineUDPPort int
+	// PodTimeout bounds the wait for the probe pods; RowTimeout the retries of one matrix row (the agent
+	// may still be programming a new Service); CallTimeout one call.
+	PodTimeout, RowTimeout, CallTimeout time.Duration
+	// PollInterval is how often pods are polled. Default: 1s.
+	PollInterval time.Duration
+	// Log receives progress details. Default: discarded.
+	Log *slog.Logger
+}
+
+func (v *Validator) defaults() {
+	if v.Prober == nil {
+		v.Prober = HostProber{}
+	}
+	if v.AgentNamespace == "" {
+		v.AgentNamespace = DefaultAgentNamespace
+	}
+	if v.Status == nil {
+		v.Status = v.proxyStatus
+	}
+	setInt := func(p *int, d int) {
+		if *p == 0 {
+			*p = d
+		}
+	}
+	setInt(&v.EchoHTTPPort, DefaultEchoHTTPPort)
+	setInt(&v.EchoUDPPort, DefaultEchoUDPPort)
+	setInt(&v.BaselineHTTPPort, DefaultBaselineHTTPPort)
+	setInt(&v.BaselineUDPPort, DefaultBaselineUDPPort)
+	setDur := func(p *time.Duration, d time.Duration) {
+		if *p == 0 {
+			*p = d
+		}
+	}
+	setDur(&v.PodTimeout, DefaultPodTimeout)
+	setDur(&v.RowTimeout, DefaultRowTimeout)
+	setDur(&v.CallTimeout, DefaultCallTimeout)
+	setDur(&v.PollInterval, time.Second)
+	if v.Log == nil {
+		v.Log = slog.New(slog.DiscardHandler)
+	}
+}
+
+// proxyStatus reads /status through the API server's pods/proxy subresource.
+func (v *Validator) proxyStatus(ctx context.Context, pod *corev1.Pod) ([]byte, error) {
+	port := DefaultAgentHealthPort
+	for _, c := range pod.Spec.Containers {
+		for _, p := range c.Ports {
+			if p.Name == "health" {
+				port = int(p.ContainerPort)
+			}
+		}
+	}
+	return v.Client.CoreV1().Pods(pod.Namespace).ProxyGet("http", pod.Name, strconv.Itoa(port), "/status", nil).DoRaw(ctx)
+}
+
+// Run validates once. An error means the validation could not be carried out (the API server is
+// unreachable, ctx ended); a failed check is reported in the Report, not as an error.
+func (v *Validator) Run(ctx context.Context) (*Report, error) {
+	v.defaults()
+	rep := &Report{Cluster: v.Cluster}
+	nodes, err := v.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list nodes: %w", err)
+	}
+	rep.Checks = append(rep.Checks, CheckNodes(nodes.Items)...)
+	sys, err := v.Client.CoreV1().Pods(metav1.NamespaceSystem).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list kube-system pods: %w", err)
+	}
+	rep.Checks = append(rep.Checks, CheckSystemPods(sys.Items)...)
+	dss, err := v.Client.AppsV1().DaemonSets(metav1.NamespaceSystem).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list kube-system daemonsets: %w", err)
+	}
+	rep.Checks = append(rep.Checks, CheckKubeProxy(dss.Items, sys.Items))
+
+	agentDS, err := v.Client.AppsV1().DaemonSets(v.AgentNamespace).List(ctx, metav1.ListOptions{LabelSelector: AgentSelector})
+	if err != nil {
+		return nil, fmt.Errorf("list agent daemonsets: %w", err)
+	}
+	if len(agentDS.Items) == 0 {
+		rep.Checks = append(rep.Checks, Check{Name: "agent installed", Target: v.AgentNamespace, Result: Fail,
+			Detail: "no kubedirect DaemonSet (" + AgentSelector + ")"})
+	} else if v.Image == "" {
+		for _, c := range agentDS.Items[0].Spec.Template.Spec.Containers {
+			if c.Name == "agent" || v.Image == "" {
+				v.Image, v.PullPolicy = c.Image, string(c.ImagePullPolicy)
+			}
+		}
+	}
+	agents, err := v.Client.CoreV1().Pods(v.AgentNamespace).List(ctx, metav1.ListOptions{LabelSelector: AgentSelector})
+	if err != nil {
+		return nil, fmt.Errorf("list agent pods: %w", err)
+	}
+	statuses := map[string]AgentStatus{}
+	for i := range agents.Items {
+		p := &agents.Items[i]
+		if podReady(p) {
+			body, err := v.Status(ctx, p)
+			statuses[p.Name] = AgentStatus{Body: body, Err: err}
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	rep.Checks = append(rep.Checks, CheckAgents(nodes.Items, agents.Items, statuses)...)
+
+	rep.Finish()
+	if !rep.Passed {
+		rep.Checks = append(rep.Checks, Check{Name: "source-IP proof", Target: "cluster", Result: Skip, Detail: "not run: the checks above failed"})
+		rep.Finish()
+		return rep, nil
+	}
+	if err := v.prove(ctx, rep, nodes.Items); err != nil {
+		return nil, err
+	}
+	rep.Finish()
+	return rep, nil
+}
+
+// prove runs the source-IP proof in a fresh namespace, which it deletes whatever happens (also when ctx
+// is cancelled, e.g. by Ctrl-C).
+func (v *Validator) prove(ctx context.Context, rep *Report, nodeList []corev1.Node) (err error) {
+	nodes := ProbeNodes(nodeList)
+	if v.Image == "" {
+		rep.Checks = append(rep.Checks, Check{Name: "source-IP proof", Target: "cluster", Result: Fail, Detail: "no echo image: the agent DaemonSet names none"})
+		return nil
+	}
+	suffix := make([]byte, 3)
+	_, _ = rand.Read(suffix)
+	ns := NamespacePrefix + hex.EncodeToString(suffix)
+	var nsObj corev1.Namespace
+	if err := renderObject("namespace.yaml", struct{ Namespace string }{ns}, &nsObj); err != nil {
+		return err
+	}
+	if _, err := v.Client.CoreV1().Namespaces().Create(ctx, &nsObj, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("create probe namespace %s: %w", ns, err)
+	}
+	v.Log.Debug("probe namespace created", "namespace", ns)
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		c := Check{Name: "probe namespace removed", Target: ns, Result: Pass}
+		if derr := v.Client.CoreV1().Namespaces().Delete(dctx, ns, metav1.DeleteOptions{}); derr != nil {
+			c.Result, c.Detail = Fail, derr.Error()
+			if err == nil && ctx.Err() == nil {
+				err = fmt.Errorf("delete probe namespace %s: %w", ns, derr)
+			}
+		}
+		rep.Checks = append(rep.Checks, c)
+	}()
+
+	// Pods: an echo backend on the pod network and a host-network baseline echo on every node.
+	var podNames []string
+	for _, n := range nodes {
+		for _, p := range []podParams{
+			{Name: "echo-" + n.Label, Role: "backend", HTTPPort: v.EchoHTTPPort, UDPPort: v.EchoUDPPort},
+			{Name: "baseline-" + n.Label, Role: "baseline", HostNetwork: true, HTTPPort: v.BaselineHTTPPort, UDPPort: v.BaselineUDPPort},
+		} {
+			p.Namespace, p.NodeLabel, p.Hostname, p.Image, p.PullPolicy = ns, n.Label, n.Hostname, v.Image, v.PullPolicy
+			if p.PullPolicy == "" {
+				p.PullPolicy = string(corev1.PullIfNotPresent)
+			}
+			var pod corev1.Pod
+			if err := renderObject("echo-pod.yaml", p, &pod); err != nil {
+				return err
+			}
+			if _, err := v.Client.CoreV1().Pods(ns).Create(ctx, &pod, metav1.CreateOptions{}); err != nil {
+				return fmt.Errorf("create probe pod %s: %w", p.Name, err)
+			}
+			podNames = append(podNames, p.Name)
+		}
+	}
+	// Services: per backend node, one per policy, TCP and UDP.
+	services := map[string]*corev1.Service{} // key: label/policy
+	for _, n := range nodes {
+		for _, pol := range Policies {
+			sp := serviceParams{Namespace: ns, Name: "echo-" + n.Label + "-" + strings.ToLower(string(pol)), NodeLabel: n.Label, Policy: string(pol),
+				HTTPPort: v.EchoHTTPPort, UDPPort: v.EchoUDPPort}
+			var svc corev1.Service
+			if err := renderObject("service.yaml", sp, &svc); err != nil {
+				return err
+			}
+			created, err := v.Client.CoreV1().Services(ns).Create(ctx, &svc, metav1.CreateOptions{})
+			if err != nil {
+				return fmt.Errorf("create probe service %s: %w", sp.Name, err)
+			}
+			services[n.Label+"/"+string(pol)] = created
+		}
+	}
+	ready, problems, err := v.waitPods(ctx, ns, podNames)
+	if err != nil {
+		return err
+	}
+	rep.Checks = append(rep.Checks, Check{Name: "probe pods ready", Target: ns, Result: Pass, Detail: fmt.Sprintf("%d pods", len(podNames))})
+	if !ready {
+		rep.Checks[len(rep.Checks)-1] = Check{Name: "probe pods ready", Target: ns, Result: Fail, Detail: problems}
+		return nil
+	}
+
+	base, checks := baseline(ctx, v.Prober, nodes, v.BaselineHTTPPort, v.BaselineUDPPort, v.RowTimeout, v.CallTimeout)
+	rep.Checks = append(rep.Checks, checks...)
+	nodeIPs := map[string]string{}
+	for _, n := range nodes {
+		nodeIPs[n.IP] = n.Name
+	}
+	cases := Plan(nodes)
+	rows := make([]Row, len(cases))
+	// Rows that must answer go first: they give the agent time to program the new Services, so a
+	// silent "no reply expected" row is not mistaken for one that is not programmed yet.
+	for _, wantReply := range []bool{true, false} {
+		for i, c := range cases {
+			if c.ExpectsReply() != wantReply {
+				continue
+			}
+			svc := services[c.Backend.Label+"/"+string(c.Policy)]
+			port, err := nodePort(svc, c.Protocol)
+			if err != nil {
+				rows[i] = Judge(Observation{Case: c, Err: err}, base[c.Ingress.Name][c.Protocol], nodeIPs)
+				continue
+			}
+			rows[i] = observe(ctx, v.Prober, c, probeAddr(c.Ingress.IP, port), base[c.Ingress.Name][c.Protocol], nodeIPs, v.RowTimeout, v.CallTimeout)
+			v.Log.Debug("probe", "node", c.Ingress.Name, "backend", c.Placement, "policy", c.Policy, "protocol", c.Protocol, "result", rows[i].Result)
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+	rep.Matrix = rows
+	return nil
+}
+
+// waitPods waits until every named pod is Ready, or PodTimeout; then it says which are not and why.
+func (v *Validator) waitPods(ctx context.Context, ns string, names []string) (bool, string, error) {
+	deadline := time.Now().Add(v.PodTimeout)
+	for {
+		list, err := v.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, "", fmt.Errorf("list probe pods: %w", err)
+		}
+		byName := map[string]*corev1.Pod{}
+		for i := range list.Items {
+			byName[list.Items[i].Name] = &list.Items[i]
+		}
+		var problems []string
+		for _, name := range names {
+			p, ok := byName[name]
+			switch {
+			case !ok:
+				problems = append(problems, name+": missing")
+			case !podReady(p):
+				problems = append(problems, fmt.Sprintf("%s on %s: %s", name, p.Spec.NodeName, podProblem(p)))
+			}
+		}
+		if len(problems) == 0 {
+			return true, "", nil
+		}
+		if time.Now().After(deadline) {
+			return false, joinProblems(problems), nil
+		}
+		select {
+		case <-ctx.Done():
+			return false, "", ctx.Err()
+		case <-time.After(v.PollInterval):
+		}
+	}
+}
+
+func joinProblems(p []string) string {
+	if len(p) > 3 {
+		return fmt.Sprintf("%s; and %d more", strings.Join(p[:3], "; "), len(p)-3)
+	}
+	return strings.Join(p, "; ")
+}
+
+// RunWithWait validates until the cluster passes or wait has passed since the start, retrying every
+// interval; wait 0 validates once. onRetry (optional) is told of every failed attempt before the next.
+// It returns the last report; the error is the last attempt's when it could not produce one.
+func (v *Validator) RunWithWait(ctx context.Context, wait, interval time.Duration, onRetry func(*Report, error)) (*Report, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		rep, err := v.Run(ctx)
+		if err == nil && rep.Passed {
+			return rep, nil
+		}
+		if wait <= 0 || time.Now().Add(interval).After(deadline) || ctx.Err() != nil {
+			if err != nil && errors.Is(err, ctx.Err()) && rep == nil {
+				return nil, err
+			}
+			return rep, err
+		}
+		if onRetry != nil {
+			onRetry(rep, err)
+		}
+		select {
+		case <-ctx.Done():
+			return rep, ctx.Err()
+		case <-time.After(interval):
+		}
+	}
+}
