@@ -1,0 +1,159 @@
+package loader_test
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/kubedirect/kubedirect/dataplane/loader"
+	"github.com/kubedirect/kubedirect/dataplane/loader/loadertest"
+	"github.com/kubedirect/kubedirect/dataplane/maps"
+	"github.com/kubedirect/kubedirect/internal/testutil"
+)
+
+// kdNode is a node namespace on the test underlay with a vxlan device and a
+// loaded, attached datapath.
+type kdNode struct {
+	ns   *netns
+	ip   netip.Addr
+	cidr netip.Prefix
+	d    *loader.Datapath
+	pods []*pod
+}
+
+// TestRootLiveOverlay builds two nodes and an outside client on a bridge
+// (all namespaces created here), a collect-metadata vxlan device per node,
+// and checks with real TCP: client -> A:nodePort -> backend on B (tunnel and
+// dsr), pod on A -> ClusterIP -> pod on B, and pod to pod across nodes. The
+// backend reports the source address it saw: always the real client.
+func TestRootLiveOverlay(t *testing.T) {
+	testutil.RequireRoot(t)
+	for _, mode := range []uint8{maps.ModeTunnel, maps.ModeDSR} {
+		name := map[uint8]string{maps.ModeTunnel: "tunnel", maps.ModeDSR: "dsr"}[mode]
+		t.Run(name, func(t *testing.T) { liveOverlay(t, mode) })
+	}
+}
+
+func liveOverlay(t *testing.T, mode uint8) {
+	under := newNetns(t, "kdu-")
+	sh(t, "ip", "-n", under.name, "link", "add", "br0", "type", "bridge")
+	sh(t, "ip", "-n", under.name, "link", "set", "br0", "up")
+	plug := func(ns *netns, port string, ip netip.Addr) {
+		sh(t, "ip", "-n", under.name, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns.name)
+		sh(t, "ip", "-n", under.name, "link", "set", port, "master", "br0", "up")
+		sh(t, "ip", "-n", ns.name, "addr", "add", ip.String()+"/24", "dev", "eth0")
+		sh(t, "ip", "-n", ns.name, "link", "set", "eth0", "up")
+	}
+	cli := newNetns(t, "kdc-")
+	cliIP := netip.MustParseAddr("192.168.88.99")
+	plug(cli, "pc", cliIP)
+
+	vip := netip.MustParseAddr("10.96.0.10")
+	mk := func(name string, ip netip.Addr, cidr netip.Prefix, podIPs ...netip.Addr) *kdNode {
+		n := &kdNode{ns: newNetns(t, "kdn-"), ip: ip, cidr: cidr}
+		plug(n.ns, "p"+name, ip)
+		sh(t, "ip", "-n", n.ns.name, "link", "add", "vxlan0", "type", "vxlan", "dstport", "8472", "external", "nolearning")
+		sh(t, "ip", "-n", n.ns.name, "link", "set", "vxlan0", "up")
+		for i, a := range podIPs {
+			n.pods = append(n.pods, addPod(t, n.ns, name+string(rune('a'+i)), a))
+		}
+		d, err := loader.Load(context.Background(), loader.Options{PinDir: loadertest.PinDir(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.d = d
+		t.Cleanup(func() { d.Remove() })
+		vx, _ := n.ns.ifindexMAC(t, "vxlan0")
+		nic, _ := n.ns.ifindexMAC(t, "eth0")
+		if err := n.ns.do(func() error {
+			if err := d.AttachNetdev("eth0"); err != nil {
+				return err
+			}
+			if err := d.AttachOverlay("vxlan0"); err != nil {
+				return err
+			}
+			for _, p := range n.pods {
+				if err := d.AttachContainer(p.hostIdx); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatalf("attach: %v", err)
+		}
+		m := d.Maps
+		mask := net.CIDRMask(cidr.Bits(), 32)
+		must(t, m.SetConfig(maps.Config{NodeIP: maps.Addr4(ip), PodCIDR: maps.Addr4(cidr.Addr()), PodMask: [4]byte(mask),
+			HairpinAddr: maps.Addr4(maps.DefaultHairpinAddr), VXLANIfindex: uint32(vx), NetdevIfindex: uint32(nic),
+			VXLANPort: 8472, Mode: mode}))
+		must(t, m.AddNodeAddr(ip))
+		for _, p := range n.pods {
+			must(t, m.SetEndpoint(p.ip, maps.EndpointValue{Ifindex: uint32(p.hostIdx), MAC: p.mac, HostMAC: p.hostMAC}))
+		}
+		return n
+	}
+	a := mk("A", netip.MustParseAddr("192.168.88.1"), netip.MustParsePrefix("10.244.1.0/24"), netip.MustParseAddr("10.244.1.10"))
+	b := mk("B", netip.MustParseAddr("192.168.88.2"), netip.MustParsePrefix("10.244.2.0/24"), netip.MustParseAddr("10.244.2.20"))
+	for _, n := range []*kdNode{a, b} {
+		must(t, n.d.Maps.SetTunnel(a.cidr, a.ip))
+		must(t, n.d.Maps.SetTunnel(b.cidr, b.ip))
+	}
+	pa, pb := a.pods[0], b.pods[0]
+	echoServer(t, pb.ns, 8080)
+
+	// Service: NodePort 30080 and ClusterIP vip:80, one backend pb on B.
+	svc := func(n *kdNode, local bool) {
+		v := maps.BackendValue{Addr: maps.Addr4(pb.ip), Port: 8080}
+		sv := maps.ServiceValue{ID: 1, Count: 1}
+		if local {
+			v.Flags = maps.BackendLocal
+			sv.LocalCount = 1
+			must(t, n.d.Maps.UpdateBackend(maps.BackendKey{ServiceID: 1, Table: maps.TableLocal}, v))
+		} else {
+			v.Flags = maps.BackendRemote
+			v.NodeIP = maps.Addr4(b.ip)
+		}
+		must(t, n.d.Maps.UpdateBackend(maps.BackendKey{ServiceID: 1, Table: maps.TableAll}, v))
+		must(t, n.d.Maps.UpdateService(maps.NewServiceKey(netip.Addr{}, 30080, maps.ProtoTCP, maps.ScopeExternal), sv))
+		must(t, n.d.Maps.UpdateService(maps.NewServiceKey(vip, 80, maps.ProtoTCP, maps.ScopeCluster), sv))
+	}
+	svc(a, false)
+	svc(b, true)
+
+	t.Run("client to nodePort on A, backend on B", func(t *testing.T) {
+		c := dial(t, cli, a.ip.String()+":30080")
+		for i := 0; i < 3; i++ {
+			if got := ask(t, c); !strings.HasPrefix(got, cliIP.String()+":") {
+				t.Fatalf("backend saw %s, want the client %s", got, cliIP)
+			}
+		}
+		if ra := c.RemoteAddr().String(); ra != a.ip.String()+":30080" {
+			t.Fatalf("client's peer %s", ra)
+		}
+	})
+	t.Run("client to nodePort on B, local backend", func(t *testing.T) {
+		c := dial(t, cli, b.ip.String()+":30080")
+		if got := ask(t, c); !strings.HasPrefix(got, cliIP.String()+":") {
+			t.Fatalf("backend saw %s, want the client %s", got, cliIP)
+		}
+	})
+	t.Run("pod on A to ClusterIP, backend on B", func(t *testing.T) {
+		c := dial(t, pa.ns, vip.String()+":80")
+		if got := ask(t, c); !strings.HasPrefix(got, pa.ip.String()+":") {
+			t.Fatalf("backend saw %s, want %s", got, pa.ip)
+		}
+	})
+	t.Run("pod to pod across nodes", func(t *testing.T) {
+		c := dial(t, pa.ns, pb.ip.String()+":8080")
+		if got := ask(t, c); !strings.HasPrefix(got, pa.ip.String()+":") {
+			t.Fatalf("backend saw %s, want %s", got, pa.ip)
+		}
+	})
+	for _, n := range []*kdNode{a, b} {
+		c, err := n.d.Maps.ReadMetrics()
+		must(t, err)
+		t.Logf("node %s: verdicts %v drops %v", n.ip, c.Verdicts, c.Drops)
+	}
+}
