@@ -71,6 +71,15 @@ func TestRootClusterIP(t *testing.T) {
 		rep := h.runPkt(p.ToContainer, tcp(pod2, 8080, pod1, 40004, tcpSYN|tcpACK), actOK)
 		expect(t, rep, vip, 80, pod1, 40004)
 	})
+	t.Run("pod to this node's NodePort", func(t *testing.T) {
+		h.service(svcKey(netip.Addr{}, 30080, maps.ProtoTCP, maps.ScopeExternal), 4, 0, backend{addr: pod2, port: 8080})
+		got := h.runPkt(p.FromContainer, tcp(pod1, 40005, nodeA, 30080, tcpSYN), actRedirect)
+		expect(t, got, pod1, 40005, pod2, 8080)
+		rep := h.runPkt(p.FromContainer, tcp(pod2, 8080, pod1, 40005, tcpSYN|tcpACK), actRedirect)
+		expect(t, rep, nodeA, 30080, pod1, 40005)
+		// Another node's NodePort is left to the stack (that node translates).
+		h.runPkt(p.FromContainer, tcp(pod1, 40006, nodeB, 30080, tcpSYN), actOK)
+	})
 	if h.metric("dnat") == 0 || h.metric("revnat") == 0 || h.metric("local") == 0 {
 		t.Fatalf("metrics not counted: %+v", h.metric("dnat"))
 	}

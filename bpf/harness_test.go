@@ -12,7 +12,6 @@ import (
 	"runtime"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/ringbuf"
@@ -177,7 +176,6 @@ type skbCtx struct {
 	IngressIfindex, Ifindex                                                               uint32
 }
 
-var _ = unsafe.Sizeof(skbCtx{})
 
 // run executes prog on data in the test namespace and returns the verdict and
 // the output bytes.
@@ -235,11 +233,10 @@ func (h *harness) drainEvents() []maps.Event {
 			}
 			return evs
 		}
-		var e maps.Event
-		if len(rec.RawSample) < int(unsafe.Sizeof(e)) {
-			h.t.Fatalf("short event %d", len(rec.RawSample))
+		e, err := maps.DecodeEvent(rec.RawSample)
+		if err != nil {
+			h.t.Fatal(err)
 		}
-		e = *(*maps.Event)(unsafe.Pointer(&rec.RawSample[0]))
 		evs = append(evs, e)
 	}
 }

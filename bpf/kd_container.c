@@ -74,11 +74,12 @@ int from_container(struct __sk_buff *skb)
 		return kd_route(skb, cfg, &p);
 	}
 
-	/* New flow: ClusterIP first; externalIPs / LoadBalancer IPs from a pod
-	 * are served in-cluster the same way (as kube-proxy does). */
+	/* New flow: ClusterIP first; externalIPs / LoadBalancer IPs and this
+	 * node's NodePorts from a pod are served in-cluster the same way (as
+	 * kube-proxy does). Another node's NodePort goes there through the stack. */
 	svc = kd_svc_lookup(&p, KD_SCOPE_CLUSTER, 0);
 	if (!svc)
-		svc = kd_svc_lookup(&p, KD_SCOPE_EXTERNAL, 0);
+		svc = kd_svc_lookup(&p, KD_SCOPE_EXTERNAL, kd_is_node_addr(p.daddr));
 	if (!svc)
 		return kd_route(skb, cfg, &p);
 	if (kd_pick(svc, (svc->flags & KD_SVC_ITP_LOCAL) ? KD_BE_TABLE_LOCAL : KD_BE_TABLE_ALL,

@@ -1,6 +1,7 @@
 package maps
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -372,4 +373,13 @@ func ignoreNotExist(err error, what string) error {
 		return nil
 	}
 	return fmt.Errorf("%s: %w", what, err)
+}
+
+// DecodeEvent decodes one kd_events ring buffer record (ringbuf.Record.RawSample).
+func DecodeEvent(raw []byte) (Event, error) {
+	var e Event
+	if _, err := binary.Decode(raw, binary.NativeEndian, &e); err != nil {
+		return e, fmt.Errorf("decode event: %w", err)
+	}
+	return e, nil
 }
