@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -328,7 +327,8 @@ func joinProblems(p []string) string {
 
 // RunWithWait validates until the cluster passes or wait has passed since the start, retrying every
 // interval; wait 0 validates once. onRetry (optional) is told of every failed attempt before the next.
-// It returns the last report; the error is the last attempt's when it could not produce one.
+// It returns the last attempt's report, or its error when it could not produce one (then the report is
+// nil).
 func (v *Validator) RunWithWait(ctx context.Context, wait, interval time.Duration, onRetry func(*Report, error)) (*Report, error) {
 	deadline := time.Now().Add(wait)
 	for {
@@ -337,9 +337,6 @@ func (v *Validator) RunWithWait(ctx context.Context, wait, interval time.Duratio
 			return rep, nil
 		}
 		if wait <= 0 || time.Now().Add(interval).After(deadline) || ctx.Err() != nil {
-			if err != nil && errors.Is(err, ctx.Err()) && rep == nil {
-				return nil, err
-			}
 			return rep, err
 		}
 		if onRetry != nil {
@@ -347,7 +344,7 @@ func (v *Validator) RunWithWait(ctx context.Context, wait, interval time.Duratio
 		}
 		select {
 		case <-ctx.Done():
-			return rep, ctx.Err()
+			return nil, ctx.Err()
 		case <-time.After(interval):
 		}
 	}
