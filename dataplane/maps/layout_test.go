@@ -22,7 +22,7 @@ import (
 //	kd_metric 16, kd_event 40, kd_sock_key 8, kd_sock_val 16.
 func TestLayoutMatchesBTF(t *testing.T) {
 	cases := []struct {
-		c  string
+		c string
 		v any
 	}{
 		{"kd_svc_key", maps.ServiceKey{}},
