@@ -176,7 +176,6 @@ type skbCtx struct {
 	IngressIfindex, Ifindex                                                               uint32
 }
 
-
 // run executes prog on data in the test namespace and returns the verdict and
 // the output bytes.
 func (h *harness) run(prog *ebpf.Program, data []byte) (uint32, []byte) {
