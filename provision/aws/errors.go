@@ -23,7 +23,8 @@ func retryable(err error) bool {
 	case strings.HasPrefix(code, "Invalid") && strings.HasSuffix(code, ".NotFound"):
 		// A resource created a moment ago is not visible to every endpoint yet.
 		return true
-	case strings.Contains(msg, "instance profile") && (strings.Contains(msg, "invalid") || strings.Contains(msg, "not exist")):
+	case (strings.Contains(msg, "instance profile") || strings.Contains(msg, "iaminstanceprofile")) &&
+		(strings.Contains(msg, "invalid") || strings.Contains(msg, "not exist")):
 		// IAM instance profiles take a while to reach EC2 and Auto Scaling.
 		return true
 	}
@@ -44,10 +45,10 @@ func explain(err error) error {
 		hint = "the AWS credentials are missing, wrong or expired"
 	case code == "UnauthorizedOperation", code == "AccessDenied", code == "AccessDeniedException":
 		hint = "the AWS identity lacks a permission kubedirect needs (see the README's IAM section)"
-	case strings.Contains(code, "LimitExceeded") || strings.Contains(code, "QuotaExceeded") || code == "VcpuLimitExceeded":
-		hint = "an AWS service quota is reached; raise it in Service Quotas or free some resources"
 	case code == "RequestLimitExceeded", code == "Throttling", code == "ThrottlingException":
 		hint = "AWS throttled the requests even after retries; try again in a few minutes"
+	case strings.Contains(code, "LimitExceeded") || strings.Contains(code, "QuotaExceeded") || code == "VcpuLimitExceeded":
+		hint = "an AWS service quota is reached; raise it in Service Quotas or free some resources"
 	case code == "InvalidParameterValue" && strings.Contains(strings.ToLower(api.ErrorMessage()), "zone"):
 		hint = "an availability zone of the spec is not offered to this account"
 	case code == "DependencyViolation":

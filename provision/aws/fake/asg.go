@@ -1,0 +1,153 @@
+package fake
+
+import (
+	"context"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
+	"github.com/aws/aws-sdk-go-v2/service/autoscaling/types"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+)
+
+type asg struct {
+	group     types.AutoScalingGroup
+	tags      map[string]string
+	instances []string
+}
+
+// AutoScaling is the fake's Auto Scaling API. Groups start their instances at once.
+type AutoScaling struct{ c *Cloud }
+
+// AutoScaling returns the account's Auto Scaling API.
+func (c *Cloud) AutoScaling() *AutoScaling { return &AutoScaling{c} }
+
+// DescribeAutoScalingGroups lists groups by name or by "tag:KEY" filters.
+func (f *AutoScaling) DescribeAutoScalingGroups(_ context.Context, in *autoscaling.DescribeAutoScalingGroupsInput, _ ...func(*autoscaling.Options)) (*autoscaling.DescribeAutoScalingGroupsOutput, error) {
+	err := f.c.begin("DescribeAutoScalingGroups")
+	defer f.c.end()
+	if err != nil {
+		return nil, err
+	}
+	out := &autoscaling.DescribeAutoScalingGroupsOutput{}
+	for _, name := range sortedIDs(f.c.asgs) {
+		g := f.c.asgs[name]
+		if len(in.AutoScalingGroupNames) > 0 && !contains(in.AutoScalingGroupNames, name) {
+			continue
+		}
+		ok := true
+		for _, flt := range in.Filters {
+			key, isTag := strings.CutPrefix(aws.ToString(flt.Name), "tag:")
+			if !isTag {
+				return nil, apiError("ValidationError", "unsupported filter %s", aws.ToString(flt.Name))
+			}
+			ok = ok && contains(flt.Values, g.tags[key]) && g.tags[key] != ""
+		}
+		if ok {
+			out.AutoScalingGroups = append(out.AutoScalingGroups, g.group)
+		}
+	}
+	return out, nil
+}
+
+func (f *AutoScaling) checkSubnets(zones string) ([]string, error) {
+	subnets := strings.Split(zones, ",")
+	for _, s := range subnets {
+		if f.c.ec2.subnets[s] == nil {
+			return nil, apiError("ValidationError", "The subnet ID '%s' does not exist", s)
+		}
+	}
+	return subnets, nil
+}
+
+// CreateAutoScalingGroup checks the launch template, subnets and target groups, and starts the
+// desired number of instances, tagged with the group's tags that propagate at launch.
+func (f *AutoScaling) CreateAutoScalingGroup(_ context.Context, in *autoscaling.CreateAutoScalingGroupInput, _ ...func(*autoscaling.Options)) (*autoscaling.CreateAutoScalingGroupOutput, error) {
+	err := f.c.begin("CreateAutoScalingGroup")
+	defer f.c.end()
+	if err != nil {
+		return nil, err
+	}
+	name := aws.ToString(in.AutoScalingGroupName)
+	if f.c.asgs[name] != nil {
+		return nil, apiError("AlreadyExists", "AutoScalingGroup by this name already exists")
+	}
+	subnets, err := f.checkSubnets(aws.ToString(in.VPCZoneIdentifier))
+	if err != nil {
+		return nil, err
+	}
+	for _, tg := range in.TargetGroupARNs {
+		if f.c.elb.tgs[tg] == nil {
+			return nil, apiError("ValidationError", "Provided Target Groups may not be valid: %s", tg)
+		}
+	}
+	tags := map[string]string{}
+	var ec2Tags []ec2types.Tag
+	var descs []types.TagDescription
+	for _, t := range in.Tags {
+		tags[aws.ToString(t.Key)] = aws.ToString(t.Value)
+		descs = append(descs, types.TagDescription{Key: t.Key, Value: t.Value, PropagateAtLaunch: t.PropagateAtLaunch, ResourceId: in.AutoScalingGroupName, ResourceType: aws.String("auto-scaling-group")})
+		if aws.ToBool(t.PropagateAtLaunch) {
+			ec2Tags = append(ec2Tags, ec2types.Tag{Key: t.Key, Value: t.Value})
+		}
+	}
+	lt := aws.ToString(in.LaunchTemplate.LaunchTemplateId)
+	ids, err := f.c.launch(lt, subnets, int(aws.ToInt32(in.DesiredCapacity)), ec2Tags)
+	if err != nil {
+		return nil, err
+	}
+	f.c.asgs[name] = &asg{tags: tags, instances: ids, group: types.AutoScalingGroup{
+		AutoScalingGroupName: in.AutoScalingGroupName, MinSize: in.MinSize, MaxSize: in.MaxSize, DesiredCapacity: in.DesiredCapacity,
+		VPCZoneIdentifier: in.VPCZoneIdentifier, LaunchTemplate: in.LaunchTemplate, TargetGroupARNs: in.TargetGroupARNs, Tags: descs,
+	}}
+	return &autoscaling.CreateAutoScalingGroupOutput{}, nil
+}
+
+// UpdateAutoScalingGroup changes sizes and subnets.
+func (f *AutoScaling) UpdateAutoScalingGroup(_ context.Context, in *autoscaling.UpdateAutoScalingGroupInput, _ ...func(*autoscaling.Options)) (*autoscaling.UpdateAutoScalingGroupOutput, error) {
+	err := f.c.begin("UpdateAutoScalingGroup")
+	defer f.c.end()
+	if err != nil {
+		return nil, err
+	}
+	g := f.c.asgs[aws.ToString(in.AutoScalingGroupName)]
+	if g == nil {
+		return nil, apiError("ValidationError", "AutoScalingGroup name not found - %s", aws.ToString(in.AutoScalingGroupName))
+	}
+	if in.VPCZoneIdentifier != nil {
+		if _, err := f.checkSubnets(aws.ToString(in.VPCZoneIdentifier)); err != nil {
+			return nil, err
+		}
+		g.group.VPCZoneIdentifier = in.VPCZoneIdentifier
+	}
+	if in.MinSize != nil {
+		g.group.MinSize = in.MinSize
+	}
+	if in.MaxSize != nil {
+		g.group.MaxSize = in.MaxSize
+	}
+	if in.DesiredCapacity != nil {
+		g.group.DesiredCapacity = in.DesiredCapacity
+	}
+	return &autoscaling.UpdateAutoScalingGroupOutput{}, nil
+}
+
+// DeleteAutoScalingGroup refuses a group with instances unless forced; forced, it terminates them.
+func (f *AutoScaling) DeleteAutoScalingGroup(_ context.Context, in *autoscaling.DeleteAutoScalingGroupInput, _ ...func(*autoscaling.Options)) (*autoscaling.DeleteAutoScalingGroupOutput, error) {
+	err := f.c.begin("DeleteAutoScalingGroup")
+	defer f.c.end()
+	if err != nil {
+		return nil, err
+	}
+	name := aws.ToString(in.AutoScalingGroupName)
+	g := f.c.asgs[name]
+	if g == nil {
+		return nil, apiError("ValidationError", "AutoScalingGroup name not found - %s", name)
+	}
+	if len(g.instances) > 0 && !aws.ToBool(in.ForceDelete) {
+		return nil, apiError("ResourceInUse", "You cannot delete an AutoScalingGroup while there are instances still in the group.")
+	}
+	f.c.terminate(g.instances)
+	delete(f.c.asgs, name)
+	return &autoscaling.DeleteAutoScalingGroupOutput{}, nil
+}
