@@ -297,7 +297,9 @@ func TestErrorsNameTheCause(t *testing.T) {
 		setup  func(*env)
 		expect []string
 	}{
-		{"credentials", func(e *env) { e.cloud.FailNext("GetCallerIdentity", apiErr("ExpiredToken", "The security token included in the request is expired")) }, []string{"credentials"}},
+		{"credentials", func(e *env) {
+			e.cloud.FailNext("GetCallerIdentity", apiErr("ExpiredToken", "The security token included in the request is expired"))
+		}, []string{"credentials"}},
 		{"bucket in another region", func(e *env) { e.cloud.AddBucket("example-kubedirect-state", "us-east-1") }, []string{"us-east-1", "eu-west-1", "s3://example-kubedirect-state"}},
 		{"no bucket", func(e *env) { e.c.Spec.AWS.StateStore = "s3://missing-bucket/x" }, []string{"does not exist", "missing-bucket"}},
 		{"unknown zone", func(e *env) { e.c.Spec.AWS.Zones = []string{"eu-west-1a", "eu-west-1z"} }, []string{"zone", "eu-west-1z"}},
