@@ -190,7 +190,7 @@ func TestDaemonSet(t *testing.T) {
 		t.Errorf("tolerations %+v do not tolerate every taint (control plane, not-ready)", p.Tolerations)
 	}
 	if len(p.InitContainers) != 1 || !slices.Equal(p.InitContainers[0].Command,
-		[]string{BinaryPath, "cni", "install", "--bin-dir", "/host/opt/cni/bin", "--conf-dir", "/host/etc/cni/net.d"}) {
+		[]string{BinaryPath, "cni", "install", "--bin-dir", "/host/opt/cni/bin", "--conf-dir", "/host/etc/cni/net.d", "--data-dir", "/run/kubedirect"}) {
 		t.Errorf("init container %+v", p.InitContainers)
 	}
 	if len(p.Containers) != 1 {
@@ -226,7 +226,7 @@ func TestDaemonSet(t *testing.T) {
 			hostPaths[v.Name] = v.HostPath.Path
 		}
 	}
-	for name, path := range map[string]string{"bpffs": "/sys/fs/bpf", "cni-bin": "/opt/cni/bin", "cni-conf": "/etc/cni/net.d"} {
+	for name, path := range map[string]string{"bpffs": "/sys/fs/bpf", "cni-bin": "/opt/cni/bin", "cni-conf": "/etc/cni/net.d", "cni-data": "/run/kubedirect"} {
 		if hostPaths[name] != path {
 			t.Errorf("host path %s = %q, want %q", name, hostPaths[name], path)
 		}
@@ -257,7 +257,7 @@ func TestConfigMapIsAgentConfig(t *testing.T) {
 	want := config.Config{PodCIDR: "10.244.0.0/16", ServiceCIDR: "10.96.0.0/16", Encapsulation: "vxlan", VXLANPort: 8472,
 		ExternalServiceMode: "dsr", NodePortRange: "30000-32767", LogLevel: "debug",
 		MapSizes:   config.MapSizes{Services: 65536, Backends: 65536, Conntrack: 1024},
-		HealthAddr: ":9890", BPFFSPath: "/sys/fs/bpf/kubedirect"}
+		HealthAddr: ":9890", BPFFSPath: "/sys/fs/bpf/kubedirect", CNIDataDir: "/run/kubedirect"}
 	if *cfg != want {
 		t.Errorf("agent config\n got %+v\nwant %+v", *cfg, want)
 	}

@@ -132,73 +132,39 @@ func CheckAgents(nodes []corev1.Node, agentPods []corev1.Pod, statuses map[strin
 	return out
 }
 
-// MapsProgrammed decides from an agent's /status JSON whether its BPF maps are programmed. It reads a
-// top-level "maps" field: an object of map name to entry count (a number, or an object with an
-// "entries" or "count" field), or a list of objects with "name" and "entries". The services map must
-// hold entries (every cluster has the kubernetes Service); a top-level "ready": false also fails.
-func MapsProgrammed(status []byte) (bool, string) {
-	var doc map[string]any
-	if err := json.Unmarshal(status, &doc); err != nil {
-		return false, "status is not a JSON object: " + err.Error()
-	}
-	if r, ok := doc["ready"].(bool); ok && !r {
-		return false, "agent reports ready=false"
-	}
-	counts := map[string]int{}
-	switch m := doc["maps"].(type) {
-	case map[string]any:
-		for name, v := range m {
-			if n, ok := entryCount(v); ok {
-				counts[name] = n
-			}
-		}
-	case []any:
-		for _, item := range m {
-			if obj, ok := item.(map[string]any); ok {
-				name, _ := obj["name"].(string)
-				if n, ok := entryCount(obj); ok && name != "" {
-					counts[name] = n
-				}
-			}
-		}
-	default:
-		return false, "status reports no maps"
-	}
-	names := make([]string, 0, len(counts))
-	for name := range counts {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	var parts []string
-	services := -1
-	for _, name := range names {
-		parts = append(parts, fmt.Sprintf("%s=%d", name, counts[name]))
-		if strings.Contains(strings.ToLower(name), "service") {
-			services = max(services, counts[name])
-		}
-	}
-	summary := strings.Join(parts, " ")
-	switch {
-	case services < 0:
-		return false, "status has no services map: " + summary
-	case services == 0:
-		return false, "services map is empty: " + summary
-	}
-	return true, summary
+// agentStatus is the part of the agent's /status JSON (dataplane/agent.Status) the checks read.
+type agentStatus struct {
+	Ready      bool     `json:"ready"`
+	Services   int      `json:"services"`
+	Frontends  int      `json:"frontends"`
+	Backends   int      `json:"backends"`
+	Tunnels    int      `json:"tunnels"`
+	Endpoints  int      `json:"endpoints"`
+	Skipped    []string `json:"skipped"`
+	SyncErrors int      `json:"syncErrors"`
 }
 
-func entryCount(v any) (int, bool) {
-	switch x := v.(type) {
-	case float64:
-		return int(x), true
-	case map[string]any:
-		for _, k := range []string{"entries", "count", "len", "size"} {
-			if n, ok := x[k].(float64); ok {
-				return int(n), true
-			}
-		}
+// MapsProgrammed decides from an agent's /status JSON whether its BPF maps are programmed: the agent
+// reports ready, and its services map holds frontends with backends (every cluster has the kubernetes
+// Service, whose backend is the API server). Services the agent skipped are shown, not failed.
+func MapsProgrammed(status []byte) (bool, string) {
+	var st agentStatus
+	if err := json.Unmarshal(status, &st); err != nil {
+		return false, "status is not the agent's JSON: " + err.Error()
 	}
-	return 0, false
+	summary := fmt.Sprintf("services=%d frontends=%d backends=%d tunnels=%d endpoints=%d", st.Services, st.Frontends, st.Backends, st.Tunnels, st.Endpoints)
+	if len(st.Skipped) > 0 {
+		summary += fmt.Sprintf(" skipped=%d (%s)", len(st.Skipped), strings.Join(st.Skipped, "; "))
+	}
+	switch {
+	case !st.Ready:
+		return false, "agent reports ready=false: " + summary
+	case st.Services == 0 || st.Frontends == 0:
+		return false, "no service frontends programmed: " + summary
+	case st.Backends == 0:
+		return false, "no service backends programmed: " + summary
+	}
+	return true, summary
 }
 
 func podReady(p *corev1.Pod) bool {

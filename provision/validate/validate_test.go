@@ -150,7 +150,7 @@ func (f *fakeCluster) Probe(ctx context.Context, proto corev1.Protocol, addr str
 }
 
 func okStatus(context.Context, *corev1.Pod) ([]byte, error) {
-	return []byte(`{"maps":{"services":{"entries":4},"backends":{"entries":6},"conntrack":{"entries":0}}}`), nil
+	return []byte(`{"node":"n","ready":true,"services":2,"frontends":4,"backends":3,"tunnels":2,"endpoints":2,"conntrack":0,"syncs":3,"mapWrites":12,"syncErrors":0}`), nil
 }
 
 func (f *fakeCluster) validator() *Validator {
@@ -298,7 +298,7 @@ func TestAgentWithoutMapsFails(t *testing.T) {
 	v := f.validator()
 	v.Status = func(_ context.Context, p *corev1.Pod) ([]byte, error) {
 		if p.Spec.NodeName == "demo-worker" {
-			return []byte(`{"maps":{"services":{"entries":0}}}`), nil
+			return []byte(`{"ready":true,"services":0,"frontends":0,"backends":0}`), nil
 		}
 		return okStatus(nil, p)
 	}
@@ -416,14 +416,12 @@ func TestJudge(t *testing.T) {
 
 func TestMapsProgrammed(t *testing.T) {
 	for body, want := range map[string]bool{
-		`{"maps":{"services":{"entries":3},"backends":{"entries":3}}}`: true,
-		`{"maps":{"services":12}}`:                                      true,
-		`{"maps":[{"name":"kd_services","entries":2}]}`:                 true,
-		`{"maps":{"services":{"entries":0}}}`:                           false,
-		`{"maps":{"backends":{"entries":3}}}`:                           false,
-		`{"ready":false,"maps":{"services":3}}`:                         false,
-		`{"ready":true}`:                                                false,
-		`not json`:                                                      false,
+		`{"node":"a","ready":true,"services":2,"frontends":4,"backends":3,"tunnels":2}`:                    true,
+		`{"ready":true,"services":2,"frontends":4,"backends":3,"skipped":["default/sctp: protocol SCTP"]}`: true,
+		`{"ready":false,"services":2,"frontends":4,"backends":3}`:                                          false,
+		`{"ready":true,"services":0,"frontends":0,"backends":0}`:                                           false,
+		`{"ready":true,"services":1,"frontends":1,"backends":0}`:                                           false,
+		`not json`: false,
 	} {
 		if got, detail := MapsProgrammed([]byte(body)); got != want {
 			t.Errorf("%s: got %v (%s), want %v", body, got, detail, want)
