@@ -60,7 +60,8 @@ func runRepeat(b *testing.B, h *harness, prog *ebpf.Program, data []byte, want u
 }
 
 // BenchmarkRootNodePortProgram measures from_netdev (the NodePort program)
-// in ns per packet with 10, 10,000 and 100,000 services programmed:
+// in ns per packet with 10, 10,000 and 100,000 services programmed, on three
+// paths:
 //
 //   - established: a NodePort flow forwarded to a remote node, after its
 //     first packet (conntrack hit, tunnel key, redirect): the per-packet path.
@@ -68,47 +69,89 @@ func runRepeat(b *testing.B, h *harness, prog *ebpf.Program, data []byte, want u
 //     the frontend maps every time (exact miss, node address, wildcard hit;
 //     eTP Local with no local backend, so no state is created and the packet
 //     is dropped): the service-lookup cost the service count could affect.
+//   - newflow: the first packet of 100,000 distinct flows (service lookup,
+//     backend pick, conntrack insert, encapsulation), one BPF_PROG_TEST_RUN
+//     each (repeat 1; the kernel's own per-run time, so syscall cost is excluded).
 //
-// Each figure is one BPF_PROG_TEST_RUN with repeat 1e6 per b.N iteration.
-// The parent benchmark logs the ratio 100,000 / 10 for both.
+// established and lookup are one BPF_PROG_TEST_RUN with repeat 1e6 per
+// measurement. The three service counts are loaded side by side and measured
+// in turn within every b.N iteration, so a noisy neighbour hits all of them
+// alike; the reported figures are the minimum over the iterations
+// ("ns/pkt@N") and the ratio 100k/10 of those minimums.
 func BenchmarkRootNodePortProgram(b *testing.B) {
-	results := map[string]map[int]float64{"established": {}, "lookup": {}}
 	counts := []int{10, 10_000, 100_000}
-	for _, n := range counts {
-		for _, path := range []string{"established", "lookup"} {
-			b.Run(fmt.Sprintf("services=%d/%s", n, path), func(b *testing.B) {
-				h := newHarnessSized(b, loader.MapSizes{Services: 262144, Backends: 262144, Conntrack: 65536},
+	for _, path := range []string{"established", "lookup", "newflow"} {
+		b.Run(path, func(b *testing.B) {
+			hs := make([]*harness, len(counts))
+			for i, n := range counts {
+				h := newHarnessSized(b, loader.MapSizes{Services: 262144, Backends: 262144, Conntrack: 262144},
 					nodeA, cidrA, maps.ModeTunnel)
-				h.d.Maps.SetConfig(func() maps.Config { c, _ := h.d.Maps.GetConfig(); c.Debug = 0; c.EventSample = 0; return c }())
+				c, err := h.d.Maps.GetConfig()
+				must(b, err)
+				c.Debug, c.EventSample = 0, 0
+				must(b, h.d.Maps.SetConfig(c))
 				fillServices(b, h, n-2)
 				h.service(svcKey(netip.Addr{}, 30080, maps.ProtoTCP, maps.ScopeExternal), 1, 0,
 					backend{addr: podB, port: 8080, node: nodeB})
 				h.service(svcKey(netip.Addr{}, 30081, maps.ProtoTCP, maps.ScopeExternal), 2, maps.SvcExternalLocal,
 					backend{addr: podB, port: 8080, node: nodeB})
-				var data []byte
-				want := uint32(actRedirect)
-				if path == "established" {
-					data = tcp(client, 50000, nodeA, 30080, tcpACK).bytes()
-				} else {
-					data = tcp(client, 50000, nodeA, 30081, tcpACK).bytes()
-					want = actShot
+				hs[i] = h
+			}
+			data := tcp(client, 50000, nodeA, 30080, tcpACK).bytes()
+			want := uint32(actRedirect)
+			if path == "lookup" {
+				data = tcp(client, 50000, nodeA, 30081, tcpACK).bytes()
+				want = actShot
+			}
+			best := make([]float64, len(counts))
+			measure := func(i, iter int) float64 {
+				if path == "newflow" {
+					return newFlows(b, hs[i], iter)
 				}
-				runRepeat(b, h, h.d.Programs.FromNetdev, data, want) // warm up, create the flow
-				var total float64
-				b.ResetTimer()
-				for i := 0; i < b.N; i++ {
-					total += runRepeat(b, h, h.d.Programs.FromNetdev, data, want)
+				return runRepeat(b, hs[i], hs[i].d.Programs.FromNetdev, data, want)
+			}
+			for i := range hs {
+				measure(i, -1) // warm up; creates the established flow
+			}
+			b.ResetTimer()
+			for iter := 0; iter < b.N; iter++ {
+				for i := range hs {
+					if ns := measure(i, iter); best[i] == 0 || ns < best[i] {
+						best[i] = ns
+					}
 				}
-				ns := total / float64(b.N)
-				b.ReportMetric(ns, "ns/pkt")
-				results[path][n] = ns
-			})
-		}
-	}
-	for path, r := range results {
-		if r[10] > 0 && r[100_000] > 0 {
+			}
+			b.StopTimer()
+			for i, n := range counts {
+				b.ReportMetric(best[i], fmt.Sprintf("ns/pkt@%d", n))
+			}
+			b.ReportMetric(best[2]/best[0], "ratio100k/10")
 			b.Logf("%s: 10 services %.1f ns/pkt, 10k %.1f, 100k %.1f; ratio 100k/10 = %.2f",
-				path, r[10], r[10_000], r[100_000], r[100_000]/r[10])
+				path, best[0], best[1], best[2], best[2]/best[0])
+		})
+	}
+}
+
+// newFlows runs the first packet of 100,000 distinct flows (distinct per
+// iter) and returns the kernel-measured ns per packet.
+func newFlows(b *testing.B, h *harness, iter int) float64 {
+	const flows = 100_000
+	var total time.Duration
+	pkts := 0
+	{
+		for f := 0; f < flows; f++ {
+			src := netip.AddrFrom4([4]byte{198, 18, byte(f >> 8), byte(f)})
+			data := tcp(src, uint16(2048+iter), nodeA, 30080, tcpSYN).bytes()
+			ret, d, err := h.d.Programs.FromNetdev.Benchmark(data, 1, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if ret != actRedirect {
+				b.Fatalf("verdict %d", ret)
+			}
+			total += d
+			pkts++
 		}
 	}
+	return float64(total.Nanoseconds()) / float64(pkts)
 }

@@ -469,3 +469,19 @@ func TestRootMalformedAndOtherTraffic(t *testing.T) {
 		t.Fatalf("malformed packets not counted")
 	}
 }
+
+// TestRootToOverlay: packets the stack routes into the vxlan device get the
+// tunnel key of the destination's node; without one they are dropped.
+func TestRootToOverlay(t *testing.T) {
+	h := newHarness(t, nodeA, cidrA, maps.ModeTunnel)
+	h.drainEvents()
+	got := h.runPkt(h.d.Programs.ToOverlay, tcp(nodeA, 40000, podB, 8080, tcpSYN), actOK)
+	expect(t, got, nodeA, 40000, podB, 8080)
+	if peers := h.encapPeers(); len(peers) != 1 || peers[0] != nodeB {
+		t.Fatalf("tunnel peers %v, want [%s]", peers, nodeB)
+	}
+	h.runPkt(h.d.Programs.ToOverlay, tcp(nodeA, 40000, netip.MustParseAddr("10.250.0.1"), 8080, tcpSYN), actShot)
+	if n := h.metric("no_tunnel"); n != 1 {
+		t.Fatalf("no_tunnel = %d", n)
+	}
+}

@@ -96,5 +96,6 @@ int to_overlay(struct __sk_buff *skb)
 	if (bpf_skb_set_tunnel_key(skb, &tk, sizeof(tk), BPF_F_ZERO_CSUM_TX) < 0)
 		return kd_drop(skb, KD_DROP_REWRITE);
 	kd_count(KD_M_ENCAP, skb->len);
+	kd_trace(cfg, KD_M_ENCAP, node, skb->ifindex);
 	return TC_ACT_OK;
 }
