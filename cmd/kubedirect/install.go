@@ -17,7 +17,7 @@ var nodeArch = runtime.GOARCH
 
 // printDataplane prints, for --dry-run, the manifests the dataplane install would apply. Values known
 // only once the nodes exist are shown as what they will be derived from: on kind the API server is the
-// container the internal kubeconfig names (its IP is used at install time).
+// bootstrap control-plane container (its IP is used at install time).
 func printDataplane(g *globals, c *spec.Cluster) error {
 	o := install.ValuesOptions{APIServerPort: install.DefaultAPIServerPort}
 	switch {
@@ -32,10 +32,8 @@ func printDataplane(g *globals, c *spec.Cluster) error {
 		}
 	}
 	if c.Spec.Provider == spec.ProviderKind {
+		// At install time this becomes the container's IP (see install.KindAPIServerAddress).
 		o.APIServerHost = c.Metadata.Name + "-control-plane"
-		if controlPlanes(c) > 1 {
-			o.APIServerHost = c.Metadata.Name + "-external-load-balancer"
-		}
 	} else {
 		o.APIServerHost = "<api server address>"
 	}
@@ -46,16 +44,6 @@ func printDataplane(g *globals, c *spec.Cluster) error {
 	fmt.Fprintf(g.stdout, "# kubedirect dataplane: Helm release %q in namespace %s, image %s\n%s",
 		install.ReleaseName, install.Namespace, o.Image.Ref(), out)
 	return nil
-}
-
-func controlPlanes(c *spec.Cluster) int {
-	n := 0
-	for _, ng := range c.Spec.NodeGroups {
-		if ng.Role == spec.RoleControlPlane {
-			n += ng.Count
-		}
-	}
-	return n
 }
 
 // installDataplane loads kubedirect's own image into the nodes and installs the chart with Helm (or

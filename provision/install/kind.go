@@ -59,10 +59,12 @@ func LoadIntoKind(ctx context.Context, kp *cluster.Provider, clusterName string,
 	return loaded, errors.Join(errs...)
 }
 
-// KindAPIServerAddress returns the address the agents reach the API server at, from inside the kind
-// network: the IP of the node (control plane, or the external load balancer of an HA control plane)
-// that the cluster's internal kubeconfig names, and its port. An IP is used, not the container's name:
-// the agents run with dnsPolicy ClusterFirstWithHostNet and cluster DNS is not served before they are.
+// KindAPIServerAddress returns the address the agents reach the API server at from inside the kind
+// network: the IP of the bootstrap control-plane node and the API server's port there (the port of the
+// cluster's internal kubeconfig). An IP is used, not the container's name, because the agents run with
+// dnsPolicy ClusterFirstWithHostNet and cluster DNS is not served before they are; and a control-plane
+// node rather than the load balancer of an HA control plane, because kubeadm puts each control-plane
+// node's IP in the serving certificate but not the load balancer's.
 func KindAPIServerAddress(kp *cluster.Provider, clusterName string) (string, int, error) {
 	kc, err := kp.KubeConfig(clusterName, true)
 	if err != nil {
@@ -72,7 +74,7 @@ func KindAPIServerAddress(kp *cluster.Provider, clusterName string) (string, int
 	if err != nil {
 		return "", 0, err
 	}
-	host, port, err := APIServerHostFromKubeconfigServer(server)
+	_, port, err := APIServerHostFromKubeconfigServer(server)
 	if err != nil {
 		return "", 0, err
 	}
@@ -80,22 +82,15 @@ func KindAPIServerAddress(kp *cluster.Provider, clusterName string) (string, int
 	if err != nil {
 		return "", 0, fmt.Errorf("list nodes of kind cluster %q: %w", clusterName, err)
 	}
-	for _, n := range all {
-		if n.String() != host {
-			continue
-		}
-		ip, _, err := n.IP()
-		if err != nil || ip == "" {
-			return "", 0, fmt.Errorf("ip of node %s: %v", host, err)
-		}
-		return ip, port, nil
+	cp, err := nodeutils.BootstrapControlPlaneNode(all)
+	if err != nil {
+		return "", 0, fmt.Errorf("control-plane node of %q: %w", clusterName, err)
 	}
-	if ep, err := nodeutils.APIServerEndpointNode(all); err == nil {
-		if ip, _, err := ep.IP(); err == nil && ip != "" {
-			return ip, port, nil
-		}
+	ip, _, err := cp.IP()
+	if err != nil || ip == "" {
+		return "", 0, fmt.Errorf("ip of node %s: %v", cp.String(), err)
 	}
-	return host, port, nil
+	return ip, port, nil
 }
 
 // kubeconfigServer returns the server URL of a kubeconfig's current context.
