@@ -146,7 +146,20 @@ func TestRootNodePortLocal(t *testing.T) {
 		{"tcp externalIP", tcp(client, 50001, extIP, 80, tcpSYN), extIP, 80, 8080},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			h.drainEvents()
 			got := h.runPkt(p.FromNetdev, tc.in, actRedirect)
+			// One flow event for the new flow, with its translation.
+			var flows []maps.Event
+			for _, e := range h.drainEvents() {
+				if e.Prog != 0 {
+					flows = append(flows, e)
+				}
+			}
+			if len(flows) != 1 || flows[0].Prog != maps.ProgFromNetdev || flows[0].Verdict != maps.MetricDNAT ||
+				netip.AddrFrom4(flows[0].NATAddr) != pod2 || flows[0].NATPort != tc.bport ||
+				netip.AddrFrom4(flows[0].SrcAddr) != client || flows[0].DstPort != tc.in.DstPort {
+				t.Fatalf("flow events %+v", flows)
+			}
 			expect(t, got, client, tc.in.SrcPort, pod2, tc.bport)
 			expectMACs(t, got, podMAC(pod2), hostMAC)
 			rep := tc.in

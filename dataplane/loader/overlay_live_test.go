@@ -2,10 +2,12 @@ package loader_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kubedirect/kubedirect/dataplane/loader"
 	"github.com/kubedirect/kubedirect/dataplane/loader/loadertest"
@@ -122,6 +124,63 @@ func liveOverlay(t *testing.T, mode uint8) {
 	svc(a, false)
 	svc(b, true)
 
+	// A host-network backend on B (an echo server in B's node namespace on
+	// its own address), behind NodePort 30090 on both nodes.
+	sh(t, "ip", "netns", "exec", b.ns.name, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.vxlan0.rp_filter=0")
+	echoServer(t, b.ns, 9090)
+	hostBE := maps.BackendValue{Addr: maps.Addr4(b.ip), Port: 9090, Flags: maps.BackendLocal | maps.BackendHostNet}
+	_, _, err := b.d.Maps.SetService(2, []maps.ServiceKey{maps.NewServiceKey(netip.Addr{}, 30090, maps.ProtoTCP, maps.ScopeExternal)},
+		nil, maps.ServiceValue{}, []maps.BackendValue{hostBE}, 0, 0)
+	must(t, err)
+	hostBE.Flags, hostBE.NodeIP = maps.BackendRemote|maps.BackendHostNet, maps.Addr4(b.ip)
+	_, _, err = a.d.Maps.SetService(2, []maps.ServiceKey{maps.NewServiceKey(netip.Addr{}, 30090, maps.ProtoTCP, maps.ScopeExternal)},
+		nil, maps.ServiceValue{}, []maps.BackendValue{hostBE}, 0, 0)
+	must(t, err)
+	// UDP NodePort 30053 -> pb:5353 (UDP echo).
+	udpEcho(t, pb.ns, 5353)
+	udpBE := maps.BackendValue{Addr: maps.Addr4(pb.ip), Port: 5353, Flags: maps.BackendLocal}
+	_, _, err = b.d.Maps.SetService(3, []maps.ServiceKey{maps.NewServiceKey(netip.Addr{}, 30053, maps.ProtoUDP, maps.ScopeExternal)},
+		nil, maps.ServiceValue{}, []maps.BackendValue{udpBE}, 0, 0)
+	must(t, err)
+	udpBE.Flags, udpBE.NodeIP = maps.BackendRemote, maps.Addr4(b.ip)
+	_, _, err = a.d.Maps.SetService(3, []maps.ServiceKey{maps.NewServiceKey(netip.Addr{}, 30053, maps.ProtoUDP, maps.ScopeExternal)},
+		nil, maps.ServiceValue{}, []maps.BackendValue{udpBE}, 0, 0)
+	must(t, err)
+
+	t.Run("client to nodePort on A, host-network backend on B", func(t *testing.T) {
+		c := dial(t, cli, a.ip.String()+":30090")
+		for i := 0; i < 3; i++ {
+			if got := ask(t, c); !strings.HasPrefix(got, cliIP.String()+":") {
+				t.Fatalf("backend saw %s, want the client %s", got, cliIP)
+			}
+		}
+	})
+	t.Run("udp client to nodePort on A, backend on B", func(t *testing.T) {
+		var got, from string
+		if err := cli.do(func() error {
+			u, err := net.ListenPacket("udp4", ":0")
+			if err != nil {
+				return err
+			}
+			defer u.Close()
+			u.SetDeadline(time.Now().Add(3 * time.Second))
+			if _, err := u.WriteTo([]byte("hi"), &net.UDPAddr{IP: a.ip.AsSlice(), Port: 30053}); err != nil {
+				return err
+			}
+			buf := make([]byte, 64)
+			n, src, err := u.ReadFrom(buf)
+			if err != nil {
+				return err
+			}
+			got, from = string(buf[:n]), src.String()
+			return nil
+		}); err != nil {
+			t.Fatalf("udp: %v", err)
+		}
+		if !strings.HasPrefix(got, cliIP.String()+":") || from != a.ip.String()+":30053" {
+			t.Fatalf("udp reply %q from %s; want the client's address from %s:30053", got, from, a.ip)
+		}
+	})
 	t.Run("client to nodePort on A, backend on B", func(t *testing.T) {
 		c := dial(t, cli, a.ip.String()+":30080")
 		for i := 0; i < 3; i++ {
@@ -156,4 +215,26 @@ func liveOverlay(t *testing.T, mode uint8) {
 		must(t, err)
 		t.Logf("node %s: verdicts %v drops %v", n.ip, c.Verdicts, c.Drops)
 	}
+}
+
+// udpEcho answers each datagram on port in ns with the sender address it saw.
+func udpEcho(t *testing.T, ns *netns, port int) {
+	var pc net.PacketConn
+	if err := ns.do(func() (err error) {
+		pc, err = net.ListenPacket("udp4", fmt.Sprintf(":%d", port))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 64)
+		for {
+			_, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			pc.WriteTo([]byte(from.String()), from)
+		}
+	}()
 }
