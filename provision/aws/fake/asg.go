@@ -91,6 +91,9 @@ func (f *AutoScaling) CreateAutoScalingGroup(_ context.Context, in *autoscaling.
 			ec2Tags = append(ec2Tags, ec2types.Tag{Key: t.Key, Value: t.Value})
 		}
 	}
+	if in.LaunchTemplate == nil {
+		return nil, apiError("ValidationError", "Valid requests must contain either LaunchTemplate, LaunchConfigurationName, InstanceId or MixedInstancesPolicy parameter.")
+	}
 	lt := aws.ToString(in.LaunchTemplate.LaunchTemplateId)
 	ids, err := f.c.launch(lt, subnets, int(aws.ToInt32(in.DesiredCapacity)), ec2Tags)
 	if err != nil {
