@@ -134,6 +134,7 @@ func (d *Datapath) detachPair(idx int, name string) error {
 		errs = append(errs, unpinLink(d.linkPath(name+"-"+dir)))
 		if idx > 0 {
 			errs = append(errs, detachClsact(idx, dir == "ingress"))
+			delete(d.clsact, clsactAttach{idx, dir == "ingress"})
 		}
 	}
 	return errors.Join(errs...)
@@ -198,7 +199,14 @@ func (d *Datapath) attachTC(idx int, name string, prog *ebpf.Program, ingress bo
 		}
 		d.log.Info("tcx not supported, using clsact", "attach", name)
 	}
-	return attachClsact(idx, prog, ingress, name)
+	if err := attachClsact(idx, prog, ingress, name); err != nil {
+		return err
+	}
+	if d.clsact == nil {
+		d.clsact = map[clsactAttach]bool{}
+	}
+	d.clsact[clsactAttach{idx, ingress}] = true
+	return nil
 }
 
 // clsactHandle and clsactPrio identify our cls_bpf filters.
@@ -245,18 +253,22 @@ func detachClsact(idx int, ingress bool) error {
 	return nil
 }
 
-// detachAll unpins every pinned link (detaching it). clsact filters are
-// removed by the Detach* calls; a deleted device drops them anyway.
+// detachAll unpins every pinned link (detaching it) and removes the clsact
+// filters this Datapath installed.
 func (d *Datapath) detachAll() error {
+	var errs []error
+	for a := range d.clsact {
+		errs = append(errs, detachClsact(a.ifindex, a.ingress))
+	}
+	d.clsact = nil
 	dir := filepath.Join(d.opts.PinDir, "links")
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil
+			return errors.Join(errs...)
 		}
-		return err
+		return errors.Join(append(errs, err)...)
 	}
-	var errs []error
 	for _, e := range ents {
 		errs = append(errs, unpinLink(filepath.Join(dir, e.Name())))
 	}

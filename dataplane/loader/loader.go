@@ -81,9 +81,16 @@ type Datapath struct {
 	// Adopted lists the maps that were already pinned and reused as they were.
 	Adopted []string
 
-	opts  Options
-	colls []*ebpf.Collection
-	log   *slog.Logger
+	opts   Options
+	colls  []*ebpf.Collection
+	log    *slog.Logger
+	clsact map[clsactAttach]bool
+}
+
+// clsactAttach identifies a cls_bpf filter this Datapath installed.
+type clsactAttach struct {
+	ifindex int
+	ingress bool
 }
 
 func (o *Options) setDefaults() {
@@ -272,9 +279,11 @@ func (d *Datapath) Close() error {
 	return errors.Join(errs...)
 }
 
-// Remove detaches everything this datapath attached (all pinned links under
-// PinDir/links, and clsact filters it installed), unpins the maps, removes
-// PinDir and closes d.
+// Remove detaches everything: every pinned link under PinDir/links (tcx and
+// cgroup attachments, including those of earlier processes) and the clsact
+// filters this Datapath installed; then it unpins the maps, removes PinDir
+// and closes d. Clsact filters of an earlier process are removed with the
+// Detach* calls (or go away with their device).
 func (d *Datapath) Remove() error {
 	var errs []error
 	errs = append(errs, d.detachAll())
