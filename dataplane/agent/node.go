@@ -86,6 +86,11 @@ func (a *Agent) syncNodes(first bool) error {
 		_ = a.dp.Maps.IterateTunnels(func(p netip.Prefix, ip netip.Addr) bool { a.tunnels[p] = ip; return true })
 	}
 	for p, ip := range want {
+		// the route lets host-stack traffic (host-network clients, replies of host-network backends)
+		// reach remote pods through the overlay; to_overlay adds the tunnel key
+		if err := overlayRoute(p, self.InternalIP, false); err != nil {
+			errs = append(errs, err)
+		}
 		if a.tunnels[p] == ip {
 			continue
 		}
@@ -97,6 +102,7 @@ func (a *Agent) syncNodes(first bool) error {
 	}
 	for p := range a.tunnels {
 		if _, ok := want[p]; !ok {
+			_ = overlayRoute(p, self.InternalIP, true)
 			if err := a.dp.Maps.DeleteTunnel(p); err != nil {
 				errs = append(errs, err)
 				continue
@@ -293,6 +299,7 @@ func ensureVXLAN(port, mtu int) error {
 			if v.Attrs().MTU != mtu {
 				_ = netlink.LinkSetMTU(l, mtu)
 			}
+			_ = netlink.LinkSetARPOff(l)
 			return netlink.LinkSetUp(l)
 		}
 		if err := netlink.LinkDel(l); err != nil {
@@ -307,8 +314,29 @@ func ensureVXLAN(port, mtu int) error {
 	if err != nil {
 		return fmt.Errorf("find %s: %w", VXLANDevice, err)
 	}
+	if err := netlink.LinkSetARPOff(l); err != nil {
+		return fmt.Errorf("set %s noarp: %w", VXLANDevice, err)
+	}
 	if err := netlink.LinkSetUp(l); err != nil {
 		return fmt.Errorf("set %s up: %w", VXLANDevice, err)
+	}
+	return nil
+}
+
+// overlayRoute adds (or deletes) the route of a remote pod CIDR through the vxlan device.
+func overlayRoute(cidr netip.Prefix, src netip.Addr, del bool) error {
+	l, err := netlink.LinkByName(VXLANDevice)
+	if err != nil {
+		return fmt.Errorf("find %s: %w", VXLANDevice, err)
+	}
+	r := &netlink.Route{LinkIndex: l.Attrs().Index, Scope: netlink.SCOPE_LINK, Src: src.AsSlice(),
+		Dst: &net.IPNet{IP: cidr.Addr().AsSlice(), Mask: net.CIDRMask(cidr.Bits(), 32)}}
+	if del {
+		_ = netlink.RouteDel(r)
+		return nil
+	}
+	if err := netlink.RouteReplace(r); err != nil {
+		return fmt.Errorf("route %s via %s: %w", cidr, VXLANDevice, err)
 	}
 	return nil
 }

@@ -1,0 +1,341 @@
+package lab_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/kubedirect/kubedirect/dataplane/agent"
+	"github.com/kubedirect/kubedirect/dataplane/echo"
+	"github.com/kubedirect/kubedirect/dataplane/lab"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+func addPod(t *testing.T, l *lab.Lab, node, name string) lab.Pod {
+	t.Helper()
+	p, err := l.AddPod(context.Background(), node, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// service creates an echo Service with the given backends and waits until every agent programmed it.
+func service(t *testing.T, l *lab.Lab, name string, typ corev1.ServiceType, mutate func(*corev1.Service), backends ...lab.Pod) *corev1.Service {
+	t.Helper()
+	ctx := context.Background()
+	s := lab.EchoService(name, typ)
+	if mutate != nil {
+		mutate(s)
+	}
+	out, err := l.CreateService(ctx, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.SetBackends(ctx, "default", name, backends); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.DeleteService(context.Background(), "default", name) })
+	return out
+}
+
+func nodePorts(s *corev1.Service) (http, udp int) {
+	for _, p := range s.Spec.Ports {
+		if p.Name == lab.PortHTTP {
+			http = int(p.NodePort)
+		} else {
+			udp = int(p.NodePort)
+		}
+	}
+	return http, udp
+}
+
+// eventually retries fn until it succeeds or timeout passes.
+func eventually(timeout time.Duration, fn func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := fn()
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func checkReply(r echo.Reply, wantSource, wantPod string) error {
+	if r.SourceIP() != wantSource {
+		return fmt.Errorf("echo %s saw source %s, want %s", r.Pod, r.Source, wantSource)
+	}
+	if wantPod != "" && r.Pod != wantPod {
+		return fmt.Errorf("answered by %s, want %s", r.Pod, wantPod)
+	}
+	return nil
+}
+
+// TestRootLabNodePortSourceIP: the outside client reaches every node's NodePort, in tunnel and dsr mode,
+// over TCP and UDP, with the backend local to the ingress node or remote, with externalTrafficPolicy
+// Cluster and Local, and the echo reports the client's own IP every time.
+func TestRootLabNodePortSourceIP(t *testing.T) {
+	l := newLab(t, "tunnel")
+	ctx := context.Background()
+	backend := addPod(t, l, "node-2", "web")
+	for _, mode := range []string{"tunnel", "dsr"} {
+		for _, etp := range []corev1.ServiceExternalTrafficPolicy{corev1.ServiceExternalTrafficPolicyCluster, corev1.ServiceExternalTrafficPolicyLocal} {
+			name := fmt.Sprintf("np-%s-%s", mode, map[corev1.ServiceExternalTrafficPolicy]string{"Cluster": "cluster", "Local": "local"}[etp])
+			svc := service(t, l, name, corev1.ServiceTypeNodePort, func(s *corev1.Service) {
+				s.Annotations[agent.ModeAnnotation] = mode
+				s.Spec.ExternalTrafficPolicy = etp
+			}, backend)
+			httpPort, udpPort := nodePorts(svc)
+			for _, n := range l.State.Nodes {
+				local := n.Name == backend.Node
+				t.Run(fmt.Sprintf("%s/%s", name, n.Name), func(t *testing.T) {
+					tcpAddr := net.JoinHostPort(n.IP, strconv.Itoa(httpPort))
+					udpAddr := net.JoinHostPort(n.IP, strconv.Itoa(udpPort))
+					if etp == corev1.ServiceExternalTrafficPolicyLocal && !local {
+						// no local endpoint: the node must not forward (kube-proxy drops too)
+						time.Sleep(300 * time.Millisecond)
+						if r, err := l.HTTP(ctx, l.State.ClientNS, tcpAddr, 700*time.Millisecond); err == nil {
+							t.Errorf("eTP Local on a node without endpoints answered: %+v", r)
+						}
+						return
+					}
+					err := eventually(3*time.Second, func() error {
+						r, err := l.HTTP(ctx, l.State.ClientNS, tcpAddr, time.Second)
+						if err != nil {
+							return err
+						}
+						return checkReply(r, l.State.ClientIP, backend.Name)
+					})
+					if err != nil {
+						t.Errorf("TCP %s (backend %s): %v", tcpAddr, map[bool]string{true: "local", false: "remote"}[local], err)
+					}
+					err = eventually(3*time.Second, func() error {
+						r, err := l.UDP(ctx, l.State.ClientNS, udpAddr, time.Second)
+						if err != nil {
+							return err
+						}
+						return checkReply(r, l.State.ClientIP, backend.Name)
+					})
+					if err != nil {
+						t.Errorf("UDP %s: %v", udpAddr, err)
+					}
+				})
+			}
+		}
+	}
+}
+
+// TestRootLabPodTraffic: pod to pod across nodes, pod to ClusterIP with a local and a remote backend,
+// and a host-network client to a ClusterIP.
+func TestRootLabPodTraffic(t *testing.T) {
+	l := newLab(t, "tunnel")
+	ctx := context.Background()
+	client := addPod(t, l, "node-1", "client")
+	near := addPod(t, l, "node-1", "near")
+	far := addPod(t, l, "node-3", "far")
+	clientNS := client.NetNS
+
+	t.Run("pod-to-pod", func(t *testing.T) {
+		for _, p := range []lab.Pod{near, far} {
+			r, err := l.HTTP(ctx, clientNS, net.JoinHostPort(p.IP, strconv.Itoa(lab.HTTPPort)), 2*time.Second)
+			if err == nil {
+				err = checkReply(r, client.IP, p.Name)
+			}
+			if err != nil {
+				t.Errorf("pod %s -> pod %s on %s: %v", client.Name, p.Name, p.Node, err)
+			}
+		}
+	})
+	for _, p := range []lab.Pod{near, far} {
+		svc := service(t, l, "cip-"+p.Name, corev1.ServiceTypeClusterIP, nil, p)
+		t.Run("pod-to-clusterip-"+p.Name, func(t *testing.T) {
+			err := eventually(3*time.Second, func() error {
+				r, err := l.HTTP(ctx, clientNS, net.JoinHostPort(svc.Spec.ClusterIP, "80"), time.Second)
+				if err != nil {
+					return err
+				}
+				return checkReply(r, client.IP, p.Name)
+			})
+			if err != nil {
+				t.Error(err)
+			}
+			err = eventually(3*time.Second, func() error {
+				r, err := l.UDP(ctx, clientNS, net.JoinHostPort(svc.Spec.ClusterIP, "53"), time.Second)
+				if err != nil {
+					return err
+				}
+				return checkReply(r, client.IP, p.Name)
+			})
+			if err != nil {
+				t.Errorf("UDP: %v", err)
+			}
+		})
+		t.Run("hostnetwork-to-clusterip-"+p.Name, func(t *testing.T) {
+			node, _ := l.Node("node-1")
+			err := eventually(3*time.Second, func() error {
+				r, err := l.HostNetworkHTTP(ctx, "node-1", "http://"+net.JoinHostPort(svc.Spec.ClusterIP, "80")+"/")
+				if err != nil {
+					return err
+				}
+				if r.Pod != p.Name {
+					return fmt.Errorf("answered by %s", r.Pod)
+				}
+				// a host-network client's source is one of node-1's addresses
+				if r.SourceIP() != node.IP && r.SourceIP() != "10.244.1.1" {
+					return fmt.Errorf("source %s, want node-1's address", r.Source)
+				}
+				return nil
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+// TestRootLabScaleBackends: scaling a Service's backends 1 -> 3 -> 0 is visible to clients within one
+// second of the EndpointSlice write.
+func TestRootLabScaleBackends(t *testing.T) {
+	l := newLab(t, "tunnel")
+	ctx := context.Background()
+	pods := []lab.Pod{addPod(t, l, "node-1", "s1"), addPod(t, l, "node-2", "s2"), addPod(t, l, "node-3", "s3")}
+	svc := service(t, l, "scale", corev1.ServiceTypeNodePort, nil, pods[0])
+	httpPort, _ := nodePorts(svc)
+	addr := net.JoinHostPort(l.State.Nodes[0].IP, strconv.Itoa(httpPort))
+	if err := eventually(3*time.Second, func() error {
+		_, err := l.HTTP(ctx, l.State.ClientNS, addr, time.Second)
+		return err
+	}); err != nil {
+		t.Fatalf("1 backend: %v", err)
+	}
+
+	start := time.Now()
+	if err := l.SetBackends(ctx, "default", "scale", pods); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for len(seen) < 3 && time.Since(start) < time.Second {
+		r, err := l.HTTP(ctx, l.State.ClientNS, addr, 500*time.Millisecond)
+		if err == nil {
+			seen[r.Pod] = true
+			if err := checkReply(r, l.State.ClientIP, ""); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	if len(seen) < 3 {
+		t.Errorf("1 -> 3: within 1s only %v answered", seen)
+	} else {
+		t.Logf("1 -> 3 backends visible after %v", time.Since(start).Round(time.Millisecond))
+	}
+
+	start = time.Now()
+	if err := l.SetBackends(ctx, "default", "scale", nil); err != nil {
+		t.Fatal(err)
+	}
+	rejected := false
+	for !rejected && time.Since(start) < time.Second {
+		if _, err := l.HTTP(ctx, l.State.ClientNS, addr, 300*time.Millisecond); err != nil {
+			rejected = true
+		}
+	}
+	if !rejected {
+		t.Errorf("3 -> 0: still answered 1s after the endpoints were removed")
+	} else {
+		t.Logf("3 -> 0 backends visible after %v", time.Since(start).Round(time.Millisecond))
+	}
+}
+
+// TestRootLabAgentRestart: an established TCP connection through a NodePort (remote backend, tunnel and
+// dsr) keeps working while the agents of the ingress and the backend node restart, and the restarted
+// agents adopt the maps without rewriting them.
+func TestRootLabAgentRestart(t *testing.T) {
+	l := newLab(t, "tunnel")
+	ctx := context.Background()
+	backend := addPod(t, l, "node-2", "r1")
+	var conns []*echo.Conn
+	for _, mode := range []string{"tunnel", "dsr"} {
+		svc := service(t, l, "restart-"+mode, corev1.ServiceTypeNodePort, func(s *corev1.Service) {
+			s.Annotations[agent.ModeAnnotation] = mode
+		}, backend)
+		httpPort, _ := nodePorts(svc)
+		addr := net.JoinHostPort(l.State.Nodes[0].IP, strconv.Itoa(httpPort))
+		var c *echo.Conn
+		err := eventually(3*time.Second, func() error {
+			var err error
+			c, err = l.Dial(ctx, l.State.ClientNS, addr)
+			if err != nil {
+				return err
+			}
+			if _, err = c.Get(time.Second); err != nil {
+				c.Close()
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatalf("%s: %v", mode, err)
+		}
+		t.Cleanup(func() { c.Close() })
+		conns = append(conns, c)
+	}
+	for _, node := range []string{"node-1", "node-2"} {
+		if err := l.RestartAgent(ctx, node, "tunnel"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, c := range conns {
+		r, err := c.Get(2 * time.Second)
+		if err != nil {
+			t.Errorf("connection %d after agent restarts: %v", i, err)
+			continue
+		}
+		if r.Source != c.LocalAddr().String() || r.Pod != backend.Name {
+			t.Errorf("connection %d after restart: reply %+v, want source %s", i, r, c.LocalAddr())
+		}
+	}
+}
+
+// TestRootLabUnsupportedService: a Service the dataplane cannot serve (SCTP, a bad mode annotation) is
+// skipped with a Warning Event while the agent keeps serving the others.
+func TestRootLabUnsupportedService(t *testing.T) {
+	l := newLab(t, "tunnel")
+	ctx := context.Background()
+	p := addPod(t, l, "node-1", "u1")
+	service(t, l, "bad-mode", corev1.ServiceTypeClusterIP, func(s *corev1.Service) {
+		s.Annotations[agent.ModeAnnotation] = "teleport"
+	}, p)
+	service(t, l, "sctp", corev1.ServiceTypeClusterIP, func(s *corev1.Service) {
+		s.Spec.Ports = []corev1.ServicePort{{Name: "sctp", Port: 9, Protocol: corev1.ProtocolSCTP}}
+	})
+	good := service(t, l, "good", corev1.ServiceTypeClusterIP, nil, p)
+	err := eventually(5*time.Second, func() error {
+		evs, err := l.Client.CoreV1().Events("default").List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		got := map[string]bool{}
+		for _, e := range evs.Items {
+			if e.Type == corev1.EventTypeWarning && e.Reason == "Unsupported" {
+				got[e.InvolvedObject.Name] = true
+			}
+		}
+		if !got["bad-mode"] || !got["sctp"] {
+			return fmt.Errorf("warning events for %v", got)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
+	}
+	if err := eventually(3*time.Second, func() error {
+		_, err := l.HTTP(ctx, p.NetNS, net.JoinHostPort(good.Spec.ClusterIP, "80"), time.Second)
+		return err
+	}); err != nil {
+		t.Errorf("good service next to unsupported ones: %v", err)
+	}
+}

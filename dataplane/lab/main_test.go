@@ -1,0 +1,112 @@
+package lab_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kubedirect/kubedirect/dataplane/lab"
+	"github.com/kubedirect/kubedirect/internal/testutil"
+)
+
+// The lab tests need a kubedirect binary (agent, CNI plugin, echo) and etcd + kube-apiserver. TestMain
+// builds the first; hack/build-k8s.sh builds (or finds cached) the others, or $KUBEDIRECT_K8S_BIN names them.
+var (
+	setupOnce sync.Once
+	binary    string
+	k8sBin    string
+	setupErr  error
+	tmpDir    string
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if tmpDir != "" {
+		os.RemoveAll(tmpDir)
+	}
+	os.Exit(code)
+}
+
+func setup() {
+	tmpDir, setupErr = os.MkdirTemp("", "kubedirect-lab-test-")
+	if setupErr != nil {
+		return
+	}
+	binary = filepath.Join(tmpDir, "kubedirect")
+	out, err := exec.Command("go", "build", "-o", binary, "github.com/kubedirect/kubedirect/cmd/kubedirect").CombinedOutput()
+	if err != nil {
+		setupErr = fmt.Errorf("build kubedirect: %v: %s", err, out)
+		return
+	}
+	if k8sBin = os.Getenv("KUBEDIRECT_K8S_BIN"); k8sBin != "" {
+		return
+	}
+	var stdout bytes.Buffer
+	cmd := exec.Command("bash", "../../hack/build-k8s.sh", "kube-apiserver", "etcd")
+	cmd.Stdout, cmd.Stderr = &stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		setupErr = fmt.Errorf("hack/build-k8s.sh: %v", err)
+		return
+	}
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	k8sBin = lines[len(lines)-1]
+}
+
+// labCounter gives every lab of this test binary its own name and underlay subnet.
+var (
+	labMu      sync.Mutex
+	labCounter int
+)
+
+// newLab builds a 3-node lab for t and removes it (processes, namespaces, bridge, pins) when t ends,
+// whether it passed or not.
+func newLab(t *testing.T, mode string) *lab.Lab {
+	t.Helper()
+	testutil.RequireRoot(t)
+	setupOnce.Do(setup)
+	if setupErr != nil {
+		t.Fatal(setupErr)
+	}
+	labMu.Lock()
+	labCounter++
+	n := labCounter
+	labMu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	l, err := lab.Up(ctx, lab.Options{
+		Name: fmt.Sprintf("kdt%d", n), Nodes: 3, Subnet: netip.MustParsePrefix(fmt.Sprintf("192.168.%d.0/24", 230+n)),
+		Binary: binary, K8sBinDir: k8sBin, ExternalServiceMode: mode,
+	})
+	if err != nil {
+		t.Fatalf("lab up: %v", err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, nd := range l.State.Nodes {
+				if data, err := os.ReadFile(l.Log("agent-" + nd.Name)); err == nil {
+					t.Logf("agent %s log (tail):\n%s", nd.Name, tail(string(data), 30))
+				}
+			}
+		}
+		if err := l.Down(context.Background()); err != nil {
+			t.Errorf("lab down: %v", err)
+		}
+	})
+	return l
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
