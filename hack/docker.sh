@@ -105,7 +105,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
   level = "warn"
 EOF
     log "starting containerd (log $RUN/containerd.log)"
-    setsid containerd --config "$RUN/containerd.toml" >>"$RUN/containerd.log" 2>&1 </dev/null &
+    setsid containerd --config "$RUN/containerd.toml" >>"$RUN/containerd.log" 2>&1 </dev/null 8>&- &
     echo $! >"$CPIDFILE"
     wait_for 30 test -S "$CSOCK" || { log "containerd did not come up; see $RUN/containerd.log"; exit 1; }
   fi
@@ -121,7 +121,7 @@ EOF
     log "capability bounding set lacks CAP_SYS_RESOURCE: default runtime is $RUN/runc-wrapper"
   fi
   log "starting dockerd (log $RUN/dockerd.log, cgroup parent ${cgroup%/}/kubedirect-docker)"
-  setsid dockerd "${args[@]}" >>"$RUN/dockerd.log" 2>&1 </dev/null &
+  setsid dockerd "${args[@]}" >>"$RUN/dockerd.log" 2>&1 </dev/null 8>&- & # the daemons must not hold the lock
   wait_for 60 answers "$HOST" || { log "dockerd did not answer; see $RUN/dockerd.log"; tail -20 "$RUN/dockerd.log" >&2; exit 1; }
   log "private dockerd $(DOCKER_HOST=$HOST docker version --format '{{.Server.Version}}') is up (pid $(cat "$PIDFILE"))"
   echo "export DOCKER_HOST=$HOST"

@@ -39,12 +39,14 @@ summary() {
 }
 
 started_docker=false
+passed=false # set by the last line: anything else that ends the script is a failure
 current_cluster=""
 BIN=""
 failed=false
 finish() {
   local rc=$?
-  [ $rc -eq 0 ] || failed=true
+  $passed || failed=true
+  [ $rc -ne 0 ] || $passed || rc=1
   if [ -n "$current_cluster" ] && [ -n "$BIN" ]; then
     if $failed; then
       echo "=== e2e: FAILED with cluster $current_cluster up: collecting logs into $ARTIFACTS/$current_cluster-logs"
@@ -177,3 +179,4 @@ for spec in $SPECS; do
   echo "ok: no container, network or volume left"
   stage_end
 done
+passed=true
