@@ -8,8 +8,11 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/kubedirect/kubedirect/internal/progress"
 	awsprov "github.com/kubedirect/kubedirect/provision/aws"
+	"github.com/kubedirect/kubedirect/provision/install"
 	"github.com/kubedirect/kubedirect/provision/spec"
+	"go.yaml.in/yaml/v3"
 )
 
 // kubeconfigTimeout bounds how long create waits for the control plane to publish its kubeconfig.
@@ -36,8 +39,11 @@ func createAWS(ctx context.Context, g *globals, c *spec.Cluster, o *createOption
 		plan, err = prov.Create(ctx, c)
 		return err
 	})
-	if plan != nil && g.verbose {
-		_ = plan.Write(g.stderr)
+	if plan != nil {
+		p.Println(plan.Summary())
+		if g.verbose {
+			_ = plan.Write(g.stderr)
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("create cluster %q: %w\nwhat was made stays: run create again to resume, or delete cluster -f %s to remove it", c.Metadata.Name, err, o.file)
@@ -55,11 +61,53 @@ func createAWS(ctx context.Context, g *globals, c *spec.Cluster, o *createOption
 	if err != nil {
 		return fmt.Errorf("create cluster %q: %w", c.Metadata.Name, err)
 	}
-	// The dataplane install (kubedirect image and Helm chart, then validate) hooks in here once the
-	// install package can target a cluster by kubeconfig rather than a kind provider.
+	if err := installAWSDataplane(ctx, g, p, c, kubeconfig); err != nil {
+		return fmt.Errorf("create cluster %q: %w", c.Metadata.Name, err)
+	}
 	p.Println(fmt.Sprintf("Cluster %q is up on aws; kubeconfig written to %s (export KUBECONFIG=%s).", c.Metadata.Name, path, path))
-	p.Println("The kubedirect dataplane is not installed on aws clusters yet; nodes stay NotReady until it is.")
 	return nil
+}
+
+// installAWSDataplane installs the chart with Helm through the API's load balancer and waits for the
+// agent on every node. It needs a published image (spec.dataplane.image): pushing the CLI's own image
+// to a private ECR repository is not built yet, so without one the nodes stay NotReady (no CNI).
+func installAWSDataplane(ctx context.Context, g *globals, p *progress.Printer, c *spec.Cluster, kubeconfig []byte) error {
+	if c.Spec.Dataplane.Image == "" {
+		p.Println("Not installing the kubedirect dataplane: on aws it needs spec.dataplane.image (a published image); nodes stay NotReady until it runs.")
+		return nil
+	}
+	var kc struct {
+		Clusters []struct {
+			Cluster struct {
+				Server string `yaml:"server"`
+			} `yaml:"cluster"`
+		} `yaml:"clusters"`
+	}
+	if err := yaml.Unmarshal(kubeconfig, &kc); err != nil {
+		return fmt.Errorf("read the API server address from the kubeconfig: %w", err)
+	}
+	if len(kc.Clusters) == 0 {
+		return errors.New("read the API server address from the kubeconfig: it names no cluster")
+	}
+	host, port, err := install.APIServerHostFromKubeconfigServer(kc.Clusters[0].Cluster.Server)
+	if err != nil {
+		return err
+	}
+	ch, err := install.LoadChart()
+	if err != nil {
+		return err
+	}
+	vals := install.Values(c, install.ValuesOptions{Image: install.PublishedImage(c.Spec.Dataplane.Image), APIServerHost: host, APIServerPort: port})
+	err = p.Step("Installing the kubedirect dataplane (Helm)", func() error {
+		_, err := install.Helm(ctx, ch, vals, install.HelmOptions{Kubeconfig: kubeconfig, Log: g.logger()})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return p.Step("Waiting for the agent on every node", func() error {
+		return install.WaitAgents(ctx, kubeconfig, install.DefaultTimeout)
+	})
 }
 
 // writeAWSKubeconfig saves the admin kubeconfig as ~/.kube/kubedirect-<name>.kubeconfig, readable by

@@ -139,6 +139,15 @@ func (p *Plan) Pending() int {
 	return n
 }
 
+// Summary counts what the plan creates, changes and leaves, on one line.
+func (p *Plan) Summary() string {
+	n := map[Action]int{}
+	for _, it := range p.Items {
+		n[it.Action]++
+	}
+	return fmt.Sprintf("%d resources created, %d changed, %d unchanged or used as they are.", n[ActionCreate], n[ActionUpdate], n[ActionNone]+n[ActionUse])
+}
+
 // Write prints the plan: "+" creates, "~" changes in place, "=" is already as the spec wants.
 func (p *Plan) Write(w io.Writer) error {
 	var b strings.Builder
