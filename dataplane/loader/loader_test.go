@@ -2,8 +2,12 @@ package loader_test
 
 import (
 	"context"
+	"errors"
 	"os"
+	"path/filepath"
 	"testing"
+
+	"github.com/cilium/ebpf"
 
 	"github.com/kubedirect/kubedirect/dataplane/loader"
 	"github.com/kubedirect/kubedirect/dataplane/loader/loadertest"
@@ -51,5 +55,28 @@ func TestRootLoadAdoptRemove(t *testing.T) {
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Fatalf("pin dir still there: %v", err)
+	}
+}
+
+// TestRootIncompatiblePinnedMap: a pinned map with another layout is an
+// error unless ReplaceIncompatible is set.
+func TestRootIncompatiblePinnedMap(t *testing.T) {
+	testutil.RequireRoot(t)
+	dir := loadertest.PinDir(t)
+	must(t, os.MkdirAll(dir, 0o755))
+	old, err := ebpf.NewMap(&ebpf.MapSpec{Name: "kd_services", Type: ebpf.Hash, KeySize: 8, ValueSize: 4, MaxEntries: 16})
+	must(t, err)
+	must(t, old.Pin(filepath.Join(dir, maps.NameServices)))
+	old.Close()
+	if _, err := loader.Load(context.Background(), loader.Options{PinDir: dir}); !errors.Is(err, loader.ErrIncompatibleMap) {
+		t.Fatalf("load over an incompatible pin: %v, want ErrIncompatibleMap", err)
+	}
+	d, err := loader.Load(context.Background(), loader.Options{PinDir: dir, ReplaceIncompatible: true})
+	must(t, err)
+	defer d.Remove()
+	for _, n := range d.Adopted {
+		if n == maps.NameServices {
+			t.Fatal("incompatible map was adopted")
+		}
 	}
 }
