@@ -286,8 +286,19 @@ func TestEventualConsistencyIsRetried(t *testing.T) {
 	e.cloud.FailNext("CreateSubnet", apiErr("InvalidVpcID.NotFound", "The vpc ID 'vpc-1' does not exist"))
 	e.cloud.FailNext("CreateAutoScalingGroup", apiErr("ValidationError", "Invalid IamInstanceProfile: kubedirect-prod-nodes"))
 	e.cloud.FailNext("DescribeSecurityGroups", apiErr("RequestLimitExceeded", "Request limit exceeded."))
+	// The VPC is made, then configuring it fails: the retry must find it, not make a second one.
+	e.cloud.FailNext("ModifyVpcAttribute", apiErr("InvalidVpcID.NotFound", "The vpc ID 'vpc-1' does not exist"))
+	e.cloud.FailNext("AssociateRouteTable", apiErr("InvalidRouteTableID.NotFound", "The routeTable ID 'rtb-1' does not exist"))
 	if _, err := e.p.Create(context.Background(), e.c); err != nil {
 		t.Fatal(err)
+	}
+	for kind, want := range map[string]int{"VPC": 1, "RouteTable": 2, "Subnet": 2, "AutoScalingGroup": 2, "Instance": 4} {
+		if got := e.cloud.Count(kind); got != want {
+			t.Errorf("%s: %d, want %d", kind, got, want)
+		}
+	}
+	if plan, err := e.p.Plan(context.Background(), e.c); err != nil || plan.Pending() != 0 {
+		t.Errorf("plan after retries: %v, %d pending", err, plan.Pending())
 	}
 }
 

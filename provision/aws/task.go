@@ -297,9 +297,26 @@ func (r *run) apply(ctx context.Context, tasks []task) (*Plan, error) {
 		}
 		r.log(verb+" resource", "kind", t.Kind(), "name", t.Name())
 		var out *actual
+		changes, attempted := item.Changes, false
 		err = retry(ctx, r.backoff, func() error {
+			if attempted {
+				// A failed attempt may have done part of the work (created the resource, then failed
+				// to configure it): look again rather than create it twice.
+				found, err := t.Find(ctx, r)
+				if err != nil {
+					return err
+				}
+				a, changes = found, nil
+				if found != nil {
+					if changes = compare(t.Desired(r), found.Fields); len(changes) == 0 {
+						out = found
+						return nil
+					}
+				}
+			}
+			attempted = true
 			var err error
-			out, err = t.Render(ctx, r, a, item.Changes)
+			out, err = t.Render(ctx, r, a, changes)
 			return err
 		})
 		if err != nil {
