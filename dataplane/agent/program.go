@@ -165,6 +165,7 @@ func (p *Programmer) claim(d *PortState) *programmed {
 // sync writes the difference between cur and d: new backend slots first, then frontends (whose counts
 // make the new slots visible), then deletes frontends and the slots beyond the new counts.
 func (p *Programmer) sync(cur *programmed, d *PortState) error {
+	purge := d.AffinityTimeout != 0 && lostBackend(cur.all, d.All)
 	if err := p.syncTable(cur.id, maps.TableAll, &cur.all, d.All); err != nil {
 		return err
 	}
@@ -196,7 +197,35 @@ func (p *Programmer) sync(cur *programmed, d *PortState) error {
 	if err := p.trimTable(cur.id, maps.TableAll, &cur.all, len(d.All)); err != nil {
 		return err
 	}
-	return p.trimTable(cur.id, maps.TableLocal, &cur.local, len(d.Local))
+	if err := p.trimTable(cur.id, maps.TableLocal, &cur.local, len(d.Local)); err != nil {
+		return err
+	}
+	if purger, ok := p.t.(AffinityPurger); ok && purge {
+		// ClientIP affinity entries may point at a removed backend: forget them
+		if _, err := purger.PurgeAffinity(cur.id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// AffinityPurger is implemented by tables that hold ClientIP affinity entries (*maps.Set).
+type AffinityPurger interface {
+	PurgeAffinity(serviceID uint32) (int, error)
+}
+
+// lostBackend reports whether a backend of old is missing from new.
+func lostBackend(old, new []maps.BackendValue) bool {
+	have := make(map[maps.BackendValue]bool, len(new))
+	for _, b := range new {
+		have[b] = true
+	}
+	for _, b := range old {
+		if !have[b] {
+			return true
+		}
+	}
+	return false
 }
 
 // syncTable writes the slots of want that differ from *cur (growing *cur as it goes).

@@ -2,9 +2,13 @@ package lab_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -126,6 +130,22 @@ func TestRootLabNodePortSourceIP(t *testing.T) {
 					}
 				})
 			}
+		}
+	}
+	checkMetrics(t, l, "node-1")
+}
+
+// checkMetrics asserts the agent's /metrics carries the service, backend, conntrack and datapath series.
+func checkMetrics(t *testing.T, l *lab.Lab, node string) {
+	t.Helper()
+	m, err := agentMetrics(context.Background(), l, node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"kubedirect_services ", "kubedirect_backends ", "kubedirect_conntrack_entries ",
+		`kubedirect_datapath_packets_total{verdict="dnat"}`, `kubedirect_datapath_drop_packets_total{reason="no_local_backend"}`} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics of %s lack %s", node, want)
 		}
 	}
 }
@@ -288,6 +308,16 @@ func TestRootLabAgentRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// the restarted agents adopted the pinned maps: nothing needed rewriting
+	for _, node := range []string{"node-1", "node-2"} {
+		st, err := agentStatus(ctx, l, node)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.MapWrites != 0 || st.Services != 3 {
+			t.Errorf("agent %s after restart: %d map writes, %d services (want 0 writes, 3 services)", node, st.MapWrites, st.Services)
+		}
+	}
 	for i, c := range conns {
 		r, err := c.Get(2 * time.Second)
 		if err != nil {
@@ -338,4 +368,26 @@ func TestRootLabUnsupportedService(t *testing.T) {
 	}); err != nil {
 		t.Errorf("good service next to unsupported ones: %v", err)
 	}
+}
+
+func agentStatus(ctx context.Context, l *lab.Lab, node string) (agent.Status, error) {
+	var st agent.Status
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, l.AgentURL(node)+"/status", nil)
+	resp, err := (&http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{Proxy: nil}}).Do(req)
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	return st, json.NewDecoder(resp.Body).Decode(&st)
+}
+
+func agentMetrics(ctx context.Context, l *lab.Lab, node string) (string, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, l.AgentURL(node)+"/metrics", nil)
+	resp, err := (&http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{Proxy: nil}}).Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
 }
