@@ -435,6 +435,26 @@ func TestRootAffinityAndStickiness(t *testing.T) {
 			t.Fatalf("flow %d moved from %s to %s", sport, dst, got.Dst)
 		}
 	}
+	// The agent flushes a removed backend's flows: they pick again.
+	gone := first[51001]
+	if gone == pod1 {
+		gone = first[51002]
+	}
+	if gone != pod1 {
+		n, err := h.d.Maps.DeleteConntrackForBackend(gone, 8080, maps.ProtoTCP)
+		must(t, err)
+		if n == 0 {
+			t.Fatalf("no conntrack entries flushed for %s", gone)
+		}
+		for sport, dst := range first {
+			if dst != gone {
+				continue
+			}
+			if got := h.runPkt(p.FromNetdev, tcp(client, sport, nodeA, 30081, tcpACK), actRedirect); got.Dst != pod1 {
+				t.Fatalf("flushed flow %d went to %s, want %s", sport, got.Dst, pod1)
+			}
+		}
+	}
 	// After FIN the flow ends; a new SYN on the same ports is a new flow.
 	h.runPkt(p.FromNetdev, tcp(client, 51000, nodeA, 30081, tcpFIN|tcpACK), actRedirect)
 	got := h.runPkt(p.FromNetdev, tcp(client, 51000, nodeA, 30081, tcpSYN), actRedirect)

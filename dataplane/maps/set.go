@@ -383,3 +383,36 @@ func DecodeEvent(raw []byte) (Event, error) {
 	}
 	return e, nil
 }
+
+// DeleteConntrackForBackend removes the conntrack entries (both directions)
+// of flows translated to backend addr:port/proto, so their next packet picks
+// a live backend. The agent calls it when an endpoint goes away (kube-proxy
+// does the same for UDP; TCP flows to a dead backend fail either way).
+// Returns the number of entries removed.
+func (s *Set) DeleteConntrackForBackend(addr netip.Addr, port uint16, proto uint8) (int, error) {
+	a := Addr4(addr)
+	var k ConntrackKey
+	var v ConntrackValue
+	var del []ConntrackKey
+	it := s.Conntrack.Iterate()
+	for it.Next(&k, &v) {
+		if k.Proto != proto {
+			continue
+		}
+		fwd := k.Dir == CTForward && v.NATAddr == a && v.NATPort == port
+		rep := k.Dir == CTReply && k.SrcAddr == a && k.SrcPort == port
+		if fwd || rep {
+			del = append(del, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return 0, fmt.Errorf("iterate conntrack: %w", err)
+	}
+	n := 0
+	for i := range del {
+		if s.Conntrack.Delete(&del[i]) == nil {
+			n++
+		}
+	}
+	return n, nil
+}
