@@ -40,6 +40,18 @@ func TestRootClusterIP(t *testing.T) {
 		rep := h.runPkt(p.FromContainer, udp(pod2, 5353, pod1, 40001), actRedirect)
 		expect(t, rep, vip, 53, pod1, 40001)
 	})
+	t.Run("icmp error from the backend is reverse-NATed", func(t *testing.T) {
+		e := icmpErr(pod2, pod1, udp(pod1, 40001, pod2, 5353))
+		got := h.runPkt(p.FromContainer, e, actRedirect)
+		if got.Src != vip || got.Dst != pod1 || got.ICMPType != 3 {
+			t.Fatalf("icmp %s -> %s type %d", got.Src, got.Dst, got.ICMPType)
+		}
+		expectQuoted(t, got, pod1, 40001, vip, 53)
+		expectMACs(t, got, podMAC(pod1), hostMAC)
+		// An error about something else passes untouched.
+		other := h.runPkt(p.FromContainer, icmpErr(pod2, pod1, udp(pod1, 1, pod2, 2)), actRedirect)
+		expectQuoted(t, other, pod1, 1, pod2, 2)
+	})
 	t.Run("udp zero checksum stays zero", func(t *testing.T) {
 		b := udp(pod1, 40002, vip, 53).bytes()
 		b[14+20+6], b[14+20+7] = 0, 0
@@ -174,6 +186,14 @@ func TestRootNodePortLocal(t *testing.T) {
 			expectMACs(t, out, clientMAC, h.ifMAC)
 		})
 	}
+	t.Run("icmp error for a nodeport flow goes out to the client", func(t *testing.T) {
+		got := h.runPkt(p.FromContainer, icmpErr(pod2, client, udp(client, 50000, pod2, 5353)), actRedirect)
+		if got.Src != nodeA || got.Dst != client {
+			t.Fatalf("icmp %s -> %s", got.Src, got.Dst)
+		}
+		expectQuoted(t, got, client, 50000, nodeA, 30053)
+		expectMACs(t, got, clientMAC, h.ifMAC)
+	})
 	t.Run("nodeport on a foreign address is not ours", func(t *testing.T) {
 		h.runPkt(p.FromNetdev, tcp(client, 50002, netip.MustParseAddr("192.168.50.77"), 30080, tcpSYN), actOK)
 	})
@@ -252,6 +272,26 @@ func remoteNodePort(t *testing.T, mode uint8, proto uint8) (*harness, *harness) 
 			t.Fatalf("dsr reply was encapsulated to %v", peers)
 		}
 		expectMACs(t, rep, clientMAC, hb.ifMAC)
+	}
+	if proto == maps.ProtoUDP {
+		// An ICMP error from the backend follows the reply path.
+		hb.drainEvents()
+		e := hb.runPkt(hb.d.Programs.FromContainer, icmpErr(podB, client, udp(client, 50000, podB, 8080)), actRedirect)
+		expectQuoted(t, e, client, 50000, nodeA, 30080)
+		if e.Src != nodeA || e.Dst != client {
+			t.Fatalf("icmp %s -> %s", e.Src, e.Dst)
+		}
+		peers := hb.encapPeers()
+		if mode == maps.ModeTunnel {
+			if len(peers) != 1 || peers[0] != nodeA {
+				t.Fatalf("icmp tunnel peers %v", peers)
+			}
+			out := ha.runPkt(ha.d.Programs.FromOverlay, e, actRedirect)
+			expectMACs(t, out, clientMAC, ha.ifMAC)
+			expectQuoted(t, out, client, 50000, nodeA, 30080)
+		} else if len(peers) != 0 {
+			t.Fatalf("dsr icmp encapsulated to %v", peers)
+		}
 	}
 	// Next packets stick to the same path.
 	fwd = ha.runPkt(ha.d.Programs.FromNetdev, mk(client, 50000, nodeA, 30080, tcpACK), actRedirect)
@@ -537,5 +577,29 @@ func TestRootToOverlay(t *testing.T) {
 	h.runPkt(h.d.Programs.ToOverlay, tcp(nodeA, 40000, netip.MustParseAddr("10.250.0.1"), 8080, tcpSYN), actShot)
 	if n := h.metric("no_tunnel"); n != 1 {
 		t.Fatalf("no_tunnel = %d", n)
+	}
+}
+
+// icmpErr builds an ICMP port unreachable from src to dst quoting orig.
+func icmpErr(src, dst netip.Addr, orig packet) packet {
+	b := orig.bytes()
+	return packet{DstMAC: hostMAC, SrcMAC: anyMAC, Src: src, Dst: dst, Proto: 1, ICMPType: 3, ICMPCode: 3,
+		Payload: append([]byte(nil), b[14:14+28]...)}
+}
+
+// expectQuoted checks the packet quoted in an ICMP error (and its IP checksum).
+func expectQuoted(t *testing.T, got packet, src netip.Addr, sport uint16, dst netip.Addr, dport uint16) {
+	t.Helper()
+	if got.Proto != 1 || len(got.Payload) < 28 {
+		t.Fatalf("not an ICMP error: %+v", got)
+	}
+	in := got.Payload
+	if c := fold(csum(0, in[:20])); c != 0 {
+		t.Fatalf("bad quoted IP checksum")
+	}
+	qs, qd := netip.AddrFrom4([4]byte(in[12:16])), netip.AddrFrom4([4]byte(in[16:20]))
+	qsp, qdp := uint16(in[20])<<8|uint16(in[21]), uint16(in[22])<<8|uint16(in[23])
+	if qs != src || qsp != sport || qd != dst || qdp != dport {
+		t.Fatalf("quoted %s:%d -> %s:%d, want %s:%d -> %s:%d", qs, qsp, qd, qdp, src, sport, dst, dport)
 	}
 }

@@ -47,9 +47,17 @@ int from_container(struct __sk_buff *skb)
 		return kd_drop(skb, KD_DROP_MALFORMED);
 	if (rc == KD_PARSE_NOT_IPV4)
 		return kd_pass(skb);
+	now = bpf_ktime_get_ns();
+	if (rc == KD_PARSE_OTHER_L4) {
+		/* An ICMP error from a backend about a translated flow. */
+		v = kd_revnat_icmp(skb, &p, now, &err);
+		if (err)
+			return kd_drop(skb, KD_DROP_REWRITE);
+		if (v && (v->flags & (KD_CT_NODEPORT_LOCAL | KD_CT_NODEPORT_FWD)))
+			return kd_reply_out(skb, cfg, &p, v);
+	}
 	if (rc != KD_PARSE_OK)
 		return kd_route(skb, cfg, &p); /* ICMP, fragments: plain routing */
-	now = bpf_ktime_get_ns();
 
 	/* Reply from a backend pod of a flow translated on this node. */
 	v = kd_revnat(skb, &p, now, &err);
@@ -111,11 +119,13 @@ SEC("tc")
 int to_container(struct __sk_buff *skb)
 {
 	struct kd_pkt p;
-	int err = 0;
+	int err = 0, rc;
 
-	if (kd_parse(skb, &p) != KD_PARSE_OK)
-		return TC_ACT_OK;
-	kd_revnat(skb, &p, bpf_ktime_get_ns(), &err);
+	rc = kd_parse(skb, &p);
+	if (rc == KD_PARSE_OTHER_L4)
+		kd_revnat_icmp(skb, &p, bpf_ktime_get_ns(), &err);
+	else if (rc == KD_PARSE_OK)
+		kd_revnat(skb, &p, bpf_ktime_get_ns(), &err);
 	if (err)
 		return kd_drop(skb, KD_DROP_REWRITE);
 	return TC_ACT_OK;

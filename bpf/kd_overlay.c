@@ -33,6 +33,22 @@ int from_overlay(struct __sk_buff *skb)
 	if (rc == KD_PARSE_NOT_IPV4)
 		return kd_pass(skb);
 	if (rc != KD_PARSE_OK) {
+		/* ICMP errors for a local client's translated flow, fragments. */
+		if (rc == KD_PARSE_OTHER_L4) {
+			struct kd_pkt q;
+
+			now = bpf_ktime_get_ns();
+			/* ... of a NodePort flow this node forwarded: out to the client. */
+			if (kd_icmp_quoted(skb, &p, &q) == 0) {
+				kd_ct_key_fwd(&k, &q);
+				v = bpf_map_lookup_elem(&kd_conntrack, &k);
+				if (v && (v->flags & KD_CT_NODEPORT_REMOTE) && v->expires >= now)
+					return kd_fib_out(skb, &p);
+			}
+			kd_revnat_icmp(skb, &p, now, &err);
+			if (err)
+				return kd_drop(skb, KD_DROP_REWRITE);
+		}
 		rc = kd_to_endpoint(skb, p.daddr);
 		return rc >= 0 ? rc : kd_to_stack(skb);
 	}

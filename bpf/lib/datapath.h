@@ -5,6 +5,7 @@
 #include "fwd.h"
 #include "reject.h"
 #include "events.h"
+#include "icmp.h"
 
 /* kd_revnat looks the packet up as the reply of a translated flow and, if it
  * is one, rewrites the source back to the frontend (and, for hairpin flows,
