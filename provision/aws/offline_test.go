@@ -3,6 +3,7 @@ package aws
 import (
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 )
@@ -28,5 +29,24 @@ func TestDryRunReachesNoEndpoint(t *testing.T) {
 	}
 	if n := hits.Load(); n != 0 {
 		t.Errorf("offline plan sent %d requests", n)
+	}
+}
+
+func TestDryRunWithExistingVPCUsesIt(t *testing.T) {
+	c := loadExample(t)
+	c.Spec.AWS.VPCID = "vpc-0123456789abcdef0"
+	plan, err := NewProvider().PlanOffline(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	_ = plan.Write(&b)
+	for _, want := range []string{"= VPC (existing) vpc-0123456789abcdef0", "vpc: vpc-0123456789abcdef0"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("plan lacks %q:\n%s", want, b.String())
+		}
+	}
+	if strings.Contains(b.String(), "+ VPC ") || strings.Contains(b.String(), "+ InternetGateway") {
+		t.Error("plan creates a VPC or internet gateway although the spec names an existing VPC")
 	}
 }

@@ -236,6 +236,10 @@ func (r *run) step(ctx context.Context, t task) (PlanItem, *actual, error) {
 		}
 	}
 	r.found[t.Key()] = a
+	if k, ok := t.(interface{ knownID() string }); ok && a == nil && r.offline {
+		// The spec names it (an existing VPC): its ID is known without asking AWS.
+		r.found[t.Key()] = &actual{ID: k.knownID()}
+	}
 	item.Fields = t.Desired(r)
 	if a != nil {
 		item.ID = a.ID

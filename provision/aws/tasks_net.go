@@ -64,7 +64,8 @@ func (t *existingVPCTask) Deps() []string { return nil }
 func (t *existingVPCTask) Desired(*run) []Field {
 	return []Field{{Name: "contains", Value: t.m.vpcCIDR, Immutable: true}}
 }
-func (t *existingVPCTask) external() bool { return true }
+func (t *existingVPCTask) external() bool  { return true }
+func (t *existingVPCTask) knownID() string { return t.m.existingVPC }
 func (t *existingVPCTask) Find(ctx context.Context, r *run) (*actual, error) {
 	out, err := r.cl.EC2.DescribeVpcs(ctx, &ec2.DescribeVpcsInput{VpcIds: []string{t.m.existingVPC}})
 	if err != nil || len(out.Vpcs) == 0 {
@@ -85,9 +86,14 @@ func (t *existingVPCTask) Render(context.Context, *run, *actual, []Change) (*act
 // internetGatewayTask is the VPC's internet gateway; with an existing VPC, the one attached to it.
 type internetGatewayTask struct{ m *model }
 
-func (t *internetGatewayTask) Key() string    { return "igw" }
-func (t *internetGatewayTask) Kind() string   { return "InternetGateway" }
-func (t *internetGatewayTask) Name() string   { return t.m.names.VPC() }
+func (t *internetGatewayTask) Key() string  { return "igw" }
+func (t *internetGatewayTask) Kind() string { return "InternetGateway" }
+func (t *internetGatewayTask) Name() string {
+	if t.external() {
+		return "(the one attached to " + t.m.existingVPC + ")"
+	}
+	return t.m.names.VPC()
+}
 func (t *internetGatewayTask) Deps() []string { return []string{"vpc"} }
 func (t *internetGatewayTask) external() bool { return t.m.existingVPC != "" }
 
