@@ -22,6 +22,7 @@ static __always_inline int kd_sock_xlate(struct bpf_sock_addr *ctx)
 	struct kd_sock_key sk;
 	struct kd_sock_val sv = {};
 	__u64 now = bpf_ktime_get_ns();
+	__u8 table;
 
 	if (ctx->type == KD_SOCK_STREAM)
 		p.proto = IPPROTO_TCP;
@@ -33,10 +34,17 @@ static __always_inline int kd_sock_xlate(struct bpf_sock_addr *ctx)
 	p.dport = bpf_ntohs((__u16)ctx->user_port);
 	p.saddr = 0;
 	svc = kd_svc_lookup(&p, KD_SCOPE_CLUSTER, 0);
-	if (!svc)
-		return 1;
-	if (kd_pick(svc, (svc->flags & KD_SVC_ITP_LOCAL) ? KD_BE_TABLE_LOCAL : KD_BE_TABLE_ALL,
-		    0, now, &be) < 0) {
+	if (svc) {
+		table = (svc->flags & KD_SVC_ITP_LOCAL) ? KD_BE_TABLE_LOCAL : KD_BE_TABLE_ALL;
+	} else {
+		/* externalIPs / LoadBalancer IPs, and NodePorts on this node's
+		 * addresses, from the host itself. */
+		svc = kd_svc_lookup(&p, KD_SCOPE_EXTERNAL, kd_is_node_addr(p.daddr));
+		if (!svc)
+			return 1;
+		table = (svc->flags & KD_SVC_ETP_LOCAL) ? KD_BE_TABLE_LOCAL : KD_BE_TABLE_ALL;
+	}
+	if (kd_pick(svc, table, 0, now, &be) < 0) {
 		kd_count(KD_M_DROP, 0);
 		kd_count(svc->count ? KD_DROP_NO_LOCAL_BACKEND : KD_DROP_NO_BACKEND, 0);
 		return (svc->flags & KD_SVC_REJECT) ? 0 : 1;

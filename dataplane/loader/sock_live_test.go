@@ -39,7 +39,8 @@ func cgroup2Root(t *testing.T) string {
 // and runs a host-network client in it (a re-exec of this test binary,
 // started directly inside the cgroup): TCP and UDP to a ClusterIP reach a
 // backend on 127.0.0.1, and the client sees the ClusterIP as its peer
-// (getpeername4 / recvmsg4). A Service without endpoints and the reject flag
+// (getpeername4 / recvmsg4); a NodePort on a node address works the same. A
+// Service without endpoints and the reject flag
 // refuses connect().
 func TestRootSockHooks(t *testing.T) {
 	testutil.RequireRoot(t)
@@ -88,6 +89,9 @@ func TestRootSockHooks(t *testing.T) {
 	must(t, m.UpdateBackend(maps.BackendKey{ServiceID: 2}, maps.BackendValue{Addr: lo, Port: uint16(udpLn.LocalAddr().(*net.UDPAddr).Port), Flags: maps.BackendLocal | maps.BackendHostNet}))
 	must(t, m.UpdateService(maps.NewServiceKey(vip, 53, maps.ProtoUDP, maps.ScopeCluster), maps.ServiceValue{ID: 2, Count: 1}))
 	must(t, m.UpdateService(maps.NewServiceKey(vip, 81, maps.ProtoTCP, maps.ScopeCluster), maps.ServiceValue{ID: 3, Flags: maps.SvcReject}))
+	// A NodePort on a node address (127.0.0.2 plays the node here).
+	must(t, m.AddNodeAddr(netip.MustParseAddr("127.0.0.2")))
+	must(t, m.UpdateService(maps.NewServiceKey(netip.Addr{}, 30080, maps.ProtoTCP, maps.ScopeExternal), maps.ServiceValue{ID: 1, Count: 1}))
 
 	fd, err := syscall.Open(cg, syscall.O_RDONLY|syscall.O_DIRECTORY, 0)
 	must(t, err)
@@ -104,6 +108,7 @@ func TestRootSockHooks(t *testing.T) {
 		"tcp peer=10.96.0.10:80 reply=tcp-backend",
 		"udp from=10.96.0.10:53 reply=udp-ping",
 		"reject err=connect: operation not permitted",
+		"nodeport peer=127.0.0.2:30080 reply=tcp-backend",
 	} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("helper output lacks %q", want)
@@ -140,6 +145,14 @@ func TestSockHelper(t *testing.T) {
 		t.Fatalf("udp recv: %v", err)
 	}
 	fmt.Printf("udp from=%s reply=%s\n", from, buf[:n])
+
+	c, err = net.DialTimeout("tcp4", "127.0.0.2:30080", 3*time.Second)
+	if err != nil {
+		t.Fatalf("nodeport dial: %v", err)
+	}
+	n, _ = c.Read(buf)
+	fmt.Printf("nodeport peer=%s reply=%s\n", c.RemoteAddr(), strings.TrimSpace(string(buf[:n])))
+	c.Close()
 
 	_, err = net.DialTimeout("tcp4", vip+":81", time.Second)
 	msg := "<nil>"
