@@ -23,6 +23,32 @@ type kdNode struct {
 	cidr netip.Prefix
 	d    *loader.Datapath
 	pods []*pod
+	pin  string
+}
+
+// load loads (or, on restart, adopts) the datapath and attaches it.
+func (n *kdNode) load(t *testing.T) {
+	d, err := loader.Load(context.Background(), loader.Options{PinDir: n.pin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.d = d
+	if err := n.ns.do(func() error {
+		if err := d.AttachNetdev("eth0"); err != nil {
+			return err
+		}
+		if err := d.AttachOverlay("vxlan0"); err != nil {
+			return err
+		}
+		for _, p := range n.pods {
+			if err := d.AttachContainer(p.hostIdx); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("attach: %v", err)
+	}
 }
 
 // TestRootLiveOverlay builds two nodes and an outside client on a bridge
@@ -61,30 +87,12 @@ func liveOverlay(t *testing.T, mode uint8) {
 		for i, a := range podIPs {
 			n.pods = append(n.pods, addPod(t, n.ns, name+string(rune('a'+i)), a))
 		}
-		d, err := loader.Load(context.Background(), loader.Options{PinDir: loadertest.PinDir(t)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		n.d = d
-		t.Cleanup(func() { d.Remove() })
+		n.pin = loadertest.PinDir(t)
+		n.load(t)
+		t.Cleanup(func() { n.d.Remove() })
+		d := n.d
 		vx, _ := n.ns.ifindexMAC(t, "vxlan0")
 		nic, _ := n.ns.ifindexMAC(t, "eth0")
-		if err := n.ns.do(func() error {
-			if err := d.AttachNetdev("eth0"); err != nil {
-				return err
-			}
-			if err := d.AttachOverlay("vxlan0"); err != nil {
-				return err
-			}
-			for _, p := range n.pods {
-				if err := d.AttachContainer(p.hostIdx); err != nil {
-					return err
-				}
-			}
-			return nil
-		}); err != nil {
-			t.Fatalf("attach: %v", err)
-		}
 		m := d.Maps
 		mask := net.CIDRMask(cidr.Bits(), 32)
 		must(t, m.SetConfig(maps.Config{NodeIP: maps.Addr4(ip), PodCIDR: maps.Addr4(cidr.Addr()), PodMask: [4]byte(mask),
@@ -208,6 +216,21 @@ func liveOverlay(t *testing.T, mode uint8) {
 		c := dial(t, pa.ns, pb.ip.String()+":8080")
 		if got := ask(t, c); !strings.HasPrefix(got, pa.ip.String()+":") {
 			t.Fatalf("backend saw %s, want %s", got, pa.ip)
+		}
+	})
+	t.Run("established nodePort connection survives a datapath restart on both nodes", func(t *testing.T) {
+		c := dial(t, cli, a.ip.String()+":30080")
+		if got := ask(t, c); !strings.HasPrefix(got, cliIP.String()+":") {
+			t.Fatalf("backend saw %s", got)
+		}
+		for _, n := range []*kdNode{a, b} {
+			must(t, n.d.Close())
+			n.load(t)
+		}
+		for i := 0; i < 3; i++ {
+			if got := ask(t, c); !strings.HasPrefix(got, cliIP.String()+":") {
+				t.Fatalf("after restart, backend saw %s", got)
+			}
 		}
 	})
 	for _, n := range []*kdNode{a, b} {
