@@ -25,9 +25,6 @@ type model struct {
 	sshKey        string // public key contents, "" for none
 }
 
-// defaultMachineType is the instance type of groups that name none (as the spec documents).
-const defaultMachineType = "t3.medium"
-
 func newModel(c *spec.Cluster, sshKey string) (*model, error) {
 	a := c.Spec.AWS
 	if a == nil {
@@ -52,7 +49,7 @@ func newModel(c *spec.Cluster, sshKey string) (*model, error) {
 		m.zones = []string{a.Region + "a"}
 	}
 	if m.vpcCIDR == "" {
-		m.vpcCIDR = "172.20.0.0/16"
+		m.vpcCIDR = spec.DefaultAWSNetworkCIDR
 	}
 	controlPlanes := 0
 	for _, g := range m.groups {
@@ -116,7 +113,7 @@ func sortedKeys(m map[string]string) []string {
 // machineType of a group, defaulted.
 func machineType(g spec.NodeGroup) string {
 	if g.MachineType == "" {
-		return defaultMachineType
+		return spec.DefaultMachineType
 	}
 	return g.MachineType
 }

@@ -86,14 +86,13 @@ func (n Names) StateKey(file string) string {
 
 // State-store files, relative to the cluster's directory.
 const (
-	FileSpec         = "spec.yaml"
-	FileState        = "state.json"
-	FileCACert       = "pki/ca.crt"
-	FileCAKey        = "pki/ca.key"
-	FileToken        = "bootstrap/token"
-	FileCACertHash   = "bootstrap/ca-cert-hash"
-	FileKubeconfig   = "kubeconfig/admin.conf"
-	dirPKI           = "pki/"
-	dirBootstrap     = "bootstrap/"
-	fileKubeconfigRe = "kubeconfig/"
+	FileSpec       = "spec.yaml"
+	FileState      = "state.json"
+	FileCACert     = "pki/ca.crt"
+	FileCAKey      = "pki/ca.key"
+	FileToken      = "bootstrap/token"
+	FileCACertHash = "bootstrap/ca-cert-hash"
+	FileKubeconfig = "kubeconfig/admin.conf"
+	dirPKI         = "pki/"
+	dirBootstrap   = "bootstrap/"
 )

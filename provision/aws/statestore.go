@@ -20,7 +20,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 )
 
 // store reads and writes the cluster's files in the S3 state store.
@@ -49,10 +48,9 @@ func (s store) get(ctx context.Context, file string) ([]byte, error) {
 }
 
 func (s store) put(ctx context.Context, file string, data []byte) error {
-	_, err := s.s3.PutObject(ctx, &s3.PutObjectInput{
-		Bucket: aws.String(s.names.Bucket()), Key: aws.String(s.names.StateKey(file)), Body: bytes.NewReader(data),
-		ServerSideEncryption: s3types.ServerSideEncryptionAes256,
-	})
+	// Objects are encrypted by the bucket's default encryption (S3 encrypts every object since 2023;
+	// a bucket set to SSE-KMS keeps its key).
+	_, err := s.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(s.names.Bucket()), Key: aws.String(s.names.StateKey(file)), Body: bytes.NewReader(data)})
 	if err != nil {
 		return fmt.Errorf("write %s%s: %w", s.names.StateStore(), file, err)
 	}
