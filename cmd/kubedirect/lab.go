@@ -104,7 +104,67 @@ outside client namespace. Needs root.`,
 			return enc.Encode(map[string]any{"lab": l.State, "agents": agents})
 		},
 	}
-	cmd.AddCommand(up, down, status)
+	cmd.AddCommand(up, down, status, newLabBenchCommand(g, &name, &runRoot))
+	return cmd
+}
+
+func newLabBenchCommand(g *globals, name, runRoot *string) *cobra.Command {
+	var o lab.BenchOptions
+	var subnet, k8sBin string
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Compare kubedirect with the real kube-proxy (iptables, nftables) in a 2-node lab",
+		Long: `bench builds a 2-node lab, creates --services ClusterIP Services, then for each system measures
+new connections per second and their p50/p99 latency from the outside client through a NodePort to an
+echo pod, and the time from creating a Service to its first successful connection. It prints JSON with
+the ratios kubedirect / kube-proxy. Needs hack/build-k8s.sh kube-apiserver etcd kube-proxy.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			p, err := netip.ParsePrefix(subnet)
+			if err != nil {
+				return fmt.Errorf("lab bench: --subnet: %w", err)
+			}
+			if k8sBin == "" {
+				k8sBin = defaultK8sBinDir()
+			}
+			o.Lab = lab.Options{Name: *name, RunRoot: *runRoot, Subnet: p, K8sBinDir: k8sBin, Logger: g.logger()}
+			res, err := lab.Bench(cmd.Context(), o)
+			if err != nil {
+				return fmt.Errorf("lab bench: %w", err)
+			}
+			out := map[string]any{"services": o.Services, "results": res}
+			var kd *lab.BenchResult
+			for i := range res {
+				if res[i].System == lab.SystemKubedirect {
+					kd = &res[i]
+				}
+			}
+			if kd != nil {
+				ratios := map[string]any{}
+				for _, r := range res {
+					if r.System == lab.SystemKubedirect {
+						continue
+					}
+					ratios[r.System] = map[string]float64{
+						"connsPerSec":   lab.Ratio(kd.ConnsPerSec, r.ConnsPerSec),
+						"p50":           lab.Ratio(float64(kd.P50), float64(r.P50)),
+						"p99":           lab.Ratio(float64(kd.P99), float64(r.P99)),
+						"createToFirst": lab.Ratio(float64(kd.CreateToFirst), float64(r.CreateToFirst)),
+					}
+				}
+				out["kubedirectOver"] = ratios
+			}
+			enc := json.NewEncoder(g.stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(out)
+		},
+	}
+	cmd.Flags().IntVar(&o.Services, "services", 10000, "ClusterIP Services programmed besides the measured NodePort")
+	cmd.Flags().DurationVar(&o.Duration, "duration", 5*time.Second, "load duration per system")
+	cmd.Flags().IntVar(&o.Workers, "workers", 8, "concurrent clients")
+	cmd.Flags().StringSliceVar(&o.Systems, "systems", nil, "systems to measure (kube-proxy-iptables, kube-proxy-nftables, kubedirect)")
+	cmd.Flags().StringVar(&subnet, "subnet", "192.168.250.0/24", "underlay /24 of the benchmark lab")
+	cmd.Flags().StringVar(&k8sBin, "k8s-bin-dir", "", "directory with etcd, kube-apiserver and kube-proxy")
 	return cmd
 }
 

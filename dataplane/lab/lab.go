@@ -55,6 +55,8 @@ type Options struct {
 	RunRoot string
 	// ExternalServiceMode is the agents' default (tunnel or dsr). Default tunnel.
 	ExternalServiceMode string
+	// NoAgents leaves the nodes without kubedirect agents (the benchmark runs kube-proxy there first).
+	NoAgents bool
 	// Logger receives progress. Default: discard.
 	Logger *slog.Logger
 }
@@ -98,6 +100,7 @@ type State struct {
 	Kubeconfig string         `json:"kubeconfig"`
 	AgentKC    string         `json:"agentKubeconfig"`
 	BPFFS      string         `json:"bpffs"`
+	K8sBinDir  string         `json:"k8sBinDir"`
 	Pids       map[string]int `json:"pids"`
 	Nodes      []Node         `json:"nodes"`
 	Pods       []Pod          `json:"pods"`

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/kubedirect/kubedirect/dataplane/cni"
 	"golang.org/x/sys/unix"
 )
 
@@ -31,7 +32,7 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 		Name: o.Name, Dir: dir, Binary: o.Binary, Subnet: o.Subnet.String(),
 		HostIP: addrIn(o.Subnet, 1).String(), HostVeth: o.Name + "-h",
 		UnderlayNS: o.Name + "-ul", ClientNS: o.Name + "-client", ClientIP: addrIn(o.Subnet, 100).String(),
-		BPFFS: filepath.Join(dir, "bpffs"), Pids: map[string]int{},
+		BPFFS: filepath.Join(dir, "bpffs"), Pids: map[string]int{}, K8sBinDir: o.K8sBinDir,
 	}}
 	defer func() {
 		if err != nil {
@@ -54,18 +55,35 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 	if err := l.registerNodes(ctx); err != nil {
 		return l, err
 	}
-	for i := range l.State.Nodes {
-		if err := l.StartAgent(ctx, l.State.Nodes[i].Name, o.ExternalServiceMode); err != nil {
+	for _, n := range l.State.Nodes {
+		// what the agent writes for the CNI plugin, so pods can be attached before (or without) agents
+		if err := cni.WriteNodeState(n.CNIDir, cni.NodeState{PodCIDR: n.PodCIDR, MTU: 1500 - cni.VXLANOverhead}); err != nil {
 			return l, err
+		}
+	}
+	if o.NoAgents {
+		return l, l.save()
+	}
+	if err := l.StartAgents(ctx, o.ExternalServiceMode); err != nil {
+		return l, err
+	}
+	o.Logger.Info("agents ready", "took", time.Since(start).Round(time.Millisecond))
+	return l, l.save()
+}
+
+// StartAgents starts the agent of every node and waits until all are ready.
+func (l *Lab) StartAgents(ctx context.Context, mode string) error {
+	for i := range l.State.Nodes {
+		if err := l.StartAgent(ctx, l.State.Nodes[i].Name, mode); err != nil {
+			return err
 		}
 	}
 	for _, n := range l.State.Nodes {
 		if err := l.WaitAgentReady(ctx, n.Name, 60*time.Second); err != nil {
-			return l, err
+			return err
 		}
 	}
-	o.Logger.Info("agents ready", "took", time.Since(start).Round(time.Millisecond))
-	return l, l.save()
+	return l.save()
 }
 
 // network creates the underlay namespace and bridge, the host veth, the nodes, the client, the bpffs

@@ -1,0 +1,334 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kubedirect/kubedirect/dataplane/echo"
+	"github.com/vishvananda/netns"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Systems compared by Bench.
+const (
+	SystemKubedirect        = "kubedirect"
+	SystemKubeProxyIPTables = "kube-proxy-iptables"
+	SystemKubeProxyNFTables = "kube-proxy-nftables"
+)
+
+// BenchOptions configure Bench.
+type BenchOptions struct {
+	// Lab configures the lab (Name, Subnet, Binary, K8sBinDir, Logger); NoAgents and Nodes are set by Bench.
+	Lab Options
+	// Services is the number of ClusterIP Services (one endpoint each) programmed besides the measured
+	// NodePort. Default 10000.
+	Services int
+	// Duration of each load run and Workers, the concurrent clients. Defaults 5s and 8.
+	Duration time.Duration
+	Workers  int
+	// Systems to measure, in order. Default: kube-proxy iptables, kube-proxy nftables, kubedirect.
+	Systems []string
+}
+
+// BenchResult is one system's numbers.
+type BenchResult struct {
+	System string `json:"system"`
+	// ConnsPerSec are completed new connections (connect, one HTTP request, close) per second.
+	ConnsPerSec float64 `json:"connsPerSec"`
+	// P50 and P99 are the latencies of one such connection.
+	P50 time.Duration `json:"p50"`
+	P99 time.Duration `json:"p99"`
+	// Errors counts failed connections during the load run.
+	Errors int `json:"errors"`
+	// CreateToFirst is the time from creating a Service (with Services present) to its first
+	// successful connection through its NodePort.
+	CreateToFirst time.Duration `json:"createToFirst"`
+}
+
+// Bench builds one 2-node lab, programs opts.Services ClusterIP Services, and measures the systems one
+// after the other on the same topology: new connections per second and their p50/p99 latency from the
+// outside client through node-1's NodePort to an echo pod on node-1, and the time from creating a
+// NodePort Service to its first successful connection. kube-proxy runs in each node's namespace and is
+// cleaned up (--cleanup) before the next system starts; kubedirect's agents run last.
+func Bench(ctx context.Context, o BenchOptions) ([]BenchResult, error) {
+	if o.Services == 0 {
+		o.Services = 10000
+	}
+	if o.Duration == 0 {
+		o.Duration = 5 * time.Second
+	}
+	if o.Workers == 0 {
+		o.Workers = 8
+	}
+	if len(o.Systems) == 0 {
+		o.Systems = []string{SystemKubeProxyIPTables, SystemKubeProxyNFTables, SystemKubedirect}
+	}
+	log := o.Lab.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	lo := o.Lab
+	lo.NoAgents, lo.Nodes = true, 2
+	l, err := Up(ctx, lo)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = l.Down(context.Background()) }()
+	pod, err := l.AddPod(ctx, "node-1", "bench")
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	if err := l.createServices(ctx, o.Services, pod); err != nil {
+		return nil, err
+	}
+	log.Info("services created", "count", o.Services, "took", time.Since(start).Round(time.Millisecond))
+
+	var results []BenchResult
+	for i, sys := range o.Systems {
+		res := BenchResult{System: sys}
+		switch sys {
+		case SystemKubeProxyIPTables, SystemKubeProxyNFTables:
+			mode := map[string]string{SystemKubeProxyIPTables: "iptables", SystemKubeProxyNFTables: "nftables"}[sys]
+			if err := l.StartKubeProxy(ctx, "node-1", mode); err != nil {
+				return results, err
+			}
+		case SystemKubedirect:
+			if err := l.StartAgents(ctx, "tunnel"); err != nil {
+				return results, err
+			}
+		default:
+			return results, fmt.Errorf("unknown system %q", sys)
+		}
+		// a new NodePort Service, created with the others present: time to its first connection
+		name := "bench-" + strconv.Itoa(i)
+		t0 := time.Now()
+		svc := EchoService(name, corev1.ServiceTypeNodePort)
+		created, err := l.CreateService(ctx, svc)
+		if err != nil {
+			return results, err
+		}
+		if err := l.SetBackends(ctx, "default", name, []Pod{pod}); err != nil {
+			return results, err
+		}
+		var nodePort int
+		for _, p := range created.Spec.Ports {
+			if p.Name == PortHTTP {
+				nodePort = int(p.NodePort)
+			}
+		}
+		n1, _ := l.Node("node-1")
+		addr := net.JoinHostPort(n1.IP, strconv.Itoa(nodePort))
+		if err := pollHTTP(ctx, l, addr, 120*time.Second); err != nil {
+			return results, fmt.Errorf("%s: %w", sys, err)
+		}
+		res.CreateToFirst = time.Since(t0)
+		log.Info("first connection", "system", sys, "after", res.CreateToFirst.Round(time.Millisecond))
+		if err := load(ctx, l.State.ClientNS, addr, o.Workers, o.Duration, &res); err != nil {
+			return results, fmt.Errorf("%s: %w", sys, err)
+		}
+		log.Info("load", "system", sys, "conns/s", int(res.ConnsPerSec), "p50", res.P50, "p99", res.P99, "errors", res.Errors)
+		results = append(results, res)
+		if sys != SystemKubedirect {
+			if err := l.StopKubeProxy(ctx, "node-1"); err != nil {
+				return results, err
+			}
+		}
+	}
+	return results, nil
+}
+
+func pollHTTP(ctx context.Context, l *Lab, addr string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		if _, err := l.HTTP(ctx, l.State.ClientNS, addr, 200*time.Millisecond); err == nil {
+			return nil
+		} else if time.Now().After(deadline) {
+			return fmt.Errorf("no connection to %s after %s: %w", addr, timeout, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// createServices creates n ClusterIP Services with one endpoint (pod) each, concurrently.
+func (l *Lab) createServices(ctx context.Context, n int, pod Pod) error {
+	const workers = 48
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make([]error, workers)
+	ready := true
+	tcp := corev1.ProtocolTCP
+	hp, hn := int32(HTTPPort), PortHTTP
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1))
+				if i > n || ctx.Err() != nil {
+					return
+				}
+				name := "filler-" + strconv.Itoa(i)
+				svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name},
+					Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: hn, Port: 80, Protocol: tcp}}}}
+				if _, err := l.Client.CoreV1().Services("default").Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+					errs[w] = fmt.Errorf("create %s: %w", name, err)
+					return
+				}
+				node := pod.Node
+				sl := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name,
+					Labels: map[string]string{discoveryv1.LabelServiceName: name, discoveryv1.LabelManagedBy: "kubedirect-lab"}},
+					AddressType: discoveryv1.AddressTypeIPv4,
+					Ports:       []discoveryv1.EndpointPort{{Name: &hn, Port: &hp, Protocol: &tcp}},
+					Endpoints: []discoveryv1.Endpoint{{Addresses: []string{pod.IP}, NodeName: &node,
+						Conditions: discoveryv1.EndpointConditions{Ready: &ready}}}}
+				if _, err := l.Client.DiscoveryV1().EndpointSlices("default").Create(ctx, sl, metav1.CreateOptions{}); err != nil {
+					errs[w] = fmt.Errorf("create slice %s: %w", name, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// load runs workers clients in the namespace clientNS for d, each doing new connection + one request +
+// close to addr in a loop, and fills res.
+func load(ctx context.Context, clientNS, addr string, workers int, d time.Duration, res *BenchResult) error {
+	h, err := netns.GetFromName(clientNS)
+	if err != nil {
+		return fmt.Errorf("open netns %s: %w", clientNS, err)
+	}
+	defer h.Close()
+	var mu sync.Mutex
+	var lat []time.Duration
+	var errCount int
+	var wg sync.WaitGroup
+	stop := time.Now().Add(d)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runtime.LockOSThread() // never unlocked: the thread ends with the goroutine, in clientNS
+			if err := netns.Set(h); err != nil {
+				mu.Lock()
+				errCount++
+				mu.Unlock()
+				return
+			}
+			var mine []time.Duration
+			fails := 0
+			for time.Now().Before(stop) && ctx.Err() == nil {
+				t0 := time.Now()
+				c, err := echo.Dial(ctx, addr)
+				if err == nil {
+					_, err = c.Get(2 * time.Second)
+					c.Close()
+				}
+				if err != nil {
+					fails++
+					continue
+				}
+				mine = append(mine, time.Since(t0))
+			}
+			mu.Lock()
+			lat = append(lat, mine...)
+			errCount += fails
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if len(lat) == 0 {
+		return fmt.Errorf("no successful connection to %s", addr)
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	res.ConnsPerSec = float64(len(lat)) / d.Seconds()
+	res.P50 = lat[len(lat)/2]
+	res.P99 = lat[len(lat)*99/100]
+	res.Errors = errCount
+	return nil
+}
+
+// StartKubeProxy runs the real kube-proxy (from the lab's Kubernetes binaries) in node's namespace in
+// mode iptables or nftables, and waits for its healthz.
+func (l *Lab) StartKubeProxy(ctx context.Context, node, mode string) error {
+	n, err := l.Node(node)
+	if err != nil {
+		return err
+	}
+	bin := filepath.Join(l.State.K8sBinDir, "kube-proxy")
+	if _, err := os.Stat(bin); err != nil {
+		return fmt.Errorf("find kube-proxy (hack/build-k8s.sh kube-proxy): %w", err)
+	}
+	cfg := fmt.Sprintf(`apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection: {kubeconfig: %s, qps: 100, burst: 200}
+hostnameOverride: %s
+mode: %s
+clusterCIDR: 10.244.0.0/16
+conntrack: {maxPerCore: 0}
+healthzBindAddress: %s:10256
+metricsBindAddress: 127.0.0.1:10249
+`, l.State.Kubeconfig, node, mode, n.IP)
+	path := filepath.Join(l.State.Dir, "kube-proxy-"+node+".yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		return err
+	}
+	if _, err := l.startProc("kube-proxy-"+node, nil, "nsenter", "--net="+nsPath(n.NetNS), "--", bin, "--config", path); err != nil {
+		return err
+	}
+	if err := l.save(); err != nil {
+		return err
+	}
+	c := &http.Client{Timeout: time.Second, Transport: &http.Transport{Proxy: nil}}
+	deadline := time.Now().Add(120 * time.Second)
+	for {
+		resp, err := c.Get("http://" + n.IP + ":10256/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("kube-proxy on %s not healthy (log %s)", node, l.Log("kube-proxy-"+node))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// StopKubeProxy stops kube-proxy on node and removes its rules (kube-proxy --cleanup in the namespace).
+func (l *Lab) StopKubeProxy(ctx context.Context, node string) error {
+	n, err := l.Node(node)
+	if err != nil {
+		return err
+	}
+	stopPid(l.State.Pids["kube-proxy-"+node], l.State.Name, 5*time.Second)
+	bin := filepath.Join(l.State.K8sBinDir, "kube-proxy")
+	return run(ctx, "nsenter", "--net="+nsPath(n.NetNS), "--", bin, "--cleanup")
+}
+
+
+// Ratio is a/b, 0 when b is 0.
+func Ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}
