@@ -220,9 +220,16 @@ func TestDeleteLeavesNoTaggedResource(t *testing.T) {
 	if _, err := e.p.Create(ctx, e.c); err != nil {
 		t.Fatal(err)
 	}
+	describes := e.cloud.Calls("DescribeInstances")
 	report, err := e.p.Delete(ctx, e.c)
 	if err != nil {
 		t.Fatalf("delete: %v", err)
+	}
+	if e.cloud.Calls("DescribeInstances")-describes < 2 {
+		t.Error("delete did not wait for the instances to terminate")
+	}
+	if e.cloud.Calls("DeleteSecurityGroup") < 4 {
+		t.Error("delete did not retry the security groups a load balancer's interfaces still held")
 	}
 	if left := e.cloud.Tagged(TagCluster, "prod"); len(left) > 0 {
 		t.Errorf("tagged resources left: %v", left)

@@ -464,7 +464,7 @@ func (e *EC2) DeleteSubnet(_ context.Context, in *ec2.DeleteSubnetInput, _ ...fu
 			return nil, apiError("DependencyViolation", "The subnet '%s' has dependencies and cannot be deleted.", id)
 		}
 	}
-	if e.c.elb.usesSubnet(id) {
+	if e.c.elb.usesSubnet(id) || e.c.elb.linger(id) {
 		return nil, apiError("DependencyViolation", "The subnet '%s' has dependencies and cannot be deleted.", id)
 	}
 	delete(e.c.ec2.subnets, id)

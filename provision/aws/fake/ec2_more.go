@@ -179,7 +179,7 @@ func (e *EC2) DeleteSecurityGroup(_ context.Context, in *ec2.DeleteSecurityGroup
 			}
 		}
 	}
-	if e.c.elb.usesSecurityGroup(id) {
+	if e.c.elb.usesSecurityGroup(id) || e.c.elb.linger(id) {
 		return nil, apiError("DependencyViolation", "resource %s has a dependent object", id)
 	}
 	delete(e.c.ec2.sgs, id)

@@ -14,11 +14,14 @@ type elbState struct {
 	tgAttrs   map[string]map[string]string
 	listeners map[string]*types.Listener
 	tags      map[string][]types.Tag // by ARN
+	// lingering counts, per security group or subnet ID, the deletes still refused after a load
+	// balancer using it is gone: its network interfaces take a while to be released.
+	lingering map[string]int
 }
 
 func newELBState() *elbState {
 	return &elbState{lbs: map[string]*types.LoadBalancer{}, tgs: map[string]*types.TargetGroup{}, tgAttrs: map[string]map[string]string{},
-		listeners: map[string]*types.Listener{}, tags: map[string][]types.Tag{}}
+		listeners: map[string]*types.Listener{}, tags: map[string][]types.Tag{}, lingering: map[string]int{}}
 }
 
 func elbTagMap(tags []types.Tag) map[string]string {
@@ -59,6 +62,15 @@ func (s *elbState) count(kind string) (int, bool) {
 		return len(s.listeners), true
 	}
 	return 0, false
+}
+
+// linger reports whether a released load balancer's interfaces still hold id, counting down.
+func (s *elbState) linger(id string) bool {
+	if s.lingering[id] > 0 {
+		s.lingering[id]--
+		return true
+	}
+	return false
 }
 
 func (s *elbState) usesSubnet(id string) bool {
@@ -161,6 +173,14 @@ func (f *ELB) DeleteLoadBalancer(_ context.Context, in *elb.DeleteLoadBalancerIn
 		if aws.ToString(l.LoadBalancerArn) == arn {
 			delete(f.c.elb.listeners, la)
 			delete(f.c.elb.tags, la)
+		}
+	}
+	if lb := f.c.elb.lbs[arn]; lb != nil {
+		for _, g := range lb.SecurityGroups {
+			f.c.elb.lingering[g] = 2
+		}
+		for _, az := range lb.AvailabilityZones {
+			f.c.elb.lingering[aws.ToString(az.SubnetId)] = 2
 		}
 	}
 	delete(f.c.elb.lbs, arn)
