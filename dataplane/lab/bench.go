@@ -324,7 +324,6 @@ func (l *Lab) StopKubeProxy(ctx context.Context, node string) error {
 	return run(ctx, "nsenter", "--net="+nsPath(n.NetNS), "--", bin, "--cleanup")
 }
 
-
 // Ratio is a/b, 0 when b is 0.
 func Ratio(a, b float64) float64 {
 	if b == 0 {
