@@ -73,7 +73,6 @@ int from_container(struct __sk_buff *skb)
 	kd_ct_key_fwd(&k, &p);
 	v = kd_ct_get(&k, &p, now);
 	if (v && (v->flags & KD_CT_CLUSTER)) {
-		src = p.saddr;
 		if (kd_dnat(skb, &p, v->nat_addr, v->nat_port) < 0)
 			return kd_drop(skb, KD_DROP_REWRITE);
 		if ((v->flags & KD_CT_HAIRPIN) && kd_set_addr(skb, &p, 1, cfg->hairpin_addr) < 0)
