@@ -197,8 +197,11 @@ func TestSecondCreatePlansNoChange(t *testing.T) {
 	if _, err := e.p.Create(ctx, e.c); err != nil {
 		t.Fatal(err)
 	}
+	// Only the lock is written and released.
+	before["PutObject"]++
+	before["DeleteObject"]++
 	if after := e.cloud.MutatingCalls(); !mapsEqual(before, after) {
-		t.Errorf("second create changed something: calls before %v, after %v", before, after)
+		t.Errorf("second create changed something: calls before (plus the lock) %v, after %v", before, after)
 	}
 }
 
@@ -266,7 +269,7 @@ func TestCreateResumesAfterAFailureHalfway(t *testing.T) {
 			if err == nil {
 				t.Fatal("create succeeded despite the injected failure")
 			}
-			if !strings.Contains(err.Error(), "kubedirect-prod") && !strings.Contains(err.Error(), "s3://") {
+			if !strings.Contains(err.Error(), "kubedirect-prod") && !strings.Contains(err.Error(), "s3://") && !strings.Contains(err.Error(), `lock cluster "prod"`) {
 				t.Errorf("error does not name the resource: %v", err)
 			}
 			if !strings.Contains(err.Error(), "quota") {
@@ -522,5 +525,28 @@ func TestCarveSubnets(t *testing.T) {
 	}
 	if arch("t4g.medium") != "arm64" || arch("m7gd.large") != "arm64" || arch("g4dn.xlarge") != "amd64" || arch("t3.large") != "amd64" {
 		t.Error("wrong architecture of an instance type")
+	}
+}
+
+func TestConcurrentRunIsRefused(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.cloud.PutObject("example-kubedirect-state", "clusters/prod/"+FileLock, []byte(`{"holder":"other-host pid 7","since":"2026-01-01T00:00:00Z"}`))
+	_, err := e.p.Create(ctx, e.c)
+	if !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), "other-host pid 7") {
+		t.Errorf("create while locked: %v", err)
+	}
+	if e.cloud.Count("VPC") != 0 {
+		t.Error("create changed the account while another run held the lock")
+	}
+	if _, err := e.p.Delete(ctx, e.c); !errors.Is(err, ErrLocked) {
+		t.Errorf("delete while locked: %v", err)
+	}
+	e.cloud.DeleteObject("example-kubedirect-state", "clusters/prod/"+FileLock)
+	if _, err := e.p.Create(ctx, e.c); err != nil {
+		t.Fatal(err)
+	}
+	if e.cloud.Object("example-kubedirect-state", "clusters/prod/"+FileLock) != nil {
+		t.Error("create did not release the lock")
 	}
 }

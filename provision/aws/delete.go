@@ -72,6 +72,14 @@ func (p *Provider) Delete(ctx context.Context, c *spec.Cluster) (*DeleteReport, 
 	if _, err := cl.STS.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{}); err != nil {
 		return nil, fmt.Errorf("check AWS credentials: %w", explain(err))
 	}
+	unlock, err := store{cl.S3, m.names}.lock(ctx, time.Now())
+	if isCode(err, "NoSuchBucket") {
+		return nil, fmt.Errorf("delete cluster %q: state store bucket s3://%s does not exist", c.Metadata.Name, bucket)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	d := &deleter{r: r, report: &DeleteReport{}, poll: p.poll, wait: 20 * time.Minute}
 	for _, step := range []func(context.Context){
 		d.autoScalingGroups, d.launchTemplates, d.loadBalancers, d.keyPairs, d.iam,
@@ -411,6 +419,9 @@ func (d *deleter) stateStore(ctx context.Context) {
 		}
 		for _, o := range out.Contents {
 			key := aws.ToString(o.Key)
+			if key == names.StateKey(FileLock) {
+				continue // released last, by Delete
+			}
 			d.do(ctx, "StateFile", "s3://"+names.Bucket()+"/"+key, "", func() error {
 				_, err := d.r.cl.S3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(names.Bucket()), Key: aws.String(key)})
 				return err

@@ -233,12 +233,18 @@ func (p *Provider) Plan(ctx context.Context, c *spec.Cluster) (*Plan, error) {
 }
 
 // Create makes or changes every resource the cluster needs and returns what it did. After a failure,
-// running it again resumes; on an applied cluster it changes nothing.
+// running it again resumes; on an applied cluster it changes nothing. It holds the cluster's lock in
+// the state store while it runs.
 func (p *Provider) Create(ctx context.Context, c *spec.Cluster) (*Plan, error) {
 	r, tasks, err := p.online(ctx, c)
 	if err != nil {
 		return nil, err
 	}
+	unlock, err := store{r.cl.S3, r.m.names}.lock(ctx, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	plan, err := r.apply(ctx, tasks)
 	if plan != nil {
 		plan.Header = r.m.header(false)

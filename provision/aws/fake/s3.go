@@ -32,6 +32,13 @@ func (c *Cloud) PutObject(bucketName, key string, data []byte) {
 	c.buckets[bucketName].objects[key] = data
 }
 
+// DeleteObject removes an object directly.
+func (c *Cloud) DeleteObject(bucketName, key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.buckets[bucketName].objects, key)
+}
+
 // Object returns an object, nil when absent.
 func (c *Cloud) Object(bucketName, key string) []byte {
 	c.mu.Lock()
@@ -102,6 +109,11 @@ func (f *S3) PutObject(_ context.Context, in *s3.PutObjectInput, _ ...func(*s3.O
 	b, err := f.bucket(aws.ToString(in.Bucket))
 	if err != nil {
 		return nil, err
+	}
+	if aws.ToString(in.IfNoneMatch) == "*" {
+		if _, exists := b.objects[aws.ToString(in.Key)]; exists {
+			return nil, apiError("PreconditionFailed", "At least one of the pre-conditions you specified did not hold")
+		}
 	}
 	data, rerr := io.ReadAll(in.Body)
 	if rerr != nil {
