@@ -528,6 +528,8 @@ func TestCarveSubnets(t *testing.T) {
 	}
 }
 
+var testTime = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
 func TestConcurrentRunIsRefused(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
