@@ -27,6 +27,7 @@ type Change struct {
 	Immutable bool
 }
 
+// String is the change as the plan prints it: "field: old -> new".
 func (c Change) String() string {
 	return fmt.Sprintf("%s: %s -> %s", c.Field, orNone(c.Old), orNone(c.New))
 }

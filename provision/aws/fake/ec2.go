@@ -183,11 +183,11 @@ func (c *Cloud) EC2() *EC2 { return &EC2{c} }
 
 // DescribeAvailabilityZones fails for a zone the region does not have.
 func (e *EC2) DescribeAvailabilityZones(_ context.Context, in *ec2.DescribeAvailabilityZonesInput, _ ...func(*ec2.Options)) (*ec2.DescribeAvailabilityZonesOutput, error) {
-	if err := e.c.begin("DescribeAvailabilityZones"); err != nil {
-		defer e.c.end()
+	err := e.c.begin("DescribeAvailabilityZones")
+	defer e.c.end()
+	if err != nil {
 		return nil, err
 	}
-	defer e.c.end()
 	out := &ec2.DescribeAvailabilityZonesOutput{}
 	for _, z := range in.ZoneNames {
 		found := false
@@ -204,11 +204,11 @@ func (e *EC2) DescribeAvailabilityZones(_ context.Context, in *ec2.DescribeAvail
 
 // DescribeImages filters the account's few Ubuntu images by owner, name and state.
 func (e *EC2) DescribeImages(_ context.Context, in *ec2.DescribeImagesInput, _ ...func(*ec2.Options)) (*ec2.DescribeImagesOutput, error) {
-	if err := e.c.begin("DescribeImages"); err != nil {
-		defer e.c.end()
+	err := e.c.begin("DescribeImages")
+	defer e.c.end()
+	if err != nil {
 		return nil, err
 	}
-	defer e.c.end()
 	out := &ec2.DescribeImagesOutput{}
 	for _, img := range e.c.ec2.images {
 		if len(in.Owners) > 0 && in.Owners[0] != aws.ToString(img.OwnerId) {
