@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	awssdk "github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/smithy-go"
 	"github.com/kubedirect/kubedirect/provision/aws/fake"
 	"github.com/kubedirect/kubedirect/provision/spec"
@@ -551,4 +554,37 @@ func TestConcurrentRunIsRefused(t *testing.T) {
 	if e.cloud.Object("example-kubedirect-state", "clusters/prod/"+FileLock) != nil {
 		t.Error("create did not release the lock")
 	}
+}
+
+func TestMissingExistingVPCIsReported(t *testing.T) {
+	e := newEnv(t)
+	e.c.Spec.AWS.VPCID = "vpc-0123456789abcdef0"
+	_, err := e.p.Create(context.Background(), e.c)
+	if err == nil || !strings.Contains(err.Error(), "vpc-0123456789abcdef0 does not exist in region eu-west-1") {
+		t.Errorf("create with a missing VPC: %v", err)
+	}
+	if n := e.cloud.Calls("DescribeVpcs"); n != 1 {
+		t.Errorf("looked for the VPC %d times, want once (absence is not eventual consistency)", n)
+	}
+}
+
+func TestDuplicateTaggedResourcesAreRefused(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	if _, err := e.p.Create(ctx, e.c); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = e.cloud.EC2().CreateVpc(ctx, &ec2.CreateVpcInput{CidrBlock: awssdk.String("172.20.0.0/16"), TagSpecifications: tagSpec(ec2types.ResourceTypeVpc, e.p.mustModel(t, e.c).tags("kubedirect-prod"))})
+	if _, err := e.p.Plan(ctx, e.c); err == nil || !strings.Contains(err.Error(), "2 carry the cluster's tags") {
+		t.Errorf("plan with two tagged VPCs: %v", err)
+	}
+}
+
+func (p *Provider) mustModel(t *testing.T, c *spec.Cluster) *model {
+	t.Helper()
+	m, err := newModel(c, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }

@@ -58,3 +58,12 @@ func explain(err error) error {
 	}
 	return fmt.Errorf("%w (%s)", err, hint)
 }
+
+// unique refuses to pick one of several resources that carry the same cluster and Name tags: someone
+// made them by hand or copied the tags, and guessing could change the wrong one.
+func unique(kind, name string, n int) error {
+	if n > 1 {
+		return fmt.Errorf("find %s %s: %d carry the cluster's tags and this name; remove the extra ones", kind, name, n)
+	}
+	return nil
+}

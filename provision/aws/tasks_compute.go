@@ -302,6 +302,9 @@ func (t *launchTemplateTask) Find(ctx context.Context, r *run) (*actual, error) 
 	if err != nil || len(out.LaunchTemplates) == 0 {
 		return nil, err
 	}
+	if err := unique("launch template", t.Name(), len(out.LaunchTemplates)); err != nil {
+		return nil, err
+	}
 	id := aws.ToString(out.LaunchTemplates[0].LaunchTemplateId)
 	v, err := r.cl.EC2.DescribeLaunchTemplateVersions(ctx, &ec2.DescribeLaunchTemplateVersionsInput{LaunchTemplateId: aws.String(id), Versions: []string{"$Default"}})
 	if err != nil {

@@ -28,6 +28,9 @@ func (t *vpcTask) Find(ctx context.Context, r *run) (*actual, error) {
 	if err != nil || len(out.Vpcs) == 0 {
 		return nil, err
 	}
+	if err := unique("VPC", t.Name(), len(out.Vpcs)); err != nil {
+		return nil, err
+	}
 	v := out.Vpcs[0]
 	attr, err := r.cl.EC2.DescribeVpcAttribute(ctx, &ec2.DescribeVpcAttributeInput{VpcId: v.VpcId, Attribute: ec2types.VpcAttributeNameEnableDnsHostnames})
 	if err != nil {
@@ -67,8 +70,11 @@ func (t *existingVPCTask) Desired(*run) []Field {
 func (t *existingVPCTask) external() bool  { return true }
 func (t *existingVPCTask) knownID() string { return t.m.existingVPC }
 func (t *existingVPCTask) Find(ctx context.Context, r *run) (*actual, error) {
-	out, err := r.cl.EC2.DescribeVpcs(ctx, &ec2.DescribeVpcsInput{VpcIds: []string{t.m.existingVPC}})
+	out, err := r.cl.EC2.DescribeVpcs(ctx, &ec2.DescribeVpcsInput{Filters: []ec2types.Filter{filter("vpc-id", t.m.existingVPC)}})
 	if err != nil || len(out.Vpcs) == 0 {
+		return nil, err
+	}
+	if err := unique("VPC", t.Name(), len(out.Vpcs)); err != nil {
 		return nil, err
 	}
 	v := out.Vpcs[0]
@@ -108,6 +114,9 @@ func (t *internetGatewayTask) Find(ctx context.Context, r *run) (*actual, error)
 	}
 	out, err := r.cl.EC2.DescribeInternetGateways(ctx, &ec2.DescribeInternetGatewaysInput{Filters: filters})
 	if err != nil || len(out.InternetGateways) == 0 {
+		return nil, err
+	}
+	if err := unique("internet gateway", t.Name(), len(out.InternetGateways)); err != nil {
 		return nil, err
 	}
 	g := out.InternetGateways[0]
@@ -158,6 +167,9 @@ func (t *subnetTask) Desired(r *run) []Field {
 func (t *subnetTask) Find(ctx context.Context, r *run) (*actual, error) {
 	out, err := r.cl.EC2.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{Filters: t.m.owned(t.Name())})
 	if err != nil || len(out.Subnets) == 0 {
+		return nil, err
+	}
+	if err := unique("subnet", t.Name(), len(out.Subnets)); err != nil {
 		return nil, err
 	}
 	s := out.Subnets[0]
@@ -211,6 +223,9 @@ func (t *routeTableTask) Desired(r *run) []Field {
 func (t *routeTableTask) Find(ctx context.Context, r *run) (*actual, error) {
 	out, err := r.cl.EC2.DescribeRouteTables(ctx, &ec2.DescribeRouteTablesInput{Filters: t.m.owned(t.Name())})
 	if err != nil || len(out.RouteTables) == 0 {
+		return nil, err
+	}
+	if err := unique("route table", t.Name(), len(out.RouteTables)); err != nil {
 		return nil, err
 	}
 	rt := out.RouteTables[0]
@@ -290,6 +305,9 @@ func (t *securityGroupTask) Find(ctx context.Context, r *run) (*actual, error) {
 	filters := append(t.m.owned(t.Name()), filter("vpc-id", r.ref("vpc")))
 	out, err := r.cl.EC2.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{Filters: filters})
 	if err != nil || len(out.SecurityGroups) == 0 {
+		return nil, err
+	}
+	if err := unique("security group", t.Name(), len(out.SecurityGroups)); err != nil {
 		return nil, err
 	}
 	g := out.SecurityGroups[0]
