@@ -22,6 +22,19 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 SPECS=${E2E_SPECS:-examples/kind.yaml examples/kind-dsr.yaml}
 ARTIFACTS=${ARTIFACTS:-$ROOT/_output/e2e/$(date -u +%Y%m%dT%H%M%SZ)}
+
+# E2E_SOURCE=head tests the committed tree: a snapshot of HEAD in a temporary directory (for checkouts
+# shared with work in progress; `kubedirect create` builds its node image from the source it runs in).
+if [ "${E2E_SOURCE:-worktree}" = head ]; then
+  snap=$(mktemp -d "${TMPDIR:-/tmp}/kubedirect-e2e-src.XXXXXX")
+  git -C "$ROOT" archive --format=tar HEAD | tar -x -C "$snap"
+  echo "=== e2e: testing HEAD $(git -C "$ROOT" rev-parse --short HEAD) from $snap"
+  mkdir -p "$ARTIFACTS"
+  rc=0
+  E2E_SOURCE=worktree ARTIFACTS=$(cd "$ARTIFACTS" && pwd) bash "$snap/hack/e2e.sh" || rc=$?
+  rm -rf "$snap"
+  exit $rc
+fi
 VALIDATE_WAIT=${VALIDATE_WAIT:-10m}
 mkdir -p "$ARTIFACTS"
 ARTIFACTS=$(cd "$ARTIFACTS" && pwd)
@@ -30,7 +43,7 @@ export KUBECONFIG=$ARTIFACTS/kubeconfig # never touch the user's kubeconfig
 timings=()
 t_start=$SECONDS
 stage_begin() { stage_name=$1; stage_t0=$SECONDS; echo; echo "=== e2e: $1"; }
-stage_end() { local d=$((SECONDS - stage_t0)); timings+=("$(printf '%-44s %5ds' "$stage_name" "$d")"); echo "=== e2e: $stage_name: ${d}s"; }
+stage_end() { local d=$((SECONDS - stage_t0)); stage_t0=""; timings+=("$(printf '%-44s %5ds' "$stage_name" "$d")"); echo "=== e2e: $stage_name: ${d}s"; }
 summary() {
   echo
   echo "=== e2e stage times"
@@ -39,6 +52,7 @@ summary() {
 }
 
 started_docker=false
+problems=()
 passed=false # set by the last line: anything else that ends the script is a failure
 current_cluster=""
 BIN=""
@@ -47,6 +61,7 @@ finish() {
   local rc=$?
   $passed || failed=true
   [ $rc -ne 0 ] || $passed || rc=1
+  [ -z "${stage_t0:-}" ] || timings+=("$(printf '%-44s %5ds  (failed)' "$stage_name" $((SECONDS - stage_t0)))")
   if [ -n "$current_cluster" ] && [ -n "$BIN" ]; then
     if $failed; then
       echo "=== e2e: FAILED with cluster $current_cluster up: collecting logs into $ARTIFACTS/$current_cluster-logs"
@@ -95,7 +110,8 @@ stage_end
 # --- 3. kubedirect ----------------------------------------------------------------------------------
 stage_begin "build kubedirect"
 BIN=$ARTIFACTS/kubedirect
-go build -o "$BIN" ./cmd/kubedirect
+# same flags as the self-image build in provision/install, so that one hits the build cache
+CGO_ENABLED=0 go build -trimpath -o "$BIN" ./cmd/kubedirect
 "$BIN" version || true
 has_validate=false
 if "$BIN" --help 2>/dev/null | grep -qE '^[[:space:]]+validate[[:space:]]'; then has_validate=true; fi
@@ -174,9 +190,16 @@ for spec in $SPECS; do
   if [ -n "$left" ]; then
     echo "FAIL: delete left behind:"; echo "$left" | sed 's/^/  /'
     for id in $(echo "$left" | awk '$1 == "network" {print $2}'); do docker network inspect -f '    network {{.Name}}' "$id"; done
-    exit 1
+    problems+=("$name: delete left $(echo "$left" | awk '{print $1}' | sort | uniq -c | xargs) behind")
+  else
+    echo "ok: no container, network or volume left"
   fi
-  echo "ok: no container, network or volume left"
   stage_end
 done
+
+# leftovers do not stop the next spec; they fail the run here
+if [ ${#problems[@]} -gt 0 ]; then
+  printf 'FAIL: %s\n' "${problems[@]}"
+  exit 1
+fi
 passed=true
