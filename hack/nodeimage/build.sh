@@ -39,8 +39,8 @@ stage() { log "$1 ($((SECONDS - t0))s)"; }
 inputs_hash() {
   {
     echo "$KUBE_VERSION $ETCD_IMAGE_TAG $COREDNS_VERSION $PAUSE_TAG $CNI_PLUGINS_VERSION $(go env GOVERSION)"
-    (cd "$ROOT" && find hack/nodeimage -type f | LC_ALL=C sort | xargs sha256sum)
-    sha256sum "$ROOT/hack/build-k8s.sh"
+    # relative paths: the same tree gives the same tag wherever it is checked out
+    (cd "$ROOT" && find hack/nodeimage -type f | LC_ALL=C sort | xargs sha256sum && sha256sum hack/build-k8s.sh)
   } | sha256sum | cut -c1-12
 }
 TAG="$REPO:$KUBE_VERSION-$(inputs_hash)"
