@@ -375,6 +375,19 @@ func TestChangesInPlaceAndRefusedReplacement(t *testing.T) {
 	if !slices.Equal(updated, want) {
 		t.Errorf("updates %v, want %v", updated, want)
 	}
+	var out bytes.Buffer
+	_ = plan.Write(&out)
+	for _, line := range []string{
+		"size: min 3 max 3 desired 3 -> min 5 max 5 desired 5",
+		"instanceType: t3.large -> t3.xlarge",
+		"running ones keep theirs until replaced",
+		"ingress: - tcp 30000-32767 from 0.0.0.0/0 (NodePort services)\n",
+		"ingress: + udp 30000-32767 from 198.51.100.0/24 (NodePort services)\n",
+	} {
+		if !strings.Contains(out.String(), line) {
+			t.Errorf("plan lacks %q:\n%s", line, out.String())
+		}
+	}
 	if _, err := e.p.Create(ctx, e.c); err != nil {
 		t.Fatal(err)
 	}

@@ -27,9 +27,24 @@ type Change struct {
 	Immutable bool
 }
 
-// String is the change as the plan prints it: "field: old -> new".
+// String is the change as the plan prints it: "field: old -> new" for a single value, and for a set
+// one line per value removed ("field: - value") or added ("field: + value").
 func (c Change) String() string {
-	return fmt.Sprintf("%s: %s -> %s", c.Field, orNone(c.Old), orNone(c.New))
+	if len(c.Old) <= 1 && len(c.New) <= 1 {
+		return fmt.Sprintf("%s: %s -> %s", c.Field, orNone(c.Old), orNone(c.New))
+	}
+	var lines []string
+	for _, v := range c.Old {
+		if !slices.Contains(c.New, v) {
+			lines = append(lines, c.Field+": - "+v)
+		}
+	}
+	for _, v := range c.New {
+		if !slices.Contains(c.Old, v) {
+			lines = append(lines, c.Field+": + "+v)
+		}
+	}
+	return strings.Join(lines, "\n    ")
 }
 
 func orNone(v []string) string {
@@ -166,6 +181,9 @@ func (p *Plan) Write(w io.Writer) error {
 			fmt.Fprintf(&b, "\n~ %s %s (%s)\n", it.Kind, it.Name, it.ID)
 			for _, c := range it.Changes {
 				fmt.Fprintf(&b, "    %s\n", c)
+			}
+			if it.Kind == "LaunchTemplate" {
+				b.WriteString("    (a new default version: instances launched from now on use it; running ones keep theirs until replaced)\n")
 			}
 		case ActionUse:
 			fmt.Fprintf(&b, "\n= %s %s (used as it is, never changed or deleted)\n", it.Kind, it.Name)
