@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
+	"github.com/kubedirect/kubedirect/internal/progress"
 	"github.com/kubedirect/kubedirect/provision/kind"
 	"github.com/kubedirect/kubedirect/provision/spec"
 	"github.com/kubedirect/kubedirect/provision/validate"
@@ -98,14 +100,23 @@ func runValidate(ctx context.Context, g *globals, c *spec.Cluster, wait time.Dur
 		return err
 	}
 	log := g.logger()
+	// Progress goes to standard error so that standard output is the report alone (-o json).
+	p := progress.New(g.stderr, g.quiet)
 	attempt := 1
-	rep, err := v.RunWithWait(ctx, wait, validateRetryInterval, func(r *validate.Report, err error) {
-		if err != nil {
-			log.Info("validation could not run; retrying", "cluster", name, "attempt", attempt, "err", err)
-		} else {
-			log.Info("validation failed; retrying", "cluster", name, "attempt", attempt, "failures", r.Failures())
+	var rep *validate.Report
+	_ = p.Step(fmt.Sprintf("Validating cluster %q (nodes, agents, source-IP proof)", name), func() error {
+		rep, err = v.RunWithWait(ctx, wait, validateRetryInterval, func(r *validate.Report, err error) {
+			if err != nil {
+				log.Info("validation could not run; retrying", "cluster", name, "attempt", attempt, "err", err)
+			} else {
+				log.Info("validation failed; retrying", "cluster", name, "attempt", attempt, "failures", r.Failures())
+			}
+			attempt++
+		})
+		if err == nil && !rep.Passed {
+			return errors.New("failed")
 		}
-		attempt++
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("validate cluster %q: %w", name, err)
