@@ -394,6 +394,9 @@ func TestChangesInPlaceAndRefusedReplacement(t *testing.T) {
 	if plan, err := e.p.Plan(ctx, e.c); err != nil || plan.Pending() != 0 {
 		t.Errorf("after the update: %v, %d pending", err, plan.Pending())
 	}
+	if n := e.cloud.Count("Instance"); n != 6 {
+		t.Errorf("%d instances after scaling the workers to 5, want 6", n)
+	}
 	e.c.Spec.AWS.NetworkCIDR = "172.21.0.0/16"
 	if _, err := e.p.Create(ctx, e.c); !errors.Is(err, ErrNeedsReplacement) {
 		t.Errorf("changing the VPC's CIDR: %v, want %v", err, ErrNeedsReplacement)

@@ -132,6 +132,24 @@ func (f *AutoScaling) UpdateAutoScalingGroup(_ context.Context, in *autoscaling.
 	if in.DesiredCapacity != nil {
 		g.group.DesiredCapacity = in.DesiredCapacity
 	}
+	// Converge the running instances on the desired capacity, as the group would.
+	want := int(aws.ToInt32(g.group.DesiredCapacity))
+	if n := len(g.instances); want > n {
+		var tags []ec2types.Tag
+		for _, t := range g.group.Tags {
+			if aws.ToBool(t.PropagateAtLaunch) {
+				tags = append(tags, ec2types.Tag{Key: t.Key, Value: t.Value})
+			}
+		}
+		ids, err := f.c.launch(aws.ToString(g.group.LaunchTemplate.LaunchTemplateId), strings.Split(aws.ToString(g.group.VPCZoneIdentifier), ","), want-n, tags)
+		if err != nil {
+			return nil, err
+		}
+		g.instances = append(g.instances, ids...)
+	} else if want < n {
+		f.c.terminate(g.instances[want:])
+		g.instances = g.instances[:want]
+	}
 	return &autoscaling.UpdateAutoScalingGroupOutput{}, nil
 }
 
