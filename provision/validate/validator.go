@@ -24,7 +24,7 @@ const (
 	DefaultBaselineHTTPPort = 29080
 	DefaultBaselineUDPPort  = 29081
 	DefaultPodTimeout       = 2 * time.Minute
-	DefaultRowTimeout       = 20 * time.Second
+	DefaultRowTimeout       = 10 * time.Second
 	DefaultCallTimeout      = 2 * time.Second
 	// NamespacePrefix starts the name of every probe namespace.
 	NamespacePrefix = "kubedirect-validate-"
