@@ -197,7 +197,7 @@ func NodeBinary(ctx context.Context, arch string) ([]byte, string, error) {
 	}
 	defer os.RemoveAll(dir)
 	out := filepath.Join(dir, "kubedirect")
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", out, "./cmd/kubedirect")
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, "./cmd/kubedirect")
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+arch)
 	if msg, err := cmd.CombinedOutput(); err != nil {
