@@ -466,3 +466,24 @@ func TestProbeTemplatesRender(t *testing.T) {
 		t.Errorf("service %+v", svc.Spec)
 	}
 }
+
+// TestSystemPodFailureStillProves: a crashing CoreDNS fails the validation but does not hide the proof.
+func TestSystemPodFailureStillProves(t *testing.T) {
+	objs := append(cluster(), &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "coredns-2", Namespace: "kube-system"},
+		Status: corev1.PodStatus{Phase: corev1.PodRunning, ContainerStatuses: []corev1.ContainerStatus{{Name: "coredns",
+			State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff"}}}}},
+	})
+	f := newFakeCluster(objs...)
+	rep, err := f.validator().Run(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := checkResult(rep, "kube-system pod ready", "coredns-2")
+	if rep.Passed || c.Result != Fail || !strings.Contains(c.Detail, "CrashLoopBackOff") {
+		t.Fatalf("passed=%v check=%+v", rep.Passed, c)
+	}
+	if len(rep.Matrix) != 24 || rep.Failures() != 1 {
+		t.Errorf("matrix %d rows, %d failures; want 24 rows and only the CoreDNS failure", len(rep.Matrix), rep.Failures())
+	}
+}

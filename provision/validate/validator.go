@@ -157,9 +157,8 @@ func (v *Validator) Run(ctx context.Context) (*Report, error) {
 	}
 	rep.Checks = append(rep.Checks, CheckAgents(nodes.Items, agents.Items, statuses)...)
 
-	rep.Finish()
-	if !rep.Passed {
-		rep.Checks = append(rep.Checks, Check{Name: "source-IP proof", Target: "cluster", Result: Skip, Detail: "not run: the checks above failed"})
+	if blocked := blockingFailures(rep.Checks); blocked != "" {
+		rep.Checks = append(rep.Checks, Check{Name: "source-IP proof", Target: "cluster", Result: Skip, Detail: "not run: " + blocked})
 		rep.Finish()
 		return rep, nil
 	}
@@ -168,6 +167,25 @@ func (v *Validator) Run(ctx context.Context) (*Report, error) {
 	}
 	rep.Finish()
 	return rep, nil
+}
+
+// blockingFailures names the failed checks that make the source-IP proof pointless: nodes or agents
+// not ready, kube-proxy present. Other kube-system pods (CoreDNS, ...) do not take part in the proof, so
+// their failure is reported without hiding what the proof would show.
+func blockingFailures(checks []Check) string {
+	var names []string
+	seen := map[string]bool{}
+	for _, c := range checks {
+		if c.Result != Fail || c.Name == "kube-system pod ready" || seen[c.Name] {
+			continue
+		}
+		seen[c.Name] = true
+		names = append(names, c.Name)
+	}
+	if len(names) == 0 {
+		return ""
+	}
+	return "failed: " + strings.Join(names, ", ")
 }
 
 // prove runs the source-IP proof in a fresh namespace, which it deletes whatever happens (also when ctx
