@@ -22,7 +22,6 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
-	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
@@ -30,6 +29,21 @@ import (
 
 // nodesKey is the queue item that re-reads the Nodes (tunnels, this node's config, topology).
 const nodesKey = "\x00nodes"
+
+// sliceIndex indexes EndpointSlices by the "namespace/name" of their Service.
+const sliceIndex = "service"
+
+func sliceServiceKey(obj any) ([]string, error) {
+	s, ok := obj.(*discoveryv1.EndpointSlice)
+	if !ok {
+		return nil, nil
+	}
+	name := s.Labels[discoveryv1.LabelServiceName]
+	if name == "" {
+		return nil, nil
+	}
+	return []string{s.Namespace + "/" + name}, nil
+}
 
 // Options configure an Agent.
 type Options struct {
@@ -55,9 +69,9 @@ type Agent struct {
 	queue workqueue.TypedRateLimitingInterface[string]
 	rec   record.EventRecorder
 
-	svcLister   corelisters.ServiceLister
-	sliceLister discoverylisters.EndpointSliceLister
-	nodeLister  corelisters.NodeLister
+	svcLister    corelisters.ServiceLister
+	sliceIndexer cache.Indexer
+	nodeLister   corelisters.NodeLister
 
 	// worker-owned
 	topo      Topology
@@ -134,7 +148,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	svcInf := factory.Core().V1().Services()
 	sliceInf := factory.Discovery().V1().EndpointSlices()
 	nodeInf := factory.Core().V1().Nodes()
-	a.svcLister, a.sliceLister, a.nodeLister = svcInf.Lister(), sliceInf.Lister(), nodeInf.Lister()
+	a.svcLister, a.nodeLister = svcInf.Lister(), nodeInf.Lister()
 	a.queue = workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]())
 	defer a.queue.ShutDown()
 
@@ -159,6 +173,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	if _, err := svcInf.Informer().AddEventHandler(h(enqueueSvc)); err != nil {
 		return fmt.Errorf("watch services: %w", err)
 	}
+	if err := sliceInf.Informer().AddIndexers(cache.Indexers{sliceIndex: sliceServiceKey}); err != nil {
+		return fmt.Errorf("index endpointslices: %w", err)
+	}
+	a.sliceIndexer = sliceInf.Informer().GetIndexer()
 	if _, err := sliceInf.Informer().AddEventHandler(h(enqueueSlice)); err != nil {
 		return fmt.Errorf("watch endpointslices: %w", err)
 	}
@@ -270,9 +288,15 @@ func (a *Agent) syncService(_ context.Context, key string) bool {
 	if err != nil {
 		return true
 	}
-	slices, err := a.sliceLister.EndpointSlices(ns).List(labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: name}))
+	objs, err := a.sliceIndexer.ByIndex(sliceIndex, key)
 	if err != nil {
 		return true
+	}
+	slices := make([]*discoveryv1.EndpointSlice, 0, len(objs))
+	for _, o := range objs {
+		if s, ok := o.(*discoveryv1.EndpointSlice); ok {
+			slices = append(slices, s)
+		}
 	}
 	st, err := Translate(svc, slices, &a.topo)
 	if err != nil {

@@ -35,6 +35,7 @@ type Programmer struct {
 	used      map[uint32]bool
 	next      uint32
 	orphans   map[uint32]*programmed // adopted from pinned maps, not yet claimed
+	orphanFE  map[maps.ServiceKey]uint32
 	// Writes counts map updates and deletes (for tests and metrics).
 	Writes int
 }
@@ -43,7 +44,7 @@ type Programmer struct {
 // already in t.
 func NewProgrammer(t Table) *Programmer {
 	return &Programmer{t: t, ports: map[string]*programmed{}, byService: map[string][]string{},
-		used: map[uint32]bool{}, next: 1, orphans: map[uint32]*programmed{}}
+		used: map[uint32]bool{}, next: 1, orphans: map[uint32]*programmed{}, orphanFE: map[maps.ServiceKey]uint32{}}
 }
 
 // Adopt reads the services and backends already in the maps (pinned by a previous agent). Until
@@ -53,6 +54,7 @@ func (p *Programmer) Adopt() error {
 	err := p.t.IterateServices(func(k maps.ServiceKey, v maps.ServiceValue) bool {
 		o := p.orphan(v.ID)
 		o.frontends[k] = v
+		p.orphanFE[k] = v.ID
 		return true
 	})
 	if err != nil {
@@ -94,6 +96,7 @@ func (p *Programmer) FinishAdoption() error {
 		delete(p.orphans, id)
 		delete(p.used, id)
 	}
+	p.orphanFE = map[maps.ServiceKey]uint32{}
 	return errors.Join(errs...)
 }
 
@@ -145,18 +148,22 @@ func (p *Programmer) Apply(key string, st ServiceState) error {
 
 // claim returns the adopted table that serves one of d's frontends, or a new empty one.
 func (p *Programmer) claim(d *PortState) *programmed {
-	ids := make([]uint32, 0, len(p.orphans))
-	for id := range p.orphans {
-		ids = append(ids, id)
+	keys := make([]maps.ServiceKey, 0, len(d.Frontends))
+	for k := range d.Frontends {
+		keys = append(keys, k)
 	}
-	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
-	for _, id := range ids {
-		o := p.orphans[id]
-		for k := range d.Frontends {
-			if _, ok := o.frontends[k]; ok {
-				delete(p.orphans, id)
-				return o
+	sort.Slice(keys, func(i, j int) bool { return fmt.Sprint(keys[i]) < fmt.Sprint(keys[j]) })
+	for _, k := range keys {
+		id, ok := p.orphanFE[k]
+		if !ok {
+			continue
+		}
+		if o := p.orphans[id]; o != nil {
+			delete(p.orphans, id)
+			for fk := range o.frontends {
+				delete(p.orphanFE, fk)
 			}
+			return o
 		}
 	}
 	return &programmed{id: p.allocID(), frontends: map[maps.ServiceKey]maps.ServiceValue{}}

@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -390,4 +392,87 @@ func agentMetrics(ctx context.Context, l *lab.Lab, node string) (string, error) 
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return string(b), err
+}
+
+// TestRootLabExternalIPsAndAffinity: externalIPs and LoadBalancer ingress IPs are served like NodePorts
+// (the client routes them to node-1; the backend is on node-2 and sees the client's IP), sessionAffinity
+// ClientIP keeps a client on one of three backends, and a pod reaches itself through its own Service.
+func TestRootLabExternalIPsAndAffinity(t *testing.T) {
+	l := newLab(t, "tunnel")
+	ctx := context.Background()
+	backend := addPod(t, l, "node-2", "x1")
+	n1, _ := l.Node("node-1")
+	subnet := netip.MustParsePrefix(l.State.Subnet)
+	extIP, lbIP := hostIn(subnet, 200), hostIn(subnet, 201)
+	for _, a := range []string{extIP, lbIP} {
+		if out, err := exec.Command("ip", "-n", l.State.ClientNS, "route", "add", a+"/32", "via", n1.IP).CombinedOutput(); err != nil {
+			t.Logf("%s", out)
+			t.Fatalf("client route to %s: %v", a, err)
+		}
+	}
+	svc := service(t, l, "ext", corev1.ServiceTypeLoadBalancer, func(s *corev1.Service) {
+		s.Spec.ExternalIPs = []string{extIP}
+	}, backend)
+	svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: lbIP}}
+	if _, err := l.Client.CoreV1().Services("default").UpdateStatus(ctx, svc, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []string{extIP, lbIP} {
+		err := eventually(3*time.Second, func() error {
+			r, err := l.HTTP(ctx, l.State.ClientNS, net.JoinHostPort(a, "80"), time.Second)
+			if err != nil {
+				return err
+			}
+			return checkReply(r, l.State.ClientIP, backend.Name)
+		})
+		if err != nil {
+			t.Errorf("frontend %s: %v", a, err)
+		}
+	}
+
+	pods := []lab.Pod{backend, addPod(t, l, "node-1", "x2"), addPod(t, l, "node-3", "x3")}
+	aff := service(t, l, "affinity", corev1.ServiceTypeNodePort, func(s *corev1.Service) {
+		s.Spec.SessionAffinity = corev1.ServiceAffinityClientIP
+	}, pods...)
+	httpPort, _ := nodePorts(aff)
+	addr := net.JoinHostPort(n1.IP, strconv.Itoa(httpPort))
+	seen := map[string]int{}
+	for i := 0; i < 12; i++ {
+		err := eventually(3*time.Second, func() error {
+			r, err := l.HTTP(ctx, l.State.ClientNS, addr, time.Second)
+			if err == nil {
+				seen[r.Pod]++
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(seen) != 1 {
+		t.Errorf("sessionAffinity ClientIP: 12 connections spread over %v", seen)
+	}
+
+	t.Run("hairpin", func(t *testing.T) {
+		self := service(t, l, "self", corev1.ServiceTypeClusterIP, nil, pods[1])
+		err := eventually(3*time.Second, func() error {
+			r, err := l.HTTP(ctx, pods[1].NetNS, net.JoinHostPort(self.Spec.ClusterIP, "80"), time.Second)
+			if err != nil {
+				return err
+			}
+			if r.Pod != pods[1].Name {
+				return fmt.Errorf("answered by %s", r.Pod)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Errorf("pod to its own service: %v", err)
+		}
+	})
+}
+
+func hostIn(p netip.Prefix, host int) string {
+	b := p.Masked().Addr().As4()
+	b[3] = byte(host)
+	return netip.AddrFrom4(b).String()
 }

@@ -79,7 +79,7 @@ func (l *Lab) StartAgents(ctx context.Context, mode string) error {
 		}
 	}
 	for _, n := range l.State.Nodes {
-		if err := l.WaitAgentReady(ctx, n.Name, 60*time.Second); err != nil {
+		if err := l.WaitAgentReady(ctx, n.Name, 5*time.Minute); err != nil {
 			return err
 		}
 	}
