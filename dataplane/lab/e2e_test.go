@@ -3,6 +3,7 @@ package lab_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -261,13 +263,14 @@ func TestRootLabScaleBackends(t *testing.T) {
 		t.Fatal(err)
 	}
 	rejected := false
+	var lastErr error
 	for !rejected && time.Since(start) < time.Second {
-		if _, err := l.HTTP(ctx, l.State.ClientNS, addr, 300*time.Millisecond); err != nil {
-			rejected = true
-		}
+		// a Service without endpoints is rejected (TCP RST), as kube-proxy does
+		_, lastErr = l.HTTP(ctx, l.State.ClientNS, addr, 300*time.Millisecond)
+		rejected = errors.Is(lastErr, syscall.ECONNREFUSED)
 	}
 	if !rejected {
-		t.Errorf("3 -> 0: still answered 1s after the endpoints were removed")
+		t.Errorf("3 -> 0: not refused 1s after the endpoints were removed (last: %v)", lastErr)
 	} else {
 		t.Logf("3 -> 0 backends visible after %v", time.Since(start).Round(time.Millisecond))
 	}
