@@ -51,8 +51,9 @@ for n in $nodes; do
   x bpf-progs.txt bpftool prog show
   x bpf-maps.txt bpftool map show
   x bpf-net.txt bpftool net show
-  x bpf-pinned.txt sh -c 'for f in $(find /sys/fs/bpf -type f 2>/dev/null); do
-      echo "=== $f"; bpftool map dump pinned "$f" 2>&1 | head -2000; done'
+  x bpf-pinned.txt sh -c 'for f in $(find /sys/fs/bpf -type f 2>/dev/null); do echo "=== $f"
+      bpftool map dump pinned "$f" 2>/dev/null | head -2000 || bpftool link show pinned "$f" 2>&1 ||
+      bpftool prog show pinned "$f" 2>&1; done'
   docker cp "$n:/var/log/pods" "$d/pods" >/dev/null 2>&1 || true
 done
 
