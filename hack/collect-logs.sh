@@ -52,8 +52,8 @@ for n in $nodes; do
   x bpf-maps.txt bpftool map show
   x bpf-net.txt bpftool net show
   x bpf-pinned.txt sh -c 'for f in $(find /sys/fs/bpf -type f 2>/dev/null); do echo "=== $f"
-      bpftool map dump pinned "$f" 2>/dev/null | head -2000 || bpftool link show pinned "$f" 2>&1 ||
-      bpftool prog show pinned "$f" 2>&1; done'
+      if out=$(bpftool map dump pinned "$f" 2>/dev/null); then echo "$out" | head -2000
+      else bpftool link show pinned "$f" 2>/dev/null || bpftool prog show pinned "$f" 2>&1; fi; done'
   docker cp "$n:/var/log/pods" "$d/pods" >/dev/null 2>&1 || true
 done
 
