@@ -250,7 +250,7 @@ func baseline(ctx context.Context, p Prober, nodes []ProbeNode, httpPort, udpPor
 			if ip := seen[n.Name][proto]; ip != "" {
 				c.Detail = "client seen as " + ip + " at " + addr
 			} else {
-				c.Result, c.Detail = Fail, fmt.Sprintf("%s: %v", addr, lastErr)
+				c.Result, c.Detail = Fail, fmt.Sprintf("%s: %v (the client must reach the node addresses directly: not possible with Docker Desktop or a remote Docker daemon)", addr, lastErr)
 			}
 			checks = append(checks, c)
 		}
