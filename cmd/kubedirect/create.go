@@ -83,7 +83,9 @@ func createKind(ctx context.Context, g *globals, c *spec.Cluster, o *createOptio
 		return err
 	}
 	if exists {
-		return fmt.Errorf("create cluster %q: %w", c.Metadata.Name, errAlreadyExists)
+		// Running create again converges the dataplane (Helm upgrade) instead of failing.
+		p.Println(fmt.Sprintf("Cluster %q exists; upgrading its dataplane ...", c.Metadata.Name))
+		return installDataplane(ctx, g, p, provider, c, o)
 	}
 	p.Println(fmt.Sprintf("Creating cluster %q on kind (Kubernetes %s, %s) ...", c.Metadata.Name, c.Spec.KubernetesVersion, c.Spec.Kind.NodeImage))
 	if err := provider.Create(ctx, c, kind.CreateOptions{Retain: o.retain, KubeconfigPath: o.kubeconfig}); err != nil {
@@ -92,10 +94,19 @@ func createKind(ctx context.Context, g *globals, c *spec.Cluster, o *createOptio
 	}
 	p.End(true)
 	if err := installDataplane(ctx, g, p, provider, c, o); err != nil {
+		if errors.Is(err, errValidationFailed) || o.retain {
+			return err // the cluster is complete and worth inspecting, or the user asked to keep it
+		}
+		// A cluster without its dataplane is half-created: remove it, as kind does with its own failures.
+		log.Warn("removing the cluster after a failed dataplane install (use --retain to keep it)", "cluster", c.Metadata.Name)
+		if derr := provider.Delete(context.WithoutCancel(ctx), c.Metadata.Name, o.kubeconfig); derr != nil {
+			return errors.Join(err, derr)
+		}
 		return err
 	}
 	p.Println(fmt.Sprintf("Cluster %q is up; kubectl context %q.", c.Metadata.Name, kind.ContextName(c.Metadata.Name)))
 	return nil
 }
 
-var errAlreadyExists = errors.New("already exists")
+// errValidationFailed marks a cluster that was made but failed a validation check (exit code 2).
+var errValidationFailed = errors.New("failed")

@@ -129,7 +129,7 @@ func runValidate(ctx context.Context, g *globals, c *spec.Cluster, wait time.Dur
 		return werr
 	}
 	if !rep.Passed {
-		return &exitError{code: 2, err: fmt.Errorf("validate cluster %q: %d checks failed", name, rep.Failures())}
+		return &exitError{code: 2, err: fmt.Errorf("validate cluster %q: %d checks %w", name, rep.Failures(), errValidationFailed)}
 	}
 	return nil
 }
