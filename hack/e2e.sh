@@ -154,6 +154,14 @@ resources() {
 }
 
 # --- 4. clusters ------------------------------------------------------------------------------------
+# kind's shared "kind" network with no node on it is a leftover of an earlier run: remove it from the
+# private daemon so the leftover check below sees what this run's clusters leave.
+if $private && docker network inspect kind >/dev/null 2>&1 &&
+  [ "$(docker network inspect -f '{{len .Containers}}' kind)" = 0 ]; then
+  echo "removing the unused kind network an earlier run left on the private daemon"
+  docker network rm kind >/dev/null
+fi
+
 for spec in $SPECS; do
   name=$(awk '/^metadata:/ {m=1; next} m && /^[^ ]/ {m=0} m && $1 == "name:" {print $2; exit}' "$spec")
   [ -n "$name" ] || { echo "cannot read metadata.name from $spec"; exit 1; }
