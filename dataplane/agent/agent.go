@@ -422,6 +422,9 @@ func (a *Agent) syncEndpoints(first bool) error {
 			errs = append(errs, err)
 			continue
 		}
+		if err := cni.MarkProgrammed(a.cfg.CNIDataDir, ip, int(v.Ifindex)); err != nil {
+			errs = append(errs, err)
+		}
 		a.log.Info("pod endpoint programmed", "ip", ip, "ifindex", v.Ifindex)
 	}
 	for ip, v := range have {
@@ -433,6 +436,7 @@ func (a *Agent) syncEndpoints(first bool) error {
 			errs = append(errs, err)
 			continue
 		}
+		cni.UnmarkProgrammed(a.cfg.CNIDataDir, ip)
 		a.log.Info("pod endpoint removed", "ip", ip)
 	}
 	a.mu.Lock()

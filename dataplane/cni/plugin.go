@@ -14,7 +14,9 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
@@ -46,6 +48,10 @@ type NetConf struct {
 	PodCIDR string `json:"podCIDR,omitempty"`
 	// MTU overrides the pod interface MTU (default: underlay MTU - 50).
 	MTU int `json:"mtu,omitempty"`
+	// AgentWait is how long ADD waits for the agent to program the new pod (a Go duration; default
+	// "5s", "0s" disables). ADD succeeds after the wait either way; waiting means the pod's first
+	// packets already meet the dataplane.
+	AgentWait string `json:"agentWait,omitempty"`
 }
 
 // NodeState is what the agent writes to <DataDir>/node.json for the plugin: the node's pod CIDR and
@@ -215,7 +221,53 @@ func Add(conf *NetConf, args *skel.CmdArgs) (*current.Result, error) {
 		_, _ = store.Release(args.ContainerID, args.IfName)
 		return nil, err
 	}
+	wait := 5 * time.Second
+	if conf.AgentWait != "" {
+		if d, err := time.ParseDuration(conf.AgentWait); err == nil {
+			wait = d
+		}
+	}
+	WaitProgrammed(conf.DataDir, ep, wait)
 	return res, nil
+}
+
+// ProgrammedDir holds one file per pod address the agent has programmed (named after the address,
+// holding the host ifindex), so ADD can wait for it.
+func ProgrammedDir(dataDir string) string { return filepath.Join(dataDir, "programmed") }
+
+// MarkProgrammed records that the agent programmed ep (called by the agent).
+func MarkProgrammed(dataDir string, ip netip.Addr, hostIfindex int) error {
+	dir := ProgrammedDir(dataDir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create programmed dir: %w", err)
+	}
+	tmp := filepath.Join(dir, "."+ip.String()+".tmp")
+	if err := os.WriteFile(tmp, []byte(strconv.Itoa(hostIfindex)), 0o644); err != nil {
+		return fmt.Errorf("mark %s programmed: %w", ip, err)
+	}
+	return os.Rename(tmp, filepath.Join(dir, ip.String()))
+}
+
+// UnmarkProgrammed removes the mark of ip (called by the agent when the pod is gone).
+func UnmarkProgrammed(dataDir string, ip netip.Addr) {
+	_ = os.Remove(filepath.Join(ProgrammedDir(dataDir), ip.String()))
+}
+
+// WaitProgrammed waits up to timeout until the agent marked ep (same address, same veth) programmed,
+// and reports whether it did.
+func WaitProgrammed(dataDir string, ep Endpoint, timeout time.Duration) bool {
+	path := filepath.Join(ProgrammedDir(dataDir), ep.IP.String())
+	want := strconv.Itoa(ep.HostIfindex)
+	deadline := time.Now().Add(timeout)
+	for {
+		if b, err := os.ReadFile(path); err == nil && string(b) == want {
+			return true
+		}
+		if !time.Now().Before(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func setup(args *skel.CmdArgs, ep Endpoint, mtu int) (*current.Result, error) {

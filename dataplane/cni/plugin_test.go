@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/plugins/pkg/ns"
@@ -68,6 +69,28 @@ func TestStoreAllocateRelease(t *testing.T) {
 	}
 }
 
+func TestWaitProgrammed(t *testing.T) {
+	dir := t.TempDir()
+	ep := Endpoint{IP: netip.MustParseAddr("10.244.1.5"), HostIfindex: 7}
+	if WaitProgrammed(dir, ep, 30*time.Millisecond) {
+		t.Fatal("programmed before the agent said so")
+	}
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		_ = MarkProgrammed(dir, ep.IP, 7)
+	}()
+	if !WaitProgrammed(dir, ep, 2*time.Second) {
+		t.Fatal("mark not seen")
+	}
+	if WaitProgrammed(dir, Endpoint{IP: ep.IP, HostIfindex: 8}, 30*time.Millisecond) {
+		t.Fatal("mark of another veth accepted")
+	}
+	UnmarkProgrammed(dir, ep.IP)
+	if WaitProgrammed(dir, ep, 0) {
+		t.Fatal("mark still there")
+	}
+}
+
 func TestConfList(t *testing.T) {
 	data, err := ConfList("/d", 1450, "")
 	if err != nil || !bytes.Contains(data, []byte(`"type": "kubedirect"`)) || !bytes.Contains(data, []byte(`"mtu": 1450`)) {
@@ -104,7 +127,7 @@ func TestRootCNIAddCheckDel(t *testing.T) {
 	nodePath := newNS(t, "kdcnit-node-"+id)
 	podPath := newNS(t, "kdcnit-pod-"+id)
 	dataDir := t.TempDir()
-	conf := &NetConf{DataDir: dataDir}
+	conf := &NetConf{DataDir: dataDir, AgentWait: "0s"}
 	conf.CNIVersion = "1.0.0"
 	args := &skel.CmdArgs{ContainerID: "c1", Netns: podPath, IfName: "eth0", Args: "K8S_POD_NAMESPACE=default;K8S_POD_NAME=p1"}
 

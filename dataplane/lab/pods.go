@@ -18,7 +18,11 @@ import (
 
 // netConf is the network configuration the lab hands the CNI plugin of a node.
 func netConf(n Node) []byte {
-	b, _ := json.Marshal(map[string]any{"cniVersion": "1.0.0", "name": "kubedirect", "type": "kubedirect", "dataDir": n.CNIDir})
+	conf := map[string]any{"cniVersion": "1.0.0", "name": "kubedirect", "type": "kubedirect", "dataDir": n.CNIDir}
+	if n.AgentPid == 0 {
+		conf["agentWait"] = "0s" // no agent on this node (the benchmark's kube-proxy phase)
+	}
+	b, _ := json.Marshal(conf)
 	return b
 }
 
