@@ -63,7 +63,10 @@ for c in containerd ctr jq; do
   command -v $c >/dev/null || { log "$c missing (apt-get install containerd jq)"; exit 1; }
 done
 
-# --- 1. binaries ------------------------------------------------------------------------------------
+# --- 1. binaries (the Debian base is made meanwhile: download-bound while the builds are CPU-bound) ---
+base_log=$(mktemp "$CACHE/nodeimage/base.XXXXXX.log")
+"$HERE/base.sh" >"$base_log" 2>&1 &
+base_pid=$!
 stage "building kubelet, kubeadm, kubectl and the control plane $KUBE_VERSION (hack/build-k8s.sh)"
 kbin=$(KUBE_VERSION=$KUBE_VERSION "$ROOT/hack/build-k8s.sh" kubelet kubeadm kubectl kube-apiserver \
   kube-controller-manager kube-scheduler etcd | tail -1)
@@ -110,7 +113,9 @@ jq -n --arg v "$KUBE_VERSION" --arg kbin "$kbin" --arg etcd "$ETCD_IMAGE_TAG" --
 ]' | "$work/mkimages" -o "$work/images.tar"
 
 # --- 3. root filesystem -----------------------------------------------------------------------------
-base=$("$HERE/base.sh" | tail -1)
+if ! wait "$base_pid"; then cat "$base_log" >&2; rm -f "$base_log"; exit 1; fi
+base=$(tail -1 "$base_log")
+rm -f "$base_log"
 stage "unpacking $(basename "$base")"
 rootfs=$work/rootfs
 mkdir -p "$rootfs"
