@@ -200,8 +200,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
 	go func() { defer wg.Done(); a.runWorker(ctx) }()
+	go func() { defer wg.Done(); a.retrySkipped(ctx, 30*time.Second) }()
 	go func() { defer wg.Done(); a.runEndpoints(ctx) }()
 	go func() { defer wg.Done(); a.runConntrackGC(ctx) }()
 	<-ctx.Done()
@@ -345,6 +346,28 @@ func (a *Agent) Snapshot() Status {
 		st.Skipped = append(st.Skipped, k+": "+v)
 	}
 	return st
+}
+
+// retrySkipped re-queues the skipped Services every interval: a full map may have room again.
+func (a *Agent) retrySkipped(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		a.mu.Lock()
+		keys := make([]string, 0, len(a.status.skipped))
+		for k := range a.status.skipped {
+			keys = append(keys, k)
+		}
+		a.mu.Unlock()
+		for _, k := range keys {
+			a.queue.Add(k)
+		}
+	}
 }
 
 func (a *Agent) runConntrackGC(ctx context.Context) {

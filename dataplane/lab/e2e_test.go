@@ -479,3 +479,53 @@ func hostIn(p netip.Prefix, host int) string {
 	b[3] = byte(host)
 	return netip.AddrFrom4(b).String()
 }
+
+// TestRootLabServicesMapFull: with a services map of 16 entries, Services that do not fit are skipped with
+// a ProgramFailed Event (nothing half-written), and the agent stays ready and serves the ones that fit.
+// (Skipped Services are retried every 30s; that retry is not exercised here.)
+func TestRootLabServicesMapFull(t *testing.T) {
+	l := newLabWith(t, lab.Options{ExternalServiceMode: "tunnel", ServicesMapSize: 16})
+	ctx := context.Background()
+	p := addPod(t, l, "node-1", "f1")
+	// each echo Service has 2 ports = 2 ClusterIP frontends; "kubernetes" holds 1 entry
+	var svcs []*corev1.Service
+	for i := 0; i < 10; i++ {
+		svcs = append(svcs, service(t, l, fmt.Sprintf("fill-%d", i), corev1.ServiceTypeClusterIP, nil, p))
+	}
+	var failed []string
+	err := eventually(10*time.Second, func() error {
+		evs, err := l.Client.CoreV1().Events("default").List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		failed = failed[:0]
+		for _, e := range evs.Items {
+			if e.Reason == "ProgramFailed" && e.Source.Host == "node-1" {
+				failed = append(failed, e.InvolvedObject.Name)
+			}
+		}
+		if len(failed) < 3 {
+			return fmt.Errorf("ProgramFailed events on node-1 for %v, want at least 3 of 10", failed)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := agentStatus(ctx, l, "node-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.Ready || st.Frontends > 16 || st.Services+len(st.Skipped) != 11 || len(st.Skipped) == 0 {
+		t.Errorf("status after map full: %+v", st)
+	}
+	served := 0
+	for _, s := range svcs {
+		if _, err := l.HTTP(ctx, p.NetNS, net.JoinHostPort(s.Spec.ClusterIP, "80"), 500*time.Millisecond); err == nil {
+			served++
+		}
+	}
+	if served != st.Services-1 {
+		t.Errorf("%d of the fill services answer, agent programmed %d (+kubernetes)", served, st.Services)
+	}
+}

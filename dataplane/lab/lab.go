@@ -55,6 +55,8 @@ type Options struct {
 	RunRoot string
 	// ExternalServiceMode is the agents' default (tunnel or dsr). Default tunnel.
 	ExternalServiceMode string
+	// ServicesMapSize is the agents' services map capacity (default 65536).
+	ServicesMapSize int
 	// NoAgents leaves the nodes without kubedirect agents (the benchmark runs kube-proxy there first).
 	NoAgents bool
 	// Logger receives progress. Default: discard.
@@ -87,25 +89,27 @@ type Pod struct {
 
 // State is what Up built, saved as state.json in the lab's directory.
 type State struct {
-	Name       string         `json:"name"`
-	Dir        string         `json:"dir"`
-	Binary     string         `json:"binary"`
-	Subnet     string         `json:"subnet"`
-	HostIP     string         `json:"hostIP"`
-	HostVeth   string         `json:"hostVeth"`
-	UnderlayNS string         `json:"underlayNetns"`
-	ClientNS   string         `json:"clientNetns"`
-	ClientIP   string         `json:"clientIP"`
-	Server     string         `json:"server"`
-	Kubeconfig string         `json:"kubeconfig"`
-	AgentKC    string         `json:"agentKubeconfig"`
-	BPFFS      string         `json:"bpffs"`
-	K8sBinDir  string         `json:"k8sBinDir"`
-	Pids       map[string]int `json:"pids"`
-	Nodes      []Node         `json:"nodes"`
-	Pods       []Pod          `json:"pods"`
-	Cgroups    []string       `json:"cgroups"`
-	Namespaces []string       `json:"namespaces"`
+	Name       string `json:"name"`
+	Dir        string `json:"dir"`
+	Binary     string `json:"binary"`
+	Subnet     string `json:"subnet"`
+	HostIP     string `json:"hostIP"`
+	HostVeth   string `json:"hostVeth"`
+	UnderlayNS string `json:"underlayNetns"`
+	ClientNS   string `json:"clientNetns"`
+	ClientIP   string `json:"clientIP"`
+	Server     string `json:"server"`
+	Kubeconfig string `json:"kubeconfig"`
+	AgentKC    string `json:"agentKubeconfig"`
+	BPFFS      string `json:"bpffs"`
+	K8sBinDir  string `json:"k8sBinDir"`
+	// ServicesMapSize is the agents' services map capacity.
+	ServicesMapSize int            `json:"servicesMapSize"`
+	Pids            map[string]int `json:"pids"`
+	Nodes           []Node         `json:"nodes"`
+	Pods            []Pod          `json:"pods"`
+	Cgroups         []string       `json:"cgroups"`
+	Namespaces      []string       `json:"namespaces"`
 }
 
 // Lab is a running lab.
@@ -137,6 +141,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.RunRoot == "" {
 		o.RunRoot = DefaultRunRoot
+	}
+	if o.ServicesMapSize == 0 {
+		o.ServicesMapSize = 65536
 	}
 	if o.ExternalServiceMode == "" {
 		o.ExternalServiceMode = "tunnel"

@@ -70,6 +70,12 @@ var (
 // whether it passed or not.
 func newLab(t *testing.T, mode string) *lab.Lab {
 	t.Helper()
+	return newLabWith(t, lab.Options{ExternalServiceMode: mode})
+}
+
+// newLabWith is newLab with more options (name, subnet, binaries and node count are set here).
+func newLabWith(t *testing.T, o lab.Options) *lab.Lab {
+	t.Helper()
 	testutil.RequireRoot(t)
 	setupOnce.Do(setup)
 	if setupErr != nil {
@@ -81,10 +87,9 @@ func newLab(t *testing.T, mode string) *lab.Lab {
 	labMu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	l, err := lab.Up(ctx, lab.Options{
-		Name: fmt.Sprintf("kdt%d", n), Nodes: 3, Subnet: netip.MustParsePrefix(fmt.Sprintf("192.168.%d.0/24", 230+n)),
-		Binary: binary, K8sBinDir: k8sBin, ExternalServiceMode: mode,
-	})
+	o.Name, o.Nodes, o.Subnet = fmt.Sprintf("kdt%d", n), 3, netip.MustParsePrefix(fmt.Sprintf("192.168.%d.0/24", 230+n))
+	o.Binary, o.K8sBinDir = binary, k8sBin
+	l, err := lab.Up(ctx, o)
 	if err != nil {
 		t.Fatalf("lab up: %v", err)
 	}

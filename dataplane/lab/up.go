@@ -32,7 +32,7 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 		Name: o.Name, Dir: dir, Binary: o.Binary, Subnet: o.Subnet.String(),
 		HostIP: addrIn(o.Subnet, 1).String(), HostVeth: o.Name + "-h",
 		UnderlayNS: o.Name + "-ul", ClientNS: o.Name + "-client", ClientIP: addrIn(o.Subnet, 100).String(),
-		BPFFS: filepath.Join(dir, "bpffs"), Pids: map[string]int{}, K8sBinDir: o.K8sBinDir,
+		BPFFS: filepath.Join(dir, "bpffs"), Pids: map[string]int{}, K8sBinDir: o.K8sBinDir, ServicesMapSize: o.ServicesMapSize,
 	}}
 	defer func() {
 		if err != nil {
@@ -212,7 +212,7 @@ func (l *Lab) StartAgent(ctx context.Context, node, mode string) error {
 	}
 	cfg := fmt.Sprintf("podCIDR: 10.244.0.0/16\nserviceCIDR: 10.96.0.0/16\nexternalServiceMode: %s\nlogLevel: debug\n"+
 		"healthAddr: %s:9890\nbpffsPath: %s\ndevice: eth0\ncniDataDir: %s\ncgroupPath: %s\n"+
-		"mapSizes: {services: 65536, backends: 262144, conntrack: 65536}\n", mode, n.IP, n.PinDir, n.CNIDir, n.CgroupDir)
+		"mapSizes: {services: %d, backends: 262144, conntrack: 65536}\n", mode, n.IP, n.PinDir, n.CNIDir, n.CgroupDir, l.State.ServicesMapSize)
 	if err := os.WriteFile(n.Config, []byte(cfg), 0o644); err != nil {
 		return fmt.Errorf("write agent config: %w", err)
 	}
