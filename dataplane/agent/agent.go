@@ -86,17 +86,22 @@ type Agent struct {
 
 // Status is the agent's /status document.
 type Status struct {
-	Node      string   `json:"node"`
-	Ready     bool     `json:"ready"`
-	Services  int      `json:"services"`
-	Frontends int      `json:"frontends"`
-	Backends  int      `json:"backends"`
-	Tunnels   int      `json:"tunnels"`
-	Endpoints int      `json:"endpoints"`
-	Conntrack int      `json:"conntrack"`
-	Skipped   []string `json:"skipped,omitempty"`
-	Syncs     int      `json:"syncs"`
-	MapWrites int      `json:"mapWrites"`
+	// Node is this agent's node; Ready is true once the first full sync programmed the maps.
+	Node  string `json:"node"`
+	Ready bool   `json:"ready"`
+	// Services, Frontends and Backends count what is programmed (backends: TableAll slots).
+	Services  int `json:"services"`
+	Frontends int `json:"frontends"`
+	Backends  int `json:"backends"`
+	// Tunnels are remote pod CIDRs, Endpoints local pods, Conntrack live entries at the last GC.
+	Tunnels   int `json:"tunnels"`
+	Endpoints int `json:"endpoints"`
+	Conntrack int `json:"conntrack"`
+	// Skipped lists the Services the dataplane cannot serve, with the reason.
+	Skipped []string `json:"skipped,omitempty"`
+	// Syncs counts Service syncs; MapWrites counts service and backend map writes and deletes since start.
+	Syncs     int `json:"syncs"`
+	MapWrites int `json:"mapWrites"`
 	// SyncErrors counts failed Service programming attempts.
 	SyncErrors int `json:"syncErrors"`
 	// NodeIP is this node's InternalIP and PodCIDR its pod range, once known.
