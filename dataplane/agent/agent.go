@@ -131,6 +131,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	health := a.serveHealth(ctx)
 	defer health()
 
+	start := time.Now()
 	dp, err := loader.Load(ctx, loader.Options{PinDir: a.cfg.BPFFSPath, Logger: a.log, MapSizes: loader.MapSizes{
 		Services: uint32(a.cfg.MapSizes.Services), Backends: uint32(a.cfg.MapSizes.Backends),
 		Conntrack: uint32(a.cfg.MapSizes.Conntrack)}})
@@ -139,6 +140,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.dp = dp
 	defer dp.Close()
+	a.log.Info("datapath loaded", "pinDir", a.cfg.BPFFSPath, "adoptedMaps", len(dp.Adopted), "took", time.Since(start).Round(time.Millisecond))
 	a.prog = NewProgrammer(dp.Maps)
 	if err := a.prog.Adopt(); err != nil {
 		return err
@@ -195,7 +197,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			return fmt.Errorf("sync %v informer: %w", typ, ctx.Err())
 		}
 	}
-	a.log.Info("informers synced")
+	a.log.Info("informers synced", "sinceStart", time.Since(start).Round(time.Millisecond))
 
 	if err := a.waitForNode(ctx); err != nil {
 		return err
