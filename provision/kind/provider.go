@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/kubedirect/kubedirect/provision/spec"
 	"sigs.k8s.io/kind/pkg/cluster"
@@ -101,6 +103,24 @@ func (p *Provider) Delete(ctx context.Context, name, kubeconfigPath string) erro
 	}
 	if err := p.kind.Delete(name, kubeconfigPath); err != nil {
 		return fmt.Errorf("delete kind cluster %q: %w", name, err)
+	}
+	return p.removeNetworkIfUnused(ctx)
+}
+
+// removeNetworkIfUnused removes kind's shared Docker network once no kind cluster is left on the
+// daemon (kind itself keeps it), so deleting the last cluster leaves nothing behind.
+func (p *Provider) removeNetworkIfUnused(ctx context.Context) error {
+	names, err := p.List(ctx)
+	if err != nil || len(names) > 0 {
+		return err
+	}
+	network := os.Getenv("KIND_EXPERIMENTAL_DOCKER_NETWORK")
+	if network == "" {
+		network = "kind"
+	}
+	out, err := exec.CommandContext(ctx, "docker", "network", "rm", network).CombinedOutput()
+	if err != nil && !strings.Contains(string(out), "No such network") && !strings.Contains(string(out), "active endpoints") {
+		return fmt.Errorf("remove docker network %q: %w: %s", network, err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }
