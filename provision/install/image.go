@@ -40,7 +40,7 @@ type SelfImage struct {
 	// Image is the self-image's reference (SelfImageRepository:bin-<hash>) and pull policy Never.
 	Image Image
 	// ID is the image's config digest ("sha256:..."), which container runtimes report as its ID.
-	ID string
+	ID  string
 	img v1.Image
 }
 
