@@ -1,9 +1,9 @@
-# kubedirect: `make demo` runs the main job, `make test` runs the tests (both install what they need).
+# kubedirect: `make demo` runs the main job, `make test` runs the tests. Both install what they need.
 SHELL := /bin/bash
 GO    ?= go
 BIN   ?= bin/kubedirect
 
-.PHONY: all build test unit root-tests lint generate bench e2e demo tools clean
+.PHONY: all build test unit root-tests lint generate generate-check bench bench-bpf bench-lab e2e demo node-image docker-down tools clean
 
 all: build
 
@@ -13,15 +13,18 @@ tools:
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/kubedirect
 
-## test: lint, unit tests, then the root tests (BPF programs in the kernel, the namespace lab).
-test: tools lint unit root-tests
+## test: everything CI runs: lint, generated code check, unit tests, root tests (BPF in the kernel,
+## the namespace lab), then the kind clusters end to end.
+test: tools lint generate-check unit root-tests e2e
 
+## unit: tests that need no root (TestRoot* are skipped here and run by root-tests).
 unit:
 	$(GO) test -count=1 -skip '^TestRoot' ./...
 
-# The tests named TestRoot* need root and the kernel; as root they run here, otherwise they skip.
+## root-tests: the TestRoot* tests: BPF programs in the real kernel, live traffic in network
+## namespaces, the multi-node lab against a real kube-apiserver. They skip without root.
 root-tests:
-	@if [ "$$(id -u)" = 0 ]; then $(GO) test -count=1 -p 1 -run '^TestRoot' -v ./... 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)' ; exit $${PIPESTATUS[0]}; \
+	@if [ "$$(id -u)" = 0 ]; then set -o pipefail; $(GO) test -count=1 -p 1 -timeout 30m -run '^TestRoot' -v ./... 2>&1 | grep -E '^(=== RUN|\s*--- |PASS|FAIL|ok|panic)|_test.go:'; \
 	else echo "root-tests: not root, the TestRoot* tests skip"; fi
 
 lint: tools
@@ -32,9 +35,33 @@ lint: tools
 generate: tools
 	$(GO) generate ./bpf/...
 
-## demo: the main job, create the example cluster on kind.
-demo: build
-	$(BIN) create cluster -f examples/kind.yaml
+## generate-check: the committed BPF objects and bindings are what the sources generate.
+generate-check: generate
+	@git diff --exit-code --stat -- bpf || { echo "go generate ./bpf changed the committed files: commit them"; exit 1; }
+
+## e2e: create, validate and delete examples/kind.yaml and examples/kind-dsr.yaml on kind (a private
+## Docker daemon and an offline node image when no daemon is reachable).
+e2e:
+	hack/e2e.sh
+
+## demo: the main job: create the example cluster on kind and validate it.
+demo: tools build
+	BIN=$(BIN) hack/demo.sh examples/kind.yaml
+
+node-image:
+	hack/nodeimage/build.sh
+
+docker-down:
+	hack/docker.sh down
+
+## bench: the performance figures in the README (root).
+bench: bench-bpf bench-lab
+
+bench-bpf:
+	$(GO) test ./bpf/ -run '^$$' -bench BenchmarkRootNodePortProgram -benchtime 10x -v
+
+bench-lab: build
+	$(BIN) lab bench
 
 clean:
-	rm -rf bin
+	rm -rf bin _output
