@@ -113,37 +113,25 @@ BIN=$ARTIFACTS/kubedirect
 # same flags as the self-image build in provision/install, so that one hits the build cache
 CGO_ENABLED=0 go build -trimpath -o "$BIN" ./cmd/kubedirect
 "$BIN" version || true
-has_validate=false
-if "$BIN" --help 2>/dev/null | grep -qE '^[[:space:]]+validate[[:space:]]'; then has_validate=true; fi
 stage_end
 
 kubectl_bin=$(ls "${KUBEDIRECT_CACHE:-$HOME/.cache/kubedirect}"/k8s/v1.*/bin/kubectl 2>/dev/null | tail -1 || true)
 kubectl_bin=${kubectl_bin:-kubectl}
 kc() { "$kubectl_bin" --kubeconfig "$KUBECONFIG" --context "kind-$current_cluster" "$@"; }
 
-# until `kubedirect validate` exists: what can be checked without the dataplane
-basic_checks() {
-  local want=$1 deadline=$((SECONDS + 600)) n
-  until n=$(kc get nodes --no-headers 2>/dev/null | wc -l) && [ "$n" -eq "$want" ]; do
-    [ $SECONDS -lt $deadline ] || { echo "expected $want nodes, have $n"; return 1; }
-    sleep 5
+# What validate does not cover: CoreDNS serving (pod networking and pod -> ClusterIP of the API server)
+# and host-network processes on every node reaching a ClusterIP through the socket hooks.
+extra_checks() {
+  kc -n kube-system wait --for=condition=Available deployment/coredns --timeout=120s >/dev/null ||
+    { echo "FAIL: CoreDNS not Available"; return 1; }
+  echo "ok: CoreDNS Available"
+  local ip node
+  ip=$(kc get service kubernetes -o jsonpath='{.spec.clusterIP}')
+  for node in $(docker ps --format '{{.Names}}' --filter "label=io.x-k8s.kind.cluster=$current_cluster"); do
+    docker exec "$node" curl -sk -m 10 -o /dev/null -w '%{http_code}' "https://$ip/version" | grep -q 200 ||
+      { echo "FAIL: host network of $node cannot reach the API server's ClusterIP $ip"; return 1; }
+    echo "ok: host network of $node reaches ClusterIP $ip"
   done
-  kc get nodes -o wide
-  if kc -n kube-system get daemonset kube-proxy >/dev/null 2>&1; then echo "FAIL: kube-proxy DaemonSet exists"; return 1; fi
-  echo "ok: no kube-proxy DaemonSet"
-  for c in etcd kube-apiserver kube-controller-manager kube-scheduler; do
-    kc -n kube-system wait --for=condition=Ready pod -l "component=$c" --timeout=300s >/dev/null ||
-      { echo "FAIL: $c not Ready"; return 1; }
-    echo "ok: $c Ready"
-  done
-  kc -n kube-system get pods -o wide
-  if kc get daemonsets -A --no-headers 2>/dev/null | grep -q kubedirect; then
-    kc wait --for=condition=Ready nodes --all --timeout=600s
-    kc -n kube-system wait --for=condition=Available deployment/coredns --timeout=300s
-    echo "ok: dataplane present, nodes and CoreDNS Ready"
-  else
-    echo "note: no kubedirect DaemonSet yet: nodes stay NotReady (no CNI)"
-  fi
 }
 
 # ids of the containers, networks and volumes on the daemon
@@ -183,12 +171,8 @@ for spec in $SPECS; do
   stage_end
 
   stage_begin "$name: validate"
-  if $has_validate; then
-    "$BIN" validate cluster --name "$name" --wait "$VALIDATE_WAIT"
-  else
-    echo "kubedirect has no validate command yet: basic checks with kubectl"
-    basic_checks "$(docker ps -q --filter "label=io.x-k8s.kind.cluster=$name" | wc -l)"
-  fi
+  "$BIN" validate cluster --name "$name" --wait "$VALIDATE_WAIT"
+  extra_checks
   stage_end
 
   stage_begin "$name: delete cluster"

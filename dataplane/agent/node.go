@@ -261,7 +261,9 @@ func (a *Agent) cgroupPath() string {
 	case "none":
 		return ""
 	case "":
-		for _, p := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
+		// The node's own cgroup tree (mounted by the chart) comes first: in a container, /sys/fs/cgroup
+		// is only the container's subtree and hooks there would not see host-network clients.
+		for _, p := range []string{"/host/sys/fs/cgroup", "/host/sys/fs/cgroup/unified", "/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
 			var st unix.Statfs_t
 			if unix.Statfs(p, &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
 				return p
