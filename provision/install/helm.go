@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/chart"
 	"helm.sh/helm/v3/pkg/storage/driver"
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -134,6 +136,7 @@ func DaemonSetRolledOut(ds *appsv1.DaemonSet) (bool, string) {
 // says how far it got.
 func WaitDaemonSet(ctx context.Context, cs kubernetes.Interface, namespace, name string, interval time.Duration) error {
 	last := "not found"
+	var selector string
 	err := wait.PollUntilContextCancel(ctx, interval, true, func(ctx context.Context) (bool, error) {
 		ds, err := cs.AppsV1().DaemonSets(namespace).Get(ctx, name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
@@ -141,17 +144,56 @@ func WaitDaemonSet(ctx context.Context, cs kubernetes.Interface, namespace, name
 			return false, nil
 		}
 		if err != nil {
-			last = err.Error()
+			if ctx.Err() == nil { // keep the last real state, not the poll's own deadline
+				last = err.Error()
+			}
 			return false, nil // the API server may be briefly away; keep trying until ctx ends
+		}
+		if ds.Spec.Selector != nil {
+			selector = metav1.FormatLabelSelector(ds.Spec.Selector)
 		}
 		ok, why := DaemonSetRolledOut(ds)
 		last = why
 		return ok, nil
 	})
 	if err != nil {
+		if selector != "" {
+			last += podProblems(context.WithoutCancel(ctx), cs, namespace, selector)
+		}
 		return fmt.Errorf("wait for daemonset %s/%s: %s: %w", namespace, name, last, err)
 	}
 	return nil
+}
+
+// podProblems names, for pods that are not ready, the reason their containers wait or ended, so a
+// failed install says "CreateContainerError: ..." instead of only a count.
+func podProblems(ctx context.Context, cs kubernetes.Interface, namespace, selector string) string {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	pods, err := cs.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: selector})
+	if err != nil {
+		return ""
+	}
+	var b strings.Builder
+	for _, pod := range pods.Items {
+		statuses := append(append([]corev1.ContainerStatus{}, pod.Status.InitContainerStatuses...), pod.Status.ContainerStatuses...)
+		for _, st := range statuses {
+			var why string
+			switch {
+			case st.State.Waiting != nil && st.State.Waiting.Reason != "" && st.State.Waiting.Reason != "PodInitializing":
+				why = st.State.Waiting.Reason + ": " + st.State.Waiting.Message
+			case st.State.Terminated != nil && st.State.Terminated.ExitCode != 0:
+				why = st.State.Terminated.Reason + ": " + st.State.Terminated.Message
+			case st.LastTerminationState.Terminated != nil && !st.Ready:
+				why = "restarted after " + st.LastTerminationState.Terminated.Reason
+			default:
+				continue
+			}
+			fmt.Fprintf(&b, "\n  pod %s on %s, container %s: %s", pod.Name, pod.Spec.NodeName, st.Name, strings.TrimRight(why, ": "))
+			break
+		}
+	}
+	return b.String()
 }
 
 // RESTClientGetter gives Helm a cluster from an in-memory kubeconfig.
