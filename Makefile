@@ -61,7 +61,8 @@ bench-bpf:
 	$(GO) test ./bpf/ -run '^$$' -bench BenchmarkRootNodePortProgram -benchtime 10x -v
 
 bench-lab: build
-	$(BIN) lab bench
+	$(BIN) lab bench --services 10000 --duration 10s --probe connect
+	$(BIN) lab bench --services 10000 --duration 10s --probe http
 
 clean:
 	rm -rf bin _output

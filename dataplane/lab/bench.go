@@ -41,6 +41,10 @@ type BenchOptions struct {
 	// Duration of each load run and Workers, the concurrent clients. Defaults 5s and 8.
 	Duration time.Duration
 	Workers  int
+	// Probe is what one measured connection does: "http" (default) connects, makes one request to the
+	// echo and closes; "connect" completes the TCP handshake through the NodePort and closes at once,
+	// so the client and echo processes cost little next to the datapath's per-connection work.
+	Probe string
 	// Systems to measure, in order. Default: kube-proxy iptables, kube-proxy nftables, kubedirect.
 	Systems []string
 }
@@ -77,6 +81,13 @@ func Bench(ctx context.Context, o BenchOptions) ([]BenchResult, error) {
 	}
 	if o.Workers == 0 {
 		o.Workers = 8
+	}
+	switch o.Probe {
+	case "":
+		o.Probe = ProbeHTTP
+	case ProbeHTTP, ProbeConnect:
+	default:
+		return nil, fmt.Errorf("unknown probe %q (want %s or %s)", o.Probe, ProbeHTTP, ProbeConnect)
 	}
 	if len(o.Systems) == 0 {
 		o.Systems = []string{SystemKubeProxyIPTables, SystemKubeProxyNFTables, SystemKubedirect}
@@ -133,7 +144,7 @@ func Bench(ctx context.Context, o BenchOptions) ([]BenchResult, error) {
 		}
 		res.CreateToFirst = time.Since(t0)
 		log.Info("first connection", "system", sys, "after", res.CreateToFirst.Round(time.Millisecond))
-		if err := load(ctx, l.State.ClientNS, addr, o.Workers, o.Duration, &res); err != nil {
+		if err := load(ctx, l.State.ClientNS, addr, o.Probe, o.Workers, o.Duration, &res); err != nil {
 			return results, fmt.Errorf("%s: %w", sys, err)
 		}
 		log.Info("load", "system", sys, "conns/s", int(res.ConnsPerSec), "p50", res.P50, "p99", res.P99, "errors", res.Errors)
@@ -225,7 +236,7 @@ func (l *Lab) createServices(ctx context.Context, n int, pod Pod) error {
 
 // load runs workers clients in the namespace clientNS for d, each doing new connection + one request +
 // close to addr in a loop, and fills res.
-func load(ctx context.Context, clientNS, addr string, workers int, d time.Duration, res *BenchResult) error {
+func load(ctx context.Context, clientNS, addr, probe string, workers int, d time.Duration, res *BenchResult) error {
 	h, err := netns.GetFromName(clientNS)
 	if err != nil {
 		return fmt.Errorf("open netns %s: %w", clientNS, err)
@@ -251,10 +262,15 @@ func load(ctx context.Context, clientNS, addr string, workers int, d time.Durati
 			fails := 0
 			for time.Now().Before(stop) && ctx.Err() == nil {
 				t0 := time.Now()
-				c, err := echo.Dial(ctx, addr)
-				if err == nil {
-					_, err = c.Get(2 * time.Second)
-					c.Close()
+				var err error
+				if probe == ProbeConnect {
+					err = connectOnly(ctx, addr)
+				} else {
+					var c *echo.Conn
+					if c, err = echo.Dial(ctx, addr); err == nil {
+						_, err = c.Get(2 * time.Second)
+						c.Close()
+					}
 				}
 				if err != nil {
 					fails++
@@ -278,6 +294,24 @@ func load(ctx context.Context, clientNS, addr string, workers int, d time.Durati
 	res.P99 = lat[len(lat)*99/100]
 	res.Errors = errCount
 	return nil
+}
+
+// Probes a benchmark connection can make.
+const (
+	ProbeHTTP    = "http"
+	ProbeConnect = "connect"
+)
+
+// connectOnly completes one TCP handshake with addr and closes with a reset, so no TIME_WAIT state
+// piles up on the client during a long run.
+func connectOnly(ctx context.Context, addr string) error {
+	d := net.Dialer{Timeout: 2 * time.Second}
+	c, err := d.DialContext(ctx, "tcp4", addr)
+	if err != nil {
+		return err
+	}
+	_ = c.(*net.TCPConn).SetLinger(0)
+	return c.Close()
 }
 
 // StartKubeProxy runs the real kube-proxy (from the lab's Kubernetes binaries) in node's namespace in
