@@ -56,25 +56,22 @@ func (d *deleter) fail(what string, err error) {
 // load balancers to go, and the cluster's files in the state store. It goes on past failures and returns
 // them all in the report (and joined as the error).
 func (p *Provider) Delete(ctx context.Context, c *spec.Cluster) (*DeleteReport, error) {
-	if c.Spec.AWS == nil {
-		return nil, fmt.Errorf("delete cluster %q: spec.aws is required with provider aws", c.Metadata.Name)
+	names, err := clusterNames(c)
+	if err != nil {
+		return nil, err
 	}
 	cl, err := p.clientsFor(ctx, c.Spec.AWS.Region)
 	if err != nil {
 		return nil, err
 	}
-	bucket, prefix, err := spec.ParseStateStore(c.Spec.AWS.StateStore)
-	if err != nil {
-		return nil, fmt.Errorf("parse spec.aws.stateStore: %w", err)
-	}
-	m := &model{spec: c, names: NewNames(c.Metadata.Name, bucket, prefix), region: c.Spec.AWS.Region}
+	m := &model{spec: c, names: names, region: c.Spec.AWS.Region}
 	r := &run{cl: cl, m: m, backoff: p.backoff, found: map[string]*actual{}, log: func(msg string, args ...any) { p.log.Info(msg, args...) }}
 	if _, err := cl.STS.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{}); err != nil {
 		return nil, fmt.Errorf("check AWS credentials: %w", explain(err))
 	}
 	unlock, err := store{cl.S3, m.names}.lock(ctx, time.Now())
 	if isCode(err, "NoSuchBucket") {
-		return nil, fmt.Errorf("delete cluster %q: state store bucket s3://%s does not exist", c.Metadata.Name, bucket)
+		return nil, fmt.Errorf("delete cluster %q: state store bucket s3://%s does not exist", c.Metadata.Name, names.Bucket())
 	}
 	if err != nil {
 		return nil, err

@@ -26,20 +26,17 @@ type model struct {
 }
 
 func newModel(c *spec.Cluster, sshKey string) (*model, error) {
-	a := c.Spec.AWS
-	if a == nil {
-		return nil, fmt.Errorf("plan cluster %q: spec.aws is required with provider aws", c.Metadata.Name)
-	}
-	bucket, prefix, err := spec.ParseStateStore(a.StateStore)
+	names, err := clusterNames(c)
 	if err != nil {
-		return nil, fmt.Errorf("parse spec.aws.stateStore: %w", err)
+		return nil, err
 	}
+	a := c.Spec.AWS
 	first, last, err := spec.ParsePortRange(c.Spec.Networking.NodePortRange)
 	if err != nil {
 		return nil, fmt.Errorf("parse spec.networking.nodePortRange: %w", err)
 	}
 	m := &model{
-		spec: c, names: NewNames(c.Metadata.Name, bucket, prefix), region: a.Region,
+		spec: c, names: names, region: a.Region,
 		zones: a.Zones, vpcCIDR: a.NetworkCIDR, existingVPC: a.VPCID,
 		nodePortFirst: first, nodePortLast: last,
 		dsr:    c.Spec.Networking.ExternalServiceMode == spec.ModeDSR,

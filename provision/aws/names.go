@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"path"
+
+	"github.com/kubedirect/kubedirect/provision/spec"
 )
 
 // Tag keys every resource of a cluster carries.
@@ -27,6 +29,19 @@ type Names struct {
 	Cluster string
 	bucket  string
 	prefix  string
+}
+
+// clusterNames checks that the spec has its aws section and derives the names of the cluster's
+// resources and state-store keys from it.
+func clusterNames(c *spec.Cluster) (Names, error) {
+	if c.Spec.AWS == nil {
+		return Names{}, fmt.Errorf("cluster %q: spec.aws is required with provider aws", c.Metadata.Name)
+	}
+	bucket, prefix, err := spec.ParseStateStore(c.Spec.AWS.StateStore)
+	if err != nil {
+		return Names{}, fmt.Errorf("parse spec.aws.stateStore: %w", err)
+	}
+	return NewNames(c.Metadata.Name, bucket, prefix), nil
 }
 
 // NewNames returns the names of a cluster whose state lives under s3://bucket/prefix.

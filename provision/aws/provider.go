@@ -337,18 +337,15 @@ var ErrNoKubeconfig = errors.New("the control plane has not published the admin 
 // Kubeconfig waits up to timeout for the admin kubeconfig the control plane publishes to the state
 // store, and returns it.
 func (p *Provider) Kubeconfig(ctx context.Context, c *spec.Cluster, timeout time.Duration) ([]byte, error) {
-	if c.Spec.AWS == nil {
-		return nil, fmt.Errorf("cluster %q: spec.aws is required with provider aws", c.Metadata.Name)
+	names, err := clusterNames(c)
+	if err != nil {
+		return nil, err
 	}
 	cl, err := p.clientsFor(ctx, c.Spec.AWS.Region)
 	if err != nil {
 		return nil, err
 	}
-	bucket, prefix, err := spec.ParseStateStore(c.Spec.AWS.StateStore)
-	if err != nil {
-		return nil, fmt.Errorf("parse spec.aws.stateStore: %w", err)
-	}
-	s := store{cl.S3, NewNames(c.Metadata.Name, bucket, prefix)}
+	s := store{cl.S3, names}
 	deadline := time.Now().Add(timeout)
 	for {
 		b, err := s.get(ctx, FileKubeconfig)
