@@ -169,24 +169,35 @@ func (l *Lab) controlPlane(ctx context.Context, binDir string) error {
 func waitAPIServer(ctx context.Context, server, tok string, timeout time.Duration) error {
 	c := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{Proxy: nil,
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // the lab's self-signed API server
+	ok, err := waitOK(ctx, c, server+"/readyz", tok, timeout, 250*time.Millisecond)
+	if err == nil && !ok {
+		err = fmt.Errorf("kube-apiserver not ready after %s", timeout)
+	}
+	return err
+}
+
+// waitOK polls url (with a bearer token unless empty) every interval until it answers 200 OK, and
+// reports false once timeout has passed without one; the error is only ctx's.
+func waitOK(ctx context.Context, c *http.Client, url, token string, timeout, interval time.Duration) (bool, error) {
 	deadline := time.Now().Add(timeout)
 	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, server+"/readyz", nil)
-		req.Header.Set("Authorization", "Bearer "+tok)
-		resp, err := c.Do(req)
-		if err == nil {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		if resp, err := c.Do(req); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return nil
+				return true, nil
 			}
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("kube-apiserver not ready after %s", timeout)
+			return false, nil
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(250 * time.Millisecond):
+			return false, ctx.Err()
+		case <-time.After(interval):
 		}
 	}
 }

@@ -259,25 +259,10 @@ func (l *Lab) AgentURL(node string) string {
 
 // WaitAgentReady polls the agent's /readyz.
 func (l *Lab) WaitAgentReady(ctx context.Context, node string, timeout time.Duration) error {
-	url := l.AgentURL(node) + "/readyz"
-	deadline := time.Now().Add(timeout)
 	c := &http.Client{Timeout: time.Second, Transport: &http.Transport{Proxy: nil}}
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		resp, err := c.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("agent on %s not ready after %s (log %s)", node, timeout, l.Log("agent-"+node))
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
+	ok, err := waitOK(ctx, c, l.AgentURL(node)+"/readyz", "", timeout, 100*time.Millisecond)
+	if err == nil && !ok {
+		err = fmt.Errorf("agent on %s not ready after %s (log %s)", node, timeout, l.Log("agent-"+node))
 	}
+	return err
 }
