@@ -35,11 +35,11 @@ type policyDocument struct {
 }
 
 type statement struct {
-	Sid       string                       `json:"Sid,omitempty"`
-	Effect    string                       `json:"Effect"`
-	Action    stringList                   `json:"Action"`
-	Resource  stringList                   `json:"Resource,omitempty"`
-	Principal map[string]string            `json:"Principal,omitempty"`
+	Sid       string                           `json:"Sid,omitempty"`
+	Effect    string                           `json:"Effect"`
+	Action    stringList                       `json:"Action"`
+	Resource  stringList                       `json:"Resource,omitempty"`
+	Principal map[string]string                `json:"Principal,omitempty"`
 	Condition map[string]map[string]stringList `json:"Condition,omitempty"`
 }
 
