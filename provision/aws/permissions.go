@@ -12,8 +12,9 @@ import (
 // instances, launching instances through Auto Scaling with a launch template, creating the
 // service-linked roles of Elastic Load Balancing and Auto Scaling in a fresh account).
 var RequiredActions = []string{
-	"autoscaling:CreateAutoScalingGroup", "autoscaling:CreateOrUpdateTags", "autoscaling:DeleteAutoScalingGroup",
-	"autoscaling:DescribeAutoScalingGroups", "autoscaling:UpdateAutoScalingGroup",
+	"autoscaling:AttachLoadBalancerTargetGroups", "autoscaling:CreateAutoScalingGroup", "autoscaling:CreateOrUpdateTags",
+	"autoscaling:DeleteAutoScalingGroup", "autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeScalingActivities",
+	"autoscaling:UpdateAutoScalingGroup",
 
 	"ec2:AssociateRouteTable", "ec2:AttachInternetGateway", "ec2:AuthorizeSecurityGroupIngress", "ec2:CreateInternetGateway",
 	"ec2:CreateLaunchTemplate", "ec2:CreateLaunchTemplateVersion", "ec2:CreateRoute", "ec2:CreateRouteTable",
@@ -30,7 +31,8 @@ var RequiredActions = []string{
 	"elasticloadbalancing:CreateTargetGroup", "elasticloadbalancing:DeleteLoadBalancer", "elasticloadbalancing:DeleteTargetGroup",
 	"elasticloadbalancing:DescribeListeners", "elasticloadbalancing:DescribeLoadBalancers",
 	"elasticloadbalancing:DescribeTags", "elasticloadbalancing:DescribeTargetGroupAttributes",
-	"elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:ModifyTargetGroupAttributes",
+	"elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:DescribeTargetHealth",
+	"elasticloadbalancing:ModifyTargetGroup", "elasticloadbalancing:ModifyTargetGroupAttributes",
 
 	"iam:AddRoleToInstanceProfile", "iam:CreateInstanceProfile", "iam:CreateRole", "iam:CreateServiceLinkedRole", "iam:DeleteInstanceProfile",
 	"iam:DeleteRole", "iam:DeleteRolePolicy", "iam:GetInstanceProfile", "iam:GetRole", "iam:GetRolePolicy",
