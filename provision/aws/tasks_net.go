@@ -405,9 +405,9 @@ type securityGroupRulesTask struct {
 	purpose string
 }
 
-func (t *securityGroupRulesTask) Key() string    { return "sgrules/" + t.purpose }
-func (t *securityGroupRulesTask) Kind() string   { return "SecurityGroupRules" }
-func (t *securityGroupRulesTask) Name() string   { return t.m.names.SecurityGroup(t.purpose) }
+func (t *securityGroupRulesTask) Key() string  { return "sgrules/" + t.purpose }
+func (t *securityGroupRulesTask) Kind() string { return "SecurityGroupRules" }
+func (t *securityGroupRulesTask) Name() string { return t.m.names.SecurityGroup(t.purpose) }
 func (t *securityGroupRulesTask) Deps() []string {
 	return []string{"sg/" + sgNodes, "sg/" + sgAPILB, "sg/" + sgAPIInternal}
 }
