@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubedirect/kubedirect/dataplane/agent"
 	"github.com/kubedirect/kubedirect/dataplane/maps"
 )
 
@@ -216,4 +217,47 @@ func TestRootAffinityFollowsBackends(t *testing.T) {
 	h.service(svcKey(netip.Addr{}, 30090, maps.ProtoTCP, maps.ScopeExternal), 3, maps.SvcAffinity, backend{addr: pod3, port: 9090})
 	got := h.runPkt(p.FromNetdev, tcp(client, 50002, nodeA, 30090, tcpSYN), actRedirect)
 	expect(t, got, client, 50002, pod3, 9090)
+}
+
+// TestRootUDPFlowFollowsReplacedBackend: a UDP client that keeps its source
+// port (DNS resolvers, game and VoIP clients, syslog) reaches the new
+// backend with its next datagram when the agent replaces the old one, or
+// moves the Service's targetPort; its flow does not stick to the removed
+// endpoint (or to whatever pod reuses its address). TCP flows keep their
+// backend (a terminating endpoint finishes its connections). A deleted
+// Service stops translating at once.
+func TestRootUDPFlowFollowsReplacedBackend(t *testing.T) {
+	h := newHarness(t, nodeA, cidrA, maps.ModeTunnel, pod1, pod2)
+	p := h.d.Programs
+	prog := agent.NewProgrammer(h.d.Maps)
+	udpKey := svcKey(netip.Addr{}, 30053, maps.ProtoUDP, maps.ScopeExternal)
+	tcpKey := svcKey(netip.Addr{}, 30080, maps.ProtoTCP, maps.ScopeExternal)
+	apply := func(addr netip.Addr, port uint16) {
+		t.Helper()
+		b := []maps.BackendValue{{Addr: maps.Addr4(addr), Port: port, Flags: maps.BackendLocal}}
+		st := agent.ServiceState{Ports: []agent.PortState{
+			{Name: "ns/dns:53/UDP", Frontends: map[maps.ServiceKey]uint32{udpKey: 0}, All: b, Local: b},
+			{Name: "ns/dns:80/TCP", Frontends: map[maps.ServiceKey]uint32{tcpKey: 0}, All: b, Local: b},
+		}}
+		must(t, prog.Apply("ns/dns", st))
+	}
+	send := func() packet {
+		return h.runPkt(p.FromNetdev, udp(client, 50000, nodeA, 30053), actRedirect)
+	}
+	apply(pod1, 5353)
+	expect(t, send(), client, 50000, pod1, 5353)
+	h.runPkt(p.FromNetdev, tcp(client, 50000, nodeA, 30080, tcpSYN), actRedirect)
+
+	apply(pod2, 5353) // pod1 replaced by pod2
+	expect(t, send(), client, 50000, pod2, 5353)
+	out := h.runPkt(p.FromContainer, udp(pod2, 5353, client, 50000), actRedirect)
+	expect(t, out, nodeA, 30053, client, 50000)
+	got := h.runPkt(p.FromNetdev, tcp(client, 50000, nodeA, 30080, tcpACK), actRedirect)
+	expect(t, got, client, 50000, pod1, 5353) // the TCP flow keeps its (terminating) backend
+
+	apply(pod2, 5354) // targetPort changed
+	expect(t, send(), client, 50000, pod2, 5354)
+
+	must(t, prog.Apply("ns/dns", agent.ServiceState{}))
+	h.runPkt(p.FromNetdev, udp(client, 50000, nodeA, 30053), actOK)
 }
