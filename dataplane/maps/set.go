@@ -28,6 +28,7 @@ type Set struct {
 	Metrics   *ebpf.Map
 	Events    *ebpf.Map
 	SockNAT   *ebpf.Map
+	SockAff   *ebpf.Map
 }
 
 // FromMap builds a Set from maps keyed by name (missing names stay nil).
@@ -37,6 +38,7 @@ func FromMap(m map[string]*ebpf.Map) *Set {
 		Affinity: m[NameAffinity], Tunnel: m[NameTunnel], Endpoints: m[NameEndpoints],
 		NodeAddrs: m[NameNodeAddrs], Config: m[NameConfig], Metrics: m[NameMetrics],
 		Events: m[NameEvents], SockNAT: m[NameSockNAT],
+		SockAff: m[NameSockAff],
 	}
 }
 
@@ -47,6 +49,7 @@ func (s *Set) ByName() map[string]*ebpf.Map {
 		NameAffinity: s.Affinity, NameTunnel: s.Tunnel, NameEndpoints: s.Endpoints,
 		NameNodeAddrs: s.NodeAddrs, NameConfig: s.Config, NameMetrics: s.Metrics,
 		NameEvents: s.Events, NameSockNAT: s.SockNAT,
+		NameSockAff: s.SockAff,
 	}
 }
 
@@ -315,23 +318,34 @@ func (s *Set) IterateConntrack(fn func(ConntrackKey, ConntrackValue) bool) error
 }
 
 // PurgeAffinity removes the ClientIP affinity entries of a service (call it
-// when a backend of an affinity service goes away) and returns how many.
+// when a backend of an affinity service goes away), those of the tc programs
+// and those of the socket hooks, and returns how many.
 func (s *Set) PurgeAffinity(serviceID uint32) (int, error) {
-	var k AffinityKey
-	var v AffinityValue
-	var del []AffinityKey
-	it := s.Affinity.Iterate()
+	n, err := purge[AffinityKey, AffinityValue](s.Affinity, func(k *AffinityKey) bool { return k.ServiceID == serviceID })
+	if err != nil || s.SockAff == nil {
+		return n, err
+	}
+	m, err := purge[SockAffinityKey, SockAffinityValue](s.SockAff, func(k *SockAffinityKey) bool { return k.ServiceID == serviceID })
+	return n + m, err
+}
+
+// purge deletes the entries of m whose key matches and returns how many.
+func purge[K, V any](m *ebpf.Map, match func(*K) bool) (int, error) {
+	var k K
+	var v V
+	var del []K
+	it := m.Iterate()
 	for it.Next(&k, &v) {
-		if k.ServiceID == serviceID {
+		if match(&k) {
 			del = append(del, k)
 		}
 	}
 	if err := it.Err(); err != nil {
-		return 0, fmt.Errorf("iterate affinity: %w", err)
+		return 0, fmt.Errorf("iterate %s: %w", m, err)
 	}
 	n := 0
 	for i := range del {
-		if s.Affinity.Delete(&del[i]) == nil {
+		if m.Delete(&del[i]) == nil {
 			n++
 		}
 	}

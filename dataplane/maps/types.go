@@ -22,12 +22,14 @@ const (
 	NameConfig    = "kd_config"
 	NameMetrics   = "kd_metrics"
 	NameEvents    = "kd_events"
-	NameSockNAT   = "kd_sock_revnat"
+	NameSockNAT   = "kd_sock_nat"
+	NameSockAff   = "kd_sock_affinity"
 )
 
 // Names lists every map the programs use.
 var Names = []string{NameServices, NameBackends, NameConntrack, NameAffinity, NameTunnel,
-	NameEndpoints, NameNodeAddrs, NameConfig, NameMetrics, NameEvents, NameSockNAT}
+	NameEndpoints, NameNodeAddrs, NameConfig, NameMetrics, NameEvents, NameSockNAT,
+	NameSockAff}
 
 // IP protocol numbers used in keys.
 const (
@@ -246,9 +248,21 @@ const (
 	ProgSock
 )
 
+// Kinds of kd_sock_nat entries (SockKey.Dir).
+const (
+	// SockForward: socket + frontend -> backend (UDP keeps one backend per socket).
+	SockForward uint8 = 0
+	// SockReverse: socket + backend -> frontend (what recvmsg4 / getpeername4 show).
+	SockReverse uint8 = 1
+)
+
 // SockKey is struct kd_sock_key.
 type SockKey struct {
-	Cookie uint64
+	Cookie uint64  // socket cookie
+	Addr   [4]byte // SockForward: frontend; SockReverse: backend
+	Port   uint16
+	Dir    uint8 // SockForward / SockReverse
+	Pad    uint8
 }
 
 // SockValue is struct kd_sock_val.
@@ -257,7 +271,26 @@ type SockValue struct {
 	BackendAddr  [4]byte
 	FrontendPort uint16
 	BackendPort  uint16
-	Pad          uint32
+	Slot         uint16 // SockForward: the backend's slot in Table
+	Table        uint8  // SockForward: TableAll or TableLocal, where it was picked
+	Pad          uint8
+}
+
+// SockAffinityKey is struct kd_sock_aff_key: ClientIP affinity of the
+// socket hooks, whose client is a network namespace.
+type SockAffinityKey struct {
+	Netns     uint64 // network namespace cookie
+	ServiceID uint32
+	Pad       uint32
+}
+
+// SockAffinityValue is struct kd_sock_aff_val.
+type SockAffinityValue struct {
+	LastUsed uint64 // CLOCK_MONOTONIC nanoseconds
+	Backend  BackendValue
+	Slot     uint16 // the backend's slot in Table
+	Table    uint8
+	Pad      uint8
 }
 
 // Metric indexes: verdicts, then drop reasons (enum in bpf/lib/common.h).
