@@ -29,6 +29,21 @@ static __always_inline int kd_sock_slot_holds(struct kd_svc_val *svc, __u8 table
 	return be && be->addr == addr && be->port == port;
 }
 
+/* kd_sock_nodeport_addr reports whether a NodePort on addr is this node's:
+ * one of its addresses, or 127.0.0.0/8 from the node's own network namespace
+ * (kube-proxy serves localhost NodePorts; a pod's loopback is its own). */
+static __always_inline int kd_sock_nodeport_addr(struct bpf_sock_addr *ctx, __be32 addr)
+{
+	struct kd_config *cfg;
+
+	if (kd_is_node_addr(addr))
+		return 1;
+	if ((bpf_ntohl(addr) >> 24) != 127)
+		return 0;
+	cfg = kd_cfg();
+	return cfg && cfg->host_netns && bpf_get_netns_cookie(ctx) == cfg->host_netns;
+}
+
 /* kd_sock_pick chooses a backend of svc from table into sv (backend, slot,
  * table). ClientIP affinity is per network namespace. Returns -1 if the
  * table is empty. */
@@ -107,9 +122,9 @@ static __always_inline int kd_sock_xlate(struct bpf_sock_addr *ctx)
 		table = (svc->flags & KD_SVC_ITP_LOCAL) ? KD_BE_TABLE_LOCAL : KD_BE_TABLE_ALL;
 	} else {
 		/* externalIPs / LoadBalancer IPs, and NodePorts on this node's
-		 * addresses. The client is inside the cluster: every endpoint,
+		 * addresses (and localhost from the node). The client is inside the cluster: every endpoint,
 		 * whatever externalTrafficPolicy says (as kube-proxy). */
-		svc = kd_svc_lookup(&p, KD_SCOPE_EXTERNAL, kd_is_node_addr(p.daddr));
+		svc = kd_svc_lookup(&p, KD_SCOPE_EXTERNAL, kd_sock_nodeport_addr(ctx, p.daddr));
 		if (!svc)
 			return 1;
 		table = KD_BE_TABLE_ALL;

@@ -191,6 +191,7 @@ struct kd_config {
 	__u16 vxlan_port;	/* 8472 */
 	__u8 mode;		/* KD_MODE_*: default external mode */
 	__u8 debug;		/* KD_DEBUG_* */
+	__u64 host_netns;	/* cookie of the node's network namespace: its sockets get NodePorts on 127.0.0.0/8 */
 };
 
 /* kd_config.debug: KD_DEBUG_TRACE emits an event for every redirect (tests,

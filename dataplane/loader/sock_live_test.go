@@ -1,6 +1,7 @@
 package loader_test
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -263,6 +264,28 @@ func sockHelperMode(t *testing.T, mode string) {
 			}
 			fmt.Printf("reply from=%s data=%s\n", from, buf[:n])
 		}
+	case "udp-steps":
+		// One unconnected socket; one datagram per line read from stdin.
+		u, err := net.ListenPacket("udp4", ":0")
+		must(t, err)
+		defer u.Close()
+		ua, err := net.ResolveUDPAddr("udp4", dst)
+		must(t, err)
+		buf := make([]byte, 64)
+		in := bufio.NewScanner(os.Stdin)
+		for in.Scan() {
+			if _, err := u.WriteTo([]byte("q"), ua); err != nil {
+				fmt.Printf("reply err=%v\n", err)
+				continue
+			}
+			u.SetReadDeadline(time.Now().Add(3 * time.Second))
+			n, from, err := u.ReadFrom(buf)
+			if err != nil {
+				fmt.Printf("reply err=%v\n", err)
+				continue
+			}
+			fmt.Printf("reply from=%s data=%s\n", from, buf[:n])
+		}
 	case "refuse":
 		for _, d := range splitList(os.Getenv("KD_SOCK_TCP")) {
 			fmt.Printf("tcp %s errno=%s\n", d, rawErr(t, syscall.SOCK_STREAM, d))
@@ -483,6 +506,109 @@ func TestRootSockExternalFrontendUsesAllBackends(t *testing.T) {
 	out := runSockHelper(t, cgfd, false, "KD_SOCK_HELPER=connect", "KD_SOCK_TCP=127.0.0.2:30081")
 	if want := "tcp 127.0.0.2:30081 peer=127.0.0.2:30081 reply=tcp-backend"; !strings.Contains(out, want) {
 		t.Errorf("helper output lacks %q", want)
+	}
+}
+
+// TestRootSockUDPSocketLeavesRemovedBackend: a long-lived UDP socket keeps
+// its backend only while it is an endpoint; once the agent removes it, the
+// socket's next datagram goes to a remaining one (kube-proxy deletes the
+// conntrack entries of a removed UDP endpoint).
+func TestRootSockUDPSocketLeavesRemovedBackend(t *testing.T) {
+	d, cgfd := sockSetup(t)
+	m := d.Maps
+	vip := netip.MustParseAddr("10.96.0.10")
+	ports := udpBackends(t, m, 1, 2)
+	svcKey := maps.NewServiceKey(vip, 53, maps.ProtoUDP, maps.ScopeCluster)
+	must(t, m.UpdateService(svcKey, maps.ServiceValue{ID: 1, Count: 2}))
+
+	cmd := exec.Command(os.Args[0], "-test.run=^TestSockHelper$", "-test.v")
+	cmd.Env = append(os.Environ(), "KD_SOCK_HELPER=udp-steps", "KD_SOCK_DST=10.96.0.10:53")
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: cgfd}
+	stdin, err := cmd.StdinPipe()
+	must(t, err)
+	stdout, err := cmd.StdoutPipe()
+	must(t, err)
+	must(t, cmd.Start())
+	t.Cleanup(func() { stdin.Close(); cmd.Wait() })
+	lines := bufio.NewScanner(stdout)
+	step := func() (from, be string) {
+		t.Helper()
+		fmt.Fprintln(stdin)
+		for lines.Scan() {
+			if f, b := replies(lines.Text()); len(f) == 1 {
+				return f[0], b[0]
+			}
+			if strings.HasPrefix(lines.Text(), "reply err=") {
+				t.Fatalf("helper: %s", lines.Text())
+			}
+		}
+		t.Fatalf("helper ended: %v", lines.Err())
+		return "", ""
+	}
+	from, first := step()
+	if from != "10.96.0.10:53" {
+		t.Fatalf("answer from %s, want 10.96.0.10:53", from)
+	}
+	for range 3 {
+		if _, be := step(); be != first {
+			t.Fatalf("same socket moved from %s to %s while both are endpoints", first, be)
+		}
+	}
+	// Remove the backend the socket uses, as SetService does: the other one
+	// goes to slot 0, the count drops, the last slot is deleted.
+	other := "be" + ports[0]
+	if other == first {
+		other = "be" + ports[1]
+	}
+	otherPort, _ := strconv.Atoi(strings.TrimPrefix(other, "be"))
+	must(t, m.UpdateBackend(maps.BackendKey{ServiceID: 1, Slot: 0}, maps.BackendValue{
+		Addr: maps.Addr4(netip.MustParseAddr("127.0.0.1")), Port: uint16(otherPort), Flags: maps.BackendLocal | maps.BackendHostNet}))
+	must(t, m.UpdateService(svcKey, maps.ServiceValue{ID: 1, Count: 1}))
+	must(t, m.DeleteBackend(maps.BackendKey{ServiceID: 1, Slot: 1}))
+	from, be := step()
+	if be != other || from != "10.96.0.10:53" {
+		t.Errorf("after removing %s the socket's answer came from %s (%s), want %s (10.96.0.10:53)", first, be, from, other)
+	}
+}
+
+// TestRootSockLocalhostNodePort: a host-network client reaches a NodePort
+// on 127.0.0.1 and on any 127.0.0.0/8 address (kube-proxy's iptables mode
+// serves localhost NodePorts), while a pod's 127.0.0.1 stays its own.
+func TestRootSockLocalhostNodePort(t *testing.T) {
+	d, cgfd := sockSetup(t)
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	must(t, err)
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			fmt.Fprintf(c, "tcp-backend\n")
+			c.Close()
+		}
+	}()
+	m := d.Maps
+	cookie, err := maps.NetnsCookie()
+	must(t, err)
+	must(t, m.SetConfig(maps.Config{HostNetns: cookie}))
+	must(t, m.UpdateBackend(maps.BackendKey{ServiceID: 1}, maps.BackendValue{
+		Addr: maps.Addr4(netip.MustParseAddr("127.0.0.1")), Port: uint16(ln.Addr().(*net.TCPAddr).Port), Flags: maps.BackendLocal | maps.BackendHostNet}))
+	must(t, m.UpdateService(maps.NewServiceKey(netip.Addr{}, 30082, maps.ProtoTCP, maps.ScopeExternal), maps.ServiceValue{ID: 1, Count: 1}))
+
+	out := runSockHelper(t, cgfd, false, "KD_SOCK_HELPER=connect", "KD_SOCK_TCP=127.0.0.1:30082,127.0.0.5:30082")
+	for _, want := range []string{
+		"tcp 127.0.0.1:30082 peer=127.0.0.1:30082 reply=tcp-backend",
+		"tcp 127.0.0.5:30082 peer=127.0.0.5:30082 reply=tcp-backend",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("host: helper output lacks %q", want)
+		}
+	}
+	out = runSockHelper(t, cgfd, true, "KD_SOCK_HELPER=refuse", "KD_SOCK_LOUP=1", "KD_SOCK_TCP=127.0.0.1:30082")
+	if want := "tcp 127.0.0.1:30082 errno=connection refused"; !strings.Contains(out, want) {
+		t.Errorf("pod: helper output lacks %q (its own loopback has no listener)", want)
 	}
 }
 

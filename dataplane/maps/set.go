@@ -258,6 +258,21 @@ func (s *Set) GetConfig() (Config, error) {
 	return c, err
 }
 
+// NetnsCookie returns the cookie of the calling thread's network namespace
+// (SO_NETNS_COOKIE), the value of Config.HostNetns for the node's namespace.
+func NetnsCookie() (uint64, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0, fmt.Errorf("open socket: %w", err)
+	}
+	defer unix.Close(fd)
+	c, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
+	if err != nil {
+		return 0, fmt.Errorf("read network namespace cookie: %w", err)
+	}
+	return c, nil
+}
+
 // MonotonicNow returns CLOCK_MONOTONIC in nanoseconds, the clock of
 // ConntrackValue.Expires and AffinityValue.LastUsed (bpf_ktime_get_ns).
 func MonotonicNow() uint64 {

@@ -211,6 +211,9 @@ type Config struct {
 	VXLANPort     uint16
 	Mode          uint8 // ModeTunnel / ModeDSR, for services without SvcDSR/SvcTunnel
 	Debug         uint8 // DebugTrace: an event for every redirect (tests, troubleshooting)
+	// HostNetns is the cookie of the node's network namespace (SO_NETNS_COOKIE): sockets
+	// there reach NodePorts on 127.0.0.0/8, as kube-proxy's localhost NodePorts. 0: none.
+	HostNetns uint64
 }
 
 // Metric is struct kd_metric (one per CPU in the map).
