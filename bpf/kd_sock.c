@@ -52,7 +52,7 @@ static __always_inline int kd_sock_pick(struct bpf_sock_addr *ctx, struct kd_svc
 {
 	struct kd_sock_aff_key ak = { .svc_id = svc->svc_id };
 	struct kd_backend_key bk = { .svc_id = svc->svc_id, .table = table };
-	struct kd_sock_aff_val *a, na = {};
+	struct kd_affinity_val *a, na = {};
 	struct kd_backend_val *be;
 	__u16 n = table == KD_BE_TABLE_LOCAL ? svc->local_count : svc->count;
 
@@ -62,7 +62,7 @@ static __always_inline int kd_sock_pick(struct bpf_sock_addr *ctx, struct kd_svc
 		ak.netns = bpf_get_netns_cookie(ctx);
 		a = bpf_map_lookup_elem(&kd_sock_affinity, &ak);
 		if (a && now - a->last_used < (__u64)svc->affinity_timeout * KD_NS && a->table == table &&
-		    kd_sock_slot_holds(svc, table, a->slot, a->backend.addr, a->backend.port)) {
+		    kd_affinity_valid(svc, a)) {
 			a->last_used = now;
 			sv->backend_addr = a->backend.addr;
 			sv->backend_port = a->backend.port;

@@ -268,14 +268,6 @@ struct kd_sock_aff_key {
 	__u32 pad;
 };
 
-struct kd_sock_aff_val {
-	__u64 last_used;	/* CLOCK_MONOTONIC ns */
-	struct kd_backend_val backend;
-	__u16 slot;		/* backend's slot in table, to check it is still there */
-	__u8 table;		/* KD_BE_TABLE_* */
-	__u8 pad;
-};
-
 /* kd_event has no map value type, so it is absent from BTF; pin its layout
  * here (dataplane/maps checks the same numbers on the Go side). */
 _Static_assert(sizeof(struct kd_event) == 40, "kd_event size");

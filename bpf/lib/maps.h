@@ -86,7 +86,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__type(key, struct kd_sock_aff_key);
-	__type(value, struct kd_sock_aff_val);
+	__type(value, struct kd_affinity_val);
 	__uint(max_entries, 65536);
 } kd_sock_affinity SEC(".maps");
 

@@ -359,7 +359,7 @@ func (s *Set) PurgeAffinity(serviceID uint32) (int, error) {
 	if err != nil || s.SockAff == nil {
 		return n, err
 	}
-	m, err := purge[SockAffinityKey, SockAffinityValue](s.SockAff, func(k *SockAffinityKey) bool { return k.ServiceID == serviceID })
+	m, err := purge[SockAffinityKey, AffinityValue](s.SockAff, func(k *SockAffinityKey) bool { return k.ServiceID == serviceID })
 	return n + m, err
 }
 

@@ -295,20 +295,11 @@ type SockValue struct {
 }
 
 // SockAffinityKey is struct kd_sock_aff_key: ClientIP affinity of the
-// socket hooks, whose client is a network namespace.
+// socket hooks, whose client is a network namespace (value: AffinityValue).
 type SockAffinityKey struct {
 	Netns     uint64 // network namespace cookie
 	ServiceID uint32
 	Pad       uint32
-}
-
-// SockAffinityValue is struct kd_sock_aff_val.
-type SockAffinityValue struct {
-	LastUsed uint64 // CLOCK_MONOTONIC nanoseconds
-	Backend  BackendValue
-	Slot     uint16 // the backend's slot in Table
-	Table    uint8
-	Pad      uint8
 }
 
 // Metric indexes: verdicts, then drop reasons (enum in bpf/lib/common.h).
