@@ -1,8 +1,7 @@
 // Package aws creates kubedirect clusters on AWS with aws-sdk-go-v2, the way kOps does: every resource
 // (VPC, subnets, internet gateway, route table, security groups and their rules, IAM roles and instance
-// profiles, key pair, the API's network load balancers (internet-facing for the operator, internal for
-// the nodes), launch templates and auto scaling groups, and the
-// state-store objects) is a task with Find (nil when absent), a comparison of key fields, Render
+// profiles, key pair, the API's network load balancers (internet-facing for the operator, internal
+// for the nodes), launch templates and auto scaling groups, and the state-store objects) is a task with Find (nil when absent), a comparison of key fields, Render
 // (create, or change in place, or refuse a change that needs replacement) and a tag-driven Delete.
 // Tasks run in dependency order and retry on AWS's eventual consistency and throttling; a retried
 // Render looks the resource up again first. Tags are set when a resource is created, so create resumes
