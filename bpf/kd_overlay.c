@@ -94,16 +94,32 @@ int to_overlay(struct __sk_buff *skb)
 {
 	struct kd_config *cfg = kd_cfg();
 	struct bpf_tunnel_key tk = {};
+	struct kd_ct_val *v = NULL;
 	struct kd_pkt p;
 	__be32 node;
+	int err = 0, rc;
 
 	if (!cfg)
 		return TC_ACT_OK;
 	if (bpf_skb_get_tunnel_key(skb, &tk, sizeof(tk), 0) == 0)
 		return TC_ACT_OK; /* key set by one of our programs */
-	if (kd_parse(skb, &p) == KD_PARSE_NOT_IPV4)
+	rc = kd_parse(skb, &p);
+	if (rc == KD_PARSE_NOT_IPV4)
 		return TC_ACT_OK;
-	node = kd_tunnel_node(p.daddr);
+	/* A host-network backend's reply to a client in a remote pod CIDR, of a
+	 * flow translated here: reverse NAT as to_netdev does for clients
+	 * outside the cluster. */
+	if (rc == KD_PARSE_OK)
+		v = kd_revnat(skb, &p, bpf_ktime_get_ns(), &err);
+	else if (rc == KD_PARSE_OTHER_L4)
+		v = kd_revnat_icmp(skb, &p, bpf_ktime_get_ns(), &err);
+	if (err)
+		return kd_drop(skb, KD_DROP_REWRITE);
+	/* A forwarded flow in tunnel mode goes back to its ingress node. */
+	if (v && (v->flags & KD_CT_NODEPORT_FWD) && !(v->flags & KD_CT_DSR))
+		node = v->tunnel_peer;
+	else
+		node = kd_tunnel_node(p.daddr);
 	if (!node)
 		return kd_drop(skb, KD_DROP_NO_TUNNEL);
 	tk.remote_ipv4 = bpf_ntohl(node);

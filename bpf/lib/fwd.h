@@ -60,6 +60,15 @@ static __always_inline __be32 kd_tunnel_node(__be32 daddr)
 	return t ? t->node_ip : 0;
 }
 
+/* kd_to_stack hands a packet to the local stack; packets decapsulated by the
+ * vxlan device carry the sender's inner MAC, so mark them for this host. */
+static __always_inline int kd_to_stack(struct __sk_buff *skb)
+{
+	if (skb->pkt_type != 0 /* PACKET_HOST */)
+		bpf_skb_change_type(skb, 0);
+	return TC_ACT_OK;
+}
+
 /* kd_fib_out sends a packet towards an off-cluster client: FIB lookup for the
  * egress NIC and neighbour MAC; if the neighbour is unresolved let the kernel
  * resolve it (bpf_redirect_neigh). */
@@ -87,14 +96,11 @@ static __always_inline int kd_fib_out(struct __sk_buff *skb, struct kd_pkt *p)
 		kd_count(KD_M_FIB_OUT, skb->len);
 		return bpf_redirect_neigh(f.ifindex, NULL, 0, 0);
 	}
+	/* The client is this node (a host-network client of another node's
+	 * NodePort whose backend runs here, dsr): the local stack takes it. */
+	if (rc == BPF_FIB_LKUP_RET_NOT_FWDED) {
+		kd_count(KD_M_PASS, skb->len);
+		return kd_to_stack(skb);
+	}
 	return kd_drop(skb, KD_DROP_FIB);
-}
-
-/* kd_to_stack hands a packet to the local stack; packets decapsulated by the
- * vxlan device carry the sender's inner MAC, so mark them for this host. */
-static __always_inline int kd_to_stack(struct __sk_buff *skb)
-{
-	if (skb->pkt_type != 0 /* PACKET_HOST */)
-		bpf_skb_change_type(skb, 0);
-	return TC_ACT_OK;
 }
