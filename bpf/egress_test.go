@@ -65,3 +65,76 @@ func TestRootHostNetReplyToRemotePodThroughOverlay(t *testing.T) {
 		t.Fatalf("forwarded reply tunnel peers %v, want [%s]", peers, nodeA)
 	}
 }
+
+// setTunnelMTU sets the tunnel MTU in h's config.
+func (h *harness) setTunnelMTU(mtu uint16) {
+	h.t.Helper()
+	c, err := h.d.Maps.GetConfig()
+	must(h.t, err)
+	c.TunnelMTU = mtu
+	must(h.t, h.d.Maps.SetConfig(c))
+}
+
+// TestRootTunnelTooBigGetsFragNeeded: a client sends a DF datagram larger than the tunnel carries
+// (underlay 1500 - 50) to a NodePort whose backend is on another node. It gets ICMP fragmentation
+// needed with MTU 1450 from the node, quoting its packet, back out of the NIC (it was encapsulated and
+// fragmented on the underlay, and the client never learned). Without DF, or small enough, it is
+// encapsulated; a SYN's MSS entering the tunnel is clamped to 1450 - 40.
+func TestRootTunnelTooBigGetsFragNeeded(t *testing.T) {
+	h := newHarness(t, nodeA, cidrA, maps.ModeTunnel)
+	h.setTunnelMTU(1450)
+	p := h.d.Programs
+	h.service(svcKey(netip.Addr{}, 30053, maps.ProtoUDP, maps.ScopeExternal), 1, 0, backend{addr: podB, port: 5353, node: nodeB})
+	h.service(svcKey(netip.Addr{}, 30080, maps.ProtoTCP, maps.ScopeExternal), 2, 0, backend{addr: podB, port: 8080, node: nodeB})
+
+	big := udp(client, 50000, nodeA, 30053)
+	big.Payload = make([]byte, 1500-20-8)
+	big.FragOff = ipDF
+	big.SrcMAC = clientMAC
+	ret, raw := h.run(p.FromNetdev, big.bytes())
+	if ret != actRedirect {
+		t.Fatalf("verdict %d, want redirect", ret)
+	}
+	got, err := decode(raw)
+	must(t, err)
+	if got.Proto != 1 || got.ICMPType != 3 || got.ICMPCode != 4 {
+		t.Fatalf("got proto %d type %d code %d, want ICMP fragmentation needed", got.Proto, got.ICMPType, got.ICMPCode)
+	}
+	if got.Src != nodeA || got.Dst != client {
+		t.Fatalf("icmp %s -> %s, want %s -> %s", got.Src, got.Dst, nodeA, client)
+	}
+	expectMACs(t, got, clientMAC, hostMAC)
+	b := big.bytes()
+	if mtu := uint16(raw[14+20+6])<<8 | uint16(raw[14+20+7]); mtu != 1450 {
+		t.Fatalf("next-hop MTU %d, want 1450", mtu)
+	}
+	expectQuoted(t, got, client, 50000, nodeA, 30053)
+	if string(got.Payload[:28]) != string(b[14:14+28]) {
+		t.Fatalf("quoted packet differs from the original")
+	}
+	if n := h.metric("too_big"); n != 1 {
+		t.Fatalf("too_big = %d", n)
+	}
+	if peers := h.encapPeers(); len(peers) != 0 {
+		t.Fatalf("too big packet encapsulated to %v", peers)
+	}
+
+	// Without DF the kernel may fragment the outer packet; it fits: encapsulated as is.
+	big.FragOff = 0
+	h.runPkt(p.FromNetdev, big, actRedirect)
+	fits := udp(client, 50001, nodeA, 30053)
+	fits.Payload = make([]byte, 1450-20-8)
+	fits.FragOff = ipDF
+	h.runPkt(p.FromNetdev, fits, actRedirect)
+	if peers := h.encapPeers(); len(peers) != 2 {
+		t.Fatalf("encapsulated %d packets, want 2", len(peers))
+	}
+
+	syn := tcp(client, 50002, nodeA, 30080, tcpSYN)
+	syn.TCPOpts = []byte{2, 4, 0x05, 0xb4, 1, 1, 4, 2} // MSS 1460, NOP, NOP, SACK permitted
+	syn.Payload = nil
+	got = h.runPkt(p.FromNetdev, syn, actRedirect)
+	if mss := uint16(got.TCPOpts[2])<<8 | uint16(got.TCPOpts[3]); mss != 1410 {
+		t.Fatalf("MSS %d, want 1410", mss)
+	}
+}

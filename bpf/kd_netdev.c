@@ -101,5 +101,9 @@ int to_netdev(struct __sk_buff *skb)
 	 * and local flows continue out of this NIC as routed. */
 	if (v && (v->flags & KD_CT_NODEPORT_FWD) && !(v->flags & KD_CT_DSR))
 		return kd_encap(skb, cfg, v->tunnel_peer);
+	/* dsr: the client's segments come through the tunnel, so the MSS a
+	 * host-network backend advertises must fit it. */
+	if (v && (v->flags & KD_CT_NODEPORT_FWD))
+		kd_clamp_syn(skb, cfg);
 	return TC_ACT_OK;
 }

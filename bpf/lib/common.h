@@ -103,6 +103,7 @@ enum {
 	KD_DROP_CT_FULL,	/* could not create a conntrack entry */
 	KD_DROP_FRAGMENT,	/* non-first IPv4 fragment to a service */
 	KD_DROP_CT_COLLISION,	/* reply tuple held by a live flow of another frontend */
+	KD_DROP_TOO_BIG,	/* DF packet too big for the tunnel: ICMP fragmentation needed sent */
 	KD_M_MAX = 32,
 };
 
@@ -199,6 +200,8 @@ struct kd_config {
 	__u16 vxlan_port;	/* 8472 */
 	__u8 mode;		/* KD_MODE_*: default external mode */
 	__u8 debug;		/* KD_DEBUG_* */
+	__u16 tunnel_mtu;	/* largest inner IPv4 packet the overlay carries unfragmented (NIC MTU - 50); 0: no check */
+	__u16 pad;
 };
 
 /* kd_config.debug: KD_DEBUG_TRACE emits an event for every redirect (tests,

@@ -105,5 +105,9 @@ static __always_inline int kd_reply_out(struct __sk_buff *skb, struct kd_config 
 {
 	if ((v->flags & KD_CT_NODEPORT_FWD) && !(v->flags & KD_CT_DSR))
 		return kd_encap(skb, cfg, v->tunnel_peer);
+	/* dsr: the client's segments come through the tunnel, so the MSS the
+	 * backend advertises must fit it. */
+	if (v->flags & KD_CT_NODEPORT_FWD)
+		kd_clamp_syn(skb, cfg);
 	return kd_fib_out(skb, p);
 }

@@ -196,6 +196,9 @@ func (a *Agent) writeConfig(self NodeInfo) error {
 	}
 	if l, err := netlink.LinkByName(a.netdev); err == nil {
 		c.NetdevIfindex = uint32(l.Attrs().Index)
+		if mtu := l.Attrs().MTU - cni.VXLANOverhead; mtu > 0 && mtu <= 0xffff {
+			c.TunnelMTU = uint16(mtu)
+		}
 	}
 	if old, err := a.dp.Maps.GetConfig(); err == nil && old == c {
 		return nil

@@ -1,11 +1,19 @@
 package loader_test
 
 import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/kubedirect/kubedirect/dataplane/maps"
 	"github.com/kubedirect/kubedirect/dataplane/masq"
@@ -18,7 +26,10 @@ var clusterPods = netip.MustParsePrefix("10.244.0.0/16")
 // it installs the agent's masquerade table on both nodes, a second pod on A (a backend behind NodePorts
 // that B forwards to A) and a ClusterIP whose backend is B's host-network server (as kubernetes.default
 // to a control plane's :6443).
-func egressCases(t *testing.T, a, b *kdNode, mode uint8) {
+//
+// The underlay (a bridge in namespace under) then stops carrying fragments between the nodes, as
+// underlays that drop or mangle them, and full-size transfers and DF datagrams check the tunnel MTU.
+func egressCases(t *testing.T, under, cli *netns, a, b *kdNode, mode uint8) {
 	for _, n := range []*kdNode{a, b} {
 		must(t, masq.Sync(masq.Rules{PodCIDR: n.cidr, NonMasquerade: []netip.Prefix{clusterPods}}, masq.InNetNS(n.ns.fd)))
 		sh(t, "ip", "netns", "exec", n.ns.name, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0")
@@ -94,6 +105,133 @@ func egressCases(t *testing.T, a, b *kdNode, mode uint8) {
 			t.Fatalf("backend saw %s, want node A %s", got, a.ip)
 		}
 	})
+	mtuCases(t, under, cli, a, b)
+}
+
+// mtuCases: the nodes' configs get the tunnel MTU the agent writes (underlay 1500 - 50), the
+// underlay drops fragments between node addresses, and the client sends full-size TCP and DF UDP
+// through NodePorts whose backends are on the other node.
+func mtuCases(t *testing.T, under, cli *netns, a, b *kdNode) {
+	for _, n := range []*kdNode{a, b} {
+		c, err := n.d.Maps.GetConfig()
+		must(t, err)
+		c.TunnelMTU = 1450
+		must(t, n.d.Maps.SetConfig(c))
+	}
+	nodes := fmt.Sprintf("{ %s, %s }", a.ip, b.ip)
+	sh(t, "ip", "netns", "exec", under.name, "nft", "add table bridge kdtest; "+
+		"add chain bridge kdtest underlay { type filter hook forward priority 0 ; } ; "+
+		"add rule bridge kdtest underlay ip saddr "+nodes+" ip daddr "+nodes+" ip frag-off & 0x3fff != 0 counter drop")
+	pb := b.pods[0]
+	copyServer(t, pb.ns, 8090)
+	copyServer(t, b.ns, 9091)
+	for _, s := range []struct {
+		id, port uint16
+		be       maps.BackendValue
+	}{
+		{20, 30082, maps.BackendValue{Addr: maps.Addr4(pb.ip), Port: 8090}},
+		{21, 30091, maps.BackendValue{Addr: maps.Addr4(b.ip), Port: 9091, Flags: maps.BackendHostNet}},
+	} {
+		key := []maps.ServiceKey{maps.NewServiceKey(netip.Addr{}, s.port, maps.ProtoTCP, maps.ScopeExternal)}
+		v := s.be
+		v.Flags |= maps.BackendLocal
+		_, _, err := b.d.Maps.SetService(uint32(s.id), key, nil, maps.ServiceValue{}, []maps.BackendValue{v}, 0, 0)
+		must(t, err)
+		v = s.be
+		v.Flags |= maps.BackendRemote
+		v.NodeIP = maps.Addr4(b.ip)
+		_, _, err = a.d.Maps.SetService(uint32(s.id), key, nil, maps.ServiceValue{}, []maps.BackendValue{v}, 0, 0)
+		must(t, err)
+	}
+	for _, c := range []struct{ name, addr string }{
+		{"pod", a.ip.String() + ":30082"},
+		{"host-network", a.ip.String() + ":30091"},
+	} {
+		t.Run("full-size TCP both ways through a nodePort, "+c.name+" backend on the other node", func(t *testing.T) {
+			roundTrip(t, cli, c.addr, 1<<20)
+		})
+	}
+	t.Run("DF datagram too big for the tunnel: the client learns the tunnel MTU", func(t *testing.T) {
+		if err := cli.do(func() error {
+			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
+			if err != nil {
+				return err
+			}
+			defer unix.Close(fd)
+			if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_DO); err != nil {
+				return err
+			}
+			if err := unix.Connect(fd, &unix.SockaddrInet4{Port: 30053, Addr: a.ip.As4()}); err != nil {
+				return err
+			}
+			msg := make([]byte, 1500-28)
+			for i := 0; i < 20; i++ {
+				if _, err := unix.Write(fd, msg); errors.Is(err, syscall.EMSGSIZE) {
+					mtu, err := unix.GetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MTU)
+					if err != nil {
+						return err
+					}
+					if mtu != 1450 {
+						return fmt.Errorf("path MTU %d, want 1450", mtu)
+					}
+					return nil
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			mtu, _ := unix.GetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MTU)
+			return fmt.Errorf("1472-byte DF datagrams still accepted (path MTU %d): no fragmentation needed came back", mtu)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// copyServer echoes every byte back on each connection to port in ns.
+func copyServer(t *testing.T, ns *netns, port int) {
+	var ln net.Listener
+	if err := ns.do(func() (err error) {
+		ln, err = net.Listen("tcp4", fmt.Sprintf(":%d", port))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				io.Copy(c, c)
+			}()
+		}
+	}()
+}
+
+// roundTrip sends n random bytes from ns to addr (a copyServer) and checks they all come back.
+func roundTrip(t *testing.T, ns *netns, addr string, n int) {
+	t.Helper()
+	c := dial(t, ns, addr)
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	data := make([]byte, n)
+	_, _ = rand.Read(data)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Write(data)
+		errc <- err
+	}()
+	got := make([]byte, n)
+	if _, err := io.ReadFull(c, got); err != nil {
+		t.Fatalf("read back: %v", err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatalf("%d bytes came back different", n)
+	}
 }
 
 // udpAsk sends one datagram from ns to addr and returns the reply and its source.

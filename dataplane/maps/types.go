@@ -224,6 +224,11 @@ type Config struct {
 	VXLANPort     uint16
 	Mode          uint8 // ModeTunnel / ModeDSR, for services without SvcDSR/SvcTunnel
 	Debug         uint8 // DebugTrace: an event for every redirect (tests, troubleshooting)
+	// TunnelMTU is the largest inner IPv4 packet the overlay carries without fragmenting (the NIC's MTU
+	// minus the 50 bytes of VXLAN): larger DF packets get ICMP fragmentation needed, TCP SYNs into the
+	// tunnel have their MSS clamped to it. 0 disables both.
+	TunnelMTU uint16
+	Pad       uint16
 }
 
 // Metric is struct kd_metric (one per CPU in the map).
@@ -298,6 +303,7 @@ const (
 	DropCTFull
 	DropFragment
 	DropCTCollision
+	DropTooBig
 	// MetricSlots is the size of kd_metrics.
 	MetricSlots = 32
 )
@@ -312,7 +318,7 @@ var VerdictNames = map[int]string{
 var DropReasonNames = map[int]string{
 	DropMalformed: "malformed", DropNoBackend: "no_backend", DropNoLocalBackend: "no_local_backend",
 	DropNoTunnel: "no_tunnel", DropFIB: "fib", DropRewrite: "rewrite", DropCTFull: "ct_full",
-	DropFragment: "fragment", DropCTCollision: "ct_collision",
+	DropFragment: "fragment", DropCTCollision: "ct_collision", DropTooBig: "too_big",
 }
 
 // Addr4 returns a's 4 bytes (zero for an invalid or IPv6 address).
