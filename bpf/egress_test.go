@@ -138,3 +138,37 @@ func TestRootTunnelTooBigGetsFragNeeded(t *testing.T) {
 		t.Fatalf("MSS %d, want 1410", mss)
 	}
 }
+
+// TestRootFragmentedReplyTranslatedWhole: a backend's UDP reply too large for one packet leaves the pod
+// as IP fragments; only the first carries the ports. Every fragment must leave with the frontend as
+// source and take the first one's way (the tunnel back to the ingress node): the later ones kept the
+// backend's address and the client could not reassemble the datagram.
+func TestRootFragmentedReplyTranslatedWhole(t *testing.T) {
+	h := newHarness(t, nodeB, cidrB, maps.ModeTunnel, podB)
+	p := h.d.Programs
+	h.service(svcKey(netip.Addr{}, 30053, maps.ProtoUDP, maps.ScopeExternal), 1, 0, backend{addr: podB, port: 5353})
+	h.runPkt(p.FromOverlay, udp(client, 50000, nodeA, 30053), actRedirect)
+
+	first := udp(podB, 5353, client, 50000)
+	first.Payload = make([]byte, 1000-8)
+	first.ID, first.FragOff = 0x1234, ipMF
+	later := packet{DstMAC: hostMAC, SrcMAC: anyMAC, Src: podB, Dst: client, Proto: 17, ID: 0x1234,
+		FragOff: 1000 / 8, L4: make([]byte, 700)}
+	h.drainEvents()
+	got := h.runPkt(p.FromContainer, first, actRedirect)
+	expect(t, got, nodeA, 30053, client, 50000)
+	got = h.runPkt(p.FromContainer, later, actRedirect)
+	if got.Src != nodeA || got.Dst != client || got.ID != 0x1234 || got.FragOff != 1000/8 || len(got.L4) != 700 {
+		t.Fatalf("later fragment %s -> %s id %#x off %d len %d, want %s -> %s", got.Src, got.Dst, got.ID,
+			got.FragOff, len(got.L4), nodeA, client)
+	}
+	if peers := h.encapPeers(); len(peers) != 2 || peers[0] != nodeA || peers[1] != nodeA {
+		t.Fatalf("tunnel peers %v, want both fragments to %s", peers, nodeA)
+	}
+	// A fragment of another datagram (other id) is not touched.
+	later.ID = 0x4321
+	got = h.runPkt(p.FromContainer, later, actOK)
+	if got.Src != podB {
+		t.Fatalf("unrelated fragment rewritten to %s", got.Src)
+	}
+}

@@ -252,6 +252,32 @@ struct kd_sock_val {
 	__u32 pad;
 };
 
+/* IPv4 fragments (kd_frags): only the first fragment of a datagram carries the
+ * ports, so the first fragment of a translated datagram records its address
+ * rewrite and its route under the addresses it arrived with and its IP id;
+ * the later fragments get the same (as Cilium tracks fragments). */
+struct kd_frag_key {
+	__be32 saddr;	/* as the fragments arrive (before translation) */
+	__be32 daddr;
+	__u16 id;	/* IP identification, network order */
+	__u8 proto;
+	__u8 pad;
+};
+
+struct kd_frag_val {
+	__u64 expires;		/* CLOCK_MONOTONIC ns */
+	__be32 saddr;		/* after translation */
+	__be32 daddr;
+	__be32 peer;		/* KD_FRAG_ENCAP: tunnel destination */
+	__u8 action;		/* KD_FRAG_* */
+	__u8 pad[3];
+};
+
+#define KD_FRAG_ROUTE 0		/* as the program routes an untranslated packet by destination */
+#define KD_FRAG_ENCAP 1		/* into the tunnel to peer */
+#define KD_FRAG_FIB 2		/* out of a NIC towards the client (kd_fib_out) */
+#define KD_FRAG_TIMEOUT 30	/* seconds, the kernel's reassembly timeout */
+
 /* kd_event has no map value type, so it is absent from BTF; pin its layout
  * here (dataplane/maps checks the same numbers on the Go side). */
 _Static_assert(sizeof(struct kd_event) == 40, "kd_event size");

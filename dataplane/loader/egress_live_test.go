@@ -151,6 +151,59 @@ func mtuCases(t *testing.T, under, cli *netns, a, b *kdNode) {
 			roundTrip(t, cli, c.addr, 1<<20)
 		})
 	}
+	// UDP 5454 on B's pod answers with 8,000 bytes: NodePort 30056 and ClusterIP 10.96.0.20:5454.
+	bigUDP(t, pb.ns, 5454, 8000)
+	bigVIP := netip.MustParseAddr("10.96.0.20")
+	for _, n := range []*kdNode{a, b} {
+		v := maps.BackendValue{Addr: maps.Addr4(pb.ip), Port: 5454, Flags: maps.BackendLocal}
+		if n == a {
+			v.Flags, v.NodeIP = maps.BackendRemote, maps.Addr4(b.ip)
+		}
+		_, _, err := n.d.Maps.SetService(22, []maps.ServiceKey{
+			maps.NewServiceKey(netip.Addr{}, 30056, maps.ProtoUDP, maps.ScopeExternal),
+			maps.NewServiceKey(bigVIP, 5454, maps.ProtoUDP, maps.ScopeCluster),
+		}, nil, maps.ServiceValue{}, []maps.BackendValue{v}, 0, 0)
+		must(t, err)
+	}
+	for _, c := range []struct {
+		name, addr string
+		ns         *netns
+	}{
+		{"client through a nodePort", a.ip.String() + ":30056", cli},
+		{"pod through a ClusterIP", bigVIP.String() + ":5454", a.pods[0].ns},
+	} {
+		t.Run("8000-byte UDP reply arrives whole, "+c.name, func(t *testing.T) {
+			var n int
+			var from string
+			if err := c.ns.do(func() error {
+				u, err := net.ListenPacket("udp4", ":0")
+				if err != nil {
+					return err
+				}
+				defer u.Close()
+				dst, _ := net.ResolveUDPAddr("udp4", c.addr)
+				buf := make([]byte, 65536)
+				for i := 0; i < 3; i++ { // the first datagram may race neighbour resolution
+					u.SetDeadline(time.Now().Add(time.Second))
+					if _, err := u.WriteTo([]byte("big"), dst); err != nil {
+						return err
+					}
+					var src net.Addr
+					n, src, err = u.ReadFrom(buf)
+					if err == nil {
+						from = src.String()
+						return nil
+					}
+				}
+				return err
+			}); err != nil {
+				t.Fatalf("no reply: %v", err)
+			}
+			if n != 8000 || from != c.addr {
+				t.Fatalf("got %d bytes from %s, want 8000 from %s", n, from, c.addr)
+			}
+		})
+	}
 	t.Run("DF datagram too big for the tunnel: the client learns the tunnel MTU", func(t *testing.T) {
 		if err := cli.do(func() error {
 			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
@@ -184,6 +237,29 @@ func mtuCases(t *testing.T, under, cli *netns, a, b *kdNode) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// bigUDP answers every datagram on port in ns with size bytes.
+func bigUDP(t *testing.T, ns *netns, port, size int) {
+	var pc net.PacketConn
+	if err := ns.do(func() (err error) {
+		pc, err = net.ListenPacket("udp4", fmt.Sprintf(":%d", port))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 64)
+		reply := bytes.Repeat([]byte("x"), size)
+		for {
+			_, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			pc.WriteTo(reply, from)
+		}
+	}()
 }
 
 // copyServer echoes every byte back on each connection to port in ns.

@@ -28,6 +28,7 @@ type Set struct {
 	Metrics   *ebpf.Map
 	Events    *ebpf.Map
 	SockNAT   *ebpf.Map
+	Frags     *ebpf.Map
 }
 
 // FromMap builds a Set from maps keyed by name (missing names stay nil).
@@ -36,7 +37,7 @@ func FromMap(m map[string]*ebpf.Map) *Set {
 		Services: m[NameServices], Backends: m[NameBackends], Conntrack: m[NameConntrack],
 		Affinity: m[NameAffinity], Tunnel: m[NameTunnel], Endpoints: m[NameEndpoints],
 		NodeAddrs: m[NameNodeAddrs], Config: m[NameConfig], Metrics: m[NameMetrics],
-		Events: m[NameEvents], SockNAT: m[NameSockNAT],
+		Events: m[NameEvents], SockNAT: m[NameSockNAT], Frags: m[NameFrags],
 	}
 }
 
@@ -46,7 +47,7 @@ func (s *Set) ByName() map[string]*ebpf.Map {
 		NameServices: s.Services, NameBackends: s.Backends, NameConntrack: s.Conntrack,
 		NameAffinity: s.Affinity, NameTunnel: s.Tunnel, NameEndpoints: s.Endpoints,
 		NameNodeAddrs: s.NodeAddrs, NameConfig: s.Config, NameMetrics: s.Metrics,
-		NameEvents: s.Events, NameSockNAT: s.SockNAT,
+		NameEvents: s.Events, NameSockNAT: s.SockNAT, NameFrags: s.Frags,
 	}
 }
 

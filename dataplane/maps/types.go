@@ -24,11 +24,12 @@ const (
 	NameMetrics   = "kd_metrics"
 	NameEvents    = "kd_events"
 	NameSockNAT   = "kd_sock_revnat"
+	NameFrags     = "kd_frags"
 )
 
 // Names lists every map the programs use.
 var Names = []string{NameServices, NameBackends, NameConntrack, NameAffinity, NameTunnel,
-	NameEndpoints, NameNodeAddrs, NameConfig, NameMetrics, NameEvents, NameSockNAT}
+	NameEndpoints, NameNodeAddrs, NameConfig, NameMetrics, NameEvents, NameSockNAT, NameFrags}
 
 // IP protocol numbers used in keys.
 const (
@@ -332,4 +333,23 @@ func Addr4(a netip.Addr) [4]byte {
 // NewServiceKey builds a service key; pass an invalid netip.Addr{} for the NodePort wildcard.
 func NewServiceKey(addr netip.Addr, port uint16, proto, scope uint8) ServiceKey {
 	return ServiceKey{Addr: Addr4(addr), Port: port, Proto: proto, Scope: scope}
+}
+
+// FragKey is struct kd_frag_key: a fragmented datagram as its fragments arrive.
+type FragKey struct {
+	SrcAddr [4]byte
+	DstAddr [4]byte
+	ID      uint16 // IP identification, network order
+	Proto   uint8
+	Pad     uint8
+}
+
+// FragValue is struct kd_frag_val: the first fragment's translation and route, for the later fragments.
+type FragValue struct {
+	Expires uint64 // CLOCK_MONOTONIC ns
+	SrcAddr [4]byte
+	DstAddr [4]byte
+	Peer    [4]byte
+	Action  uint8 // 0 route by destination, 1 tunnel to Peer, 2 out of a NIC
+	Pad     [3]uint8
 }
