@@ -103,8 +103,8 @@ int from_container(struct __sk_buff *skb)
 	}
 	if (be.flags & KD_BE_HOSTNET)
 		flags |= KD_CT_HOSTNET;
-	if (kd_ct_create(&p, now, be.addr, be.port, src, 0, svc->svc_id, flags) < 0)
-		return kd_drop(skb, KD_DROP_CT_FULL);
+	if ((rc = kd_ct_create(&p, now, be.addr, be.port, src, 0, svc->svc_id, flags)))
+		return kd_drop(skb, rc);
 	kd_event(cfg, &p, KD_PROG_FROM_CONTAINER, KD_M_DNAT, 0, be.addr, be.port, 0, svc->svc_id);
 	if (kd_dnat(skb, &p, be.addr, be.port) < 0)
 		return kd_drop(skb, KD_DROP_REWRITE);

@@ -63,9 +63,9 @@ int from_netdev(struct __sk_buff *skb)
 
 	if (!(be.flags & KD_BE_LOCAL)) {
 		/* Forward the original packet; the client IP is kept end to end. */
-		if (kd_ct_create(&p, now, be.addr, be.port, 0, be.node_ip, svc->svc_id,
-				 KD_CT_NODEPORT_REMOTE) < 0)
-			return kd_drop(skb, KD_DROP_CT_FULL);
+		if ((rc = kd_ct_create(&p, now, be.addr, be.port, 0, be.node_ip, svc->svc_id,
+				       KD_CT_NODEPORT_REMOTE)))
+			return kd_drop(skb, rc);
 		kd_event(cfg, &p, KD_PROG_FROM_NETDEV, KD_M_ENCAP, 0, be.addr, be.port, be.node_ip,
 			 svc->svc_id);
 		return kd_encap(skb, cfg, be.node_ip);
@@ -73,8 +73,8 @@ int from_netdev(struct __sk_buff *skb)
 	flags = KD_CT_NODEPORT_LOCAL;
 	if (be.flags & KD_BE_HOSTNET)
 		flags |= KD_CT_HOSTNET;
-	if (kd_ct_create(&p, now, be.addr, be.port, p.saddr, 0, svc->svc_id, flags) < 0)
-		return kd_drop(skb, KD_DROP_CT_FULL);
+	if ((rc = kd_ct_create(&p, now, be.addr, be.port, p.saddr, 0, svc->svc_id, flags)))
+		return kd_drop(skb, rc);
 	kd_event(cfg, &p, KD_PROG_FROM_NETDEV, KD_M_DNAT, 0, be.addr, be.port, 0, svc->svc_id);
 	if (kd_dnat(skb, &p, be.addr, be.port) < 0)
 		return kd_drop(skb, KD_DROP_REWRITE);

@@ -63,15 +63,20 @@ struct kd_icmphdr {
 #define KD_CT_HAIRPIN (1 << 5)		/* client and backend are the same pod: source SNATed */
 #define KD_CT_HOSTNET (1 << 6)		/* backend is a host-network endpoint */
 
-/* TCP state bits (kd_ct_val.tcp_state). */
+/* TCP state bits (kd_ct_val.tcp_state). Both entries of a flow carry the
+ * FIN bits of both sides (each FIN is copied to the other entry). */
 #define KD_TCP_SYN (1 << 0)
 #define KD_TCP_ESTABLISHED (1 << 1)
-#define KD_TCP_CLOSING (1 << 2)
+#define KD_TCP_CLOSING (1 << 2)		/* both sides sent FIN, or RST: short lifetime */
+#define KD_TCP_FIN_CLIENT (1 << 3)	/* the client sent FIN (half-closed) */
+#define KD_TCP_FIN_BACKEND (1 << 4)	/* the backend sent FIN (half-closed) */
+#define KD_TCP_SEEN_REPLY (1 << 5)	/* a forward-only entry saw the backend's side */
 
 /* Conntrack lifetimes in seconds. */
 #define KD_CT_SYN_TIMEOUT 60
 #define KD_CT_TCP_TIMEOUT 21600
 #define KD_CT_CLOSE_TIMEOUT 10
+#define KD_CT_FIN_WAIT_TIMEOUT 60	/* forward-only entry after the client's FIN */
 #define KD_CT_UDP_TIMEOUT 120
 
 /* Config modes. */
@@ -97,6 +102,7 @@ enum {
 	KD_DROP_REWRITE,	/* a helper failed to rewrite the packet */
 	KD_DROP_CT_FULL,	/* could not create a conntrack entry */
 	KD_DROP_FRAGMENT,	/* non-first IPv4 fragment to a service */
+	KD_DROP_CT_COLLISION,	/* reply tuple held by a live flow of another frontend */
 	KD_M_MAX = 32,
 };
 
@@ -160,7 +166,9 @@ struct kd_affinity_key {
 struct kd_affinity_val {
 	__u64 last_used;	/* CLOCK_MONOTONIC ns */
 	struct kd_backend_val backend;
-	__u32 pad;
+	__u16 slot;		/* where backend was picked: kd_pick checks it is still there */
+	__u8 table;		/* KD_BE_TABLE_* of slot */
+	__u8 pad;
 };
 
 struct kd_tunnel_key {

@@ -1,10 +1,17 @@
 /* Conntrack: two entries per translated flow (original tuple and reply
  * tuple), TCP state tracked loosely from flags to pick a lifetime. The map is
- * an LRU hash, so a full table evicts the oldest flows instead of failing. */
+ * an LRU hash, so a full table evicts the oldest flows instead of failing.
+ *
+ * The two entries of a flow behave as one connection (as nf_conntrack keeps
+ * one timeout per connection): when either is refreshed (at most once a
+ * second) or changes TCP state, the other gets the same lifetime and the FIN
+ * bits of both sides. A TCP flow closes (short lifetime) only once both sides
+ * sent FIN, or on RST; a half-closed flow keeps its established lifetime. */
 #pragma once
 #include "parse.h"
 
 #define KD_NS 1000000000ULL
+#define KD_TCP_FINS (KD_TCP_FIN_CLIENT | KD_TCP_FIN_BACKEND)
 
 static __always_inline void kd_ct_key_fwd(struct kd_ct_key *k, struct kd_pkt *p)
 {
@@ -24,66 +31,195 @@ static __always_inline void kd_ct_key_reply(struct kd_ct_key *k, struct kd_pkt *
 }
 
 /* kd_ct_lifetime folds this packet's TCP flags into *state and returns the
- * lifetime in ns the entry gets. */
-static __always_inline __u64 kd_ct_lifetime(struct kd_pkt *p, __u8 *state)
+ * lifetime in ns the entry gets. reply: the packet is from the backend's side.
+ * one_sided: the entry is the only one of its flow on this node and may never
+ * see the backend's side (the ingress node of a dsr NodePort flow). */
+static __always_inline __u64 kd_ct_lifetime(struct kd_pkt *p, __u8 *state, int reply, int one_sided)
 {
 	if (p->proto != IPPROTO_TCP)
 		return KD_CT_UDP_TIMEOUT * KD_NS;
-	if (p->tcp_flags & (KD_TCP_FIN | KD_TCP_RST))
-		*state |= KD_TCP_CLOSING;
-	else if (p->tcp_flags & KD_TCP_SYN_F) {
-		if (!(p->tcp_flags & KD_TCP_ACK) && (*state & KD_TCP_CLOSING))
-			*state = KD_TCP_SYN; /* port reuse after close */
+	if (reply)
+		*state |= KD_TCP_SEEN_REPLY;
+	if (p->tcp_flags & KD_TCP_SYN_F)
 		*state |= KD_TCP_SYN;
-	} else if (p->tcp_flags & KD_TCP_ACK)
+	else if (p->tcp_flags & KD_TCP_ACK)
 		*state |= KD_TCP_ESTABLISHED;
+	if (p->tcp_flags & KD_TCP_RST)
+		*state |= KD_TCP_CLOSING;
+	else if (p->tcp_flags & KD_TCP_FIN)
+		*state |= reply ? KD_TCP_FIN_BACKEND : KD_TCP_FIN_CLIENT;
+	if ((*state & KD_TCP_FINS) == KD_TCP_FINS)
+		*state |= KD_TCP_CLOSING;
 	if (*state & KD_TCP_CLOSING)
 		return KD_CT_CLOSE_TIMEOUT * KD_NS;
+	/* Without the backend's side in view, the end of a half-closed flow
+	 * cannot be seen: bound it, every client packet renews it. */
+	if (one_sided && (*state & KD_TCP_FIN_CLIENT) && !(*state & KD_TCP_SEEN_REPLY))
+		return KD_CT_FIN_WAIT_TIMEOUT * KD_NS;
 	if (*state & KD_TCP_ESTABLISHED)
 		return KD_CT_TCP_TIMEOUT * KD_NS;
 	return KD_CT_SYN_TIMEOUT * KD_NS;
 }
 
-/* kd_ct_get returns a live entry and refreshes its lifetime. A fresh SYN on
- * an entry that saw FIN/RST starts a new flow (returns NULL). */
+/* kd_ct_partner_key builds the key of the other entry of k's flow. Returns
+ * -1 when the flow has no other entry on this node. */
+static __always_inline int kd_ct_partner_key(struct kd_ct_key *k, struct kd_ct_val *v, struct kd_ct_key *pk)
+{
+	pk->proto = k->proto;
+	pk->pad = 0;
+	if (k->dir == KD_CT_REPLY) {
+		pk->saddr = v->client_addr;
+		pk->daddr = v->nat_addr;
+		pk->sport = k->dport;
+		pk->dport = v->nat_port;
+		pk->dir = KD_CT_FWD;
+		return 0;
+	}
+	if (v->flags & KD_CT_NODEPORT_REMOTE)
+		return -1;
+	pk->saddr = v->nat_addr;
+	pk->daddr = k->saddr;
+	pk->sport = v->nat_port;
+	pk->dport = k->sport;
+	pk->dir = KD_CT_REPLY;
+	if (v->flags & KD_CT_HAIRPIN) {
+		struct kd_config *cfg = kd_cfg();
+
+		if (!cfg)
+			return -1;
+		pk->daddr = cfg->hairpin_addr;
+	}
+	return 0;
+}
+
+/* kd_ct_is_partner reports whether pv (found under k's partner key) is the
+ * other entry of k's flow and not of another flow that reuses the tuple. */
+static __always_inline int kd_ct_is_partner(struct kd_ct_key *k, struct kd_ct_val *pv)
+{
+	if (k->dir == KD_CT_REPLY)
+		return pv->nat_addr == k->saddr && pv->nat_port == k->sport;
+	return pv->nat_addr == k->daddr && pv->nat_port == k->dport;
+}
+
+/* kd_ct_merge gives v the flow's FIN bits and raises its lifetime to exp; a
+ * flow that just closed gets close_exp. */
+static __always_inline void kd_ct_merge(struct kd_ct_val *v, __u8 fins, __u64 exp, __u64 close_exp)
+{
+	if ((v->tcp_state | fins) != v->tcp_state) {
+		v->tcp_state |= fins;
+		if (fins & KD_TCP_CLOSING)
+			v->expires = close_exp;
+	}
+	if (!(v->tcp_state & KD_TCP_CLOSING) && exp > v->expires)
+		v->expires = exp;
+}
+
+/* kd_ct_sync makes both entries of v's flow agree on lifetime and FIN bits. */
+static __always_inline void kd_ct_sync(struct kd_ct_key *k, struct kd_ct_val *v, __u64 now)
+{
+	struct kd_ct_key pk;
+	struct kd_ct_val *pv;
+	__u64 close_exp = now + KD_CT_CLOSE_TIMEOUT * KD_NS;
+	__u8 fins;
+
+	if (kd_ct_partner_key(k, v, &pk) < 0)
+		return;
+	pv = bpf_map_lookup_elem(&kd_conntrack, &pk);
+	if (!pv || !kd_ct_is_partner(k, pv))
+		return;
+	fins = (v->tcp_state | pv->tcp_state) & (KD_TCP_FINS | KD_TCP_CLOSING);
+	if ((fins & KD_TCP_FINS) == KD_TCP_FINS)
+		fins |= KD_TCP_CLOSING;
+	kd_ct_merge(v, fins, pv->expires, close_exp);
+	kd_ct_merge(pv, fins, v->expires, close_exp);
+}
+
+/* kd_ct_get returns a live entry and refreshes its lifetime (and its
+ * partner's). A fresh SYN on an entry that saw FIN/RST starts a new flow
+ * (returns NULL). */
 static __always_inline struct kd_ct_val *kd_ct_get(struct kd_ct_key *k, struct kd_pkt *p, __u64 now)
 {
 	struct kd_ct_val *v = bpf_map_lookup_elem(&kd_conntrack, k);
 	__u8 state;
 	__u64 exp;
+	int reply;
 
 	if (!v)
 		return NULL;
 	if (v->expires < now)
 		return NULL;
-	if (p->proto == IPPROTO_TCP && (v->tcp_state & KD_TCP_CLOSING) &&
+	if (p->proto == IPPROTO_TCP && (v->tcp_state & (KD_TCP_CLOSING | KD_TCP_FINS)) &&
 	    (p->tcp_flags & (KD_TCP_SYN_F | KD_TCP_ACK)) == KD_TCP_SYN_F)
 		return NULL;
+	/* The reply entry, or (tunnel-mode ingress node) the forward entry
+	 * looked up for a packet coming back. */
+	reply = k->dir == KD_CT_REPLY || p->saddr != k->saddr;
 	state = v->tcp_state;
-	exp = now + kd_ct_lifetime(p, &state);
-	if (state != v->tcp_state)
+	exp = now + kd_ct_lifetime(p, &state, reply, v->flags & KD_CT_NODEPORT_REMOTE);
+	if (state != v->tcp_state) {
 		v->tcp_state = state;
-	/* Avoid dirtying the cache line on every packet: refresh once a second. */
-	if (exp > v->expires + KD_NS || exp < v->expires)
+		/* Closing and half-closed states set the lifetime; others
+		 * only extend it (the partner may have extended it further). */
+		if (exp > v->expires || (state & (KD_TCP_CLOSING | KD_TCP_FINS)))
+			v->expires = exp;
+		kd_ct_sync(k, v, now);
+	} else if (exp > v->expires + KD_NS) {
+		/* Avoid dirtying the cache lines on every packet: refresh
+		 * (both entries) once a second. */
 		v->expires = exp;
+		kd_ct_sync(k, v, now);
+	}
 	return v;
 }
 
 static __always_inline int kd_ct_put(struct kd_ct_key *k, struct kd_ct_val *v, struct kd_pkt *p, __u64 now)
 {
 	v->tcp_state = 0;
-	v->expires = now + kd_ct_lifetime(p, &v->tcp_state);
+	v->expires = now + kd_ct_lifetime(p, &v->tcp_state, 0, 0);
 	return bpf_map_update_elem(&kd_conntrack, k, v, BPF_ANY);
 }
 
+/* kd_ct_reply_taken reports whether reply key k is held by a live flow other
+ * than the one being created (client -> frontend p->daddr:p->dport). Two
+ * frontends translated to one backend give the same reply tuple for the same
+ * client address and port; overwriting would send the first flow's replies
+ * out with the second frontend as source. */
+static __always_inline int kd_ct_reply_taken(struct kd_ct_key *k, struct kd_pkt *p, __u64 now)
+{
+	struct kd_ct_val *old = bpf_map_lookup_elem(&kd_conntrack, k);
+	struct kd_ct_key fk;
+	struct kd_ct_val *f;
+
+	if (!old || old->expires < now || (old->tcp_state & KD_TCP_CLOSING))
+		return 0;
+	if (old->nat_addr == p->daddr && old->nat_port == p->dport && old->client_addr == p->saddr)
+		return 0; /* the same flow again (port reuse) */
+	/* Only while its forward entry lives (not evicted or replaced). */
+	kd_ct_partner_key(k, old, &fk);
+	f = bpf_map_lookup_elem(&kd_conntrack, &fk);
+	return f && f->expires >= now && kd_ct_is_partner(k, f);
+}
+
 /* kd_ct_create stores both directions of a translated flow. The reply key is
- * what the backend sends: backend -> reply_dst. */
+ * what the backend sends: backend -> reply_dst. Returns 0 or the KD_DROP_*
+ * reason to drop the packet with. */
 static __always_inline int kd_ct_create(struct kd_pkt *p, __u64 now, __be32 be_addr, __u16 be_port,
 					__be32 reply_dst, __be32 peer, __u32 svc_id, __u16 flags)
 {
 	struct kd_ct_key k = {};
+	struct kd_ct_key rk = {};
 	struct kd_ct_val v = {};
 
+	if (!(flags & KD_CT_NODEPORT_REMOTE)) {
+		rk.saddr = be_addr;
+		rk.daddr = reply_dst;
+		rk.sport = be_port;
+		rk.dport = p->sport;
+		rk.proto = p->proto;
+		rk.dir = KD_CT_REPLY;
+		if (kd_ct_reply_taken(&rk, p, now))
+			return KD_DROP_CT_COLLISION;
+	}
 	kd_ct_key_fwd(&k, p);
 	v.nat_addr = be_addr;
 	v.nat_port = be_port;
@@ -91,16 +227,13 @@ static __always_inline int kd_ct_create(struct kd_pkt *p, __u64 now, __be32 be_a
 	v.svc_id = svc_id;
 	v.flags = flags;
 	if (kd_ct_put(&k, &v, p, now) < 0)
-		return -1;
+		return KD_DROP_CT_FULL;
 	if (flags & KD_CT_NODEPORT_REMOTE)
 		return 0; /* no translation here: the peer keeps the reply state */
-	k.saddr = be_addr;
-	k.daddr = reply_dst;
-	k.sport = be_port;
-	k.dport = p->sport;
-	k.dir = KD_CT_REPLY;
 	v.nat_addr = p->daddr;
 	v.nat_port = p->dport;
 	v.client_addr = p->saddr;
-	return kd_ct_put(&k, &v, p, now);
+	if (kd_ct_put(&rk, &v, p, now) < 0)
+		return KD_DROP_CT_FULL;
+	return 0;
 }

@@ -63,6 +63,7 @@ static __always_inline int kd_forwarded_flow(struct __sk_buff *skb, struct kd_co
 	struct kd_svc_val *svc;
 	struct kd_backend_val be;
 	__u16 flags;
+	int rc;
 
 	kd_ct_key_fwd(&k, p);
 	f = kd_ct_get(&k, p, now);
@@ -87,8 +88,8 @@ static __always_inline int kd_forwarded_flow(struct __sk_buff *skb, struct kd_co
 		flags |= KD_CT_DSR;
 	if (be.flags & KD_BE_HOSTNET)
 		flags |= KD_CT_HOSTNET;
-	if (kd_ct_create(p, now, be.addr, be.port, p->saddr, peer, svc->svc_id, flags) < 0)
-		return kd_drop(skb, KD_DROP_CT_FULL);
+	if ((rc = kd_ct_create(p, now, be.addr, be.port, p->saddr, peer, svc->svc_id, flags)))
+		return kd_drop(skb, rc);
 	kd_event(cfg, p, prog, KD_M_DNAT, 0, be.addr, be.port, peer, svc->svc_id);
 	if (kd_dnat(skb, p, be.addr, be.port) < 0)
 		return kd_drop(skb, KD_DROP_REWRITE);

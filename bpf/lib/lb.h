@@ -24,6 +24,22 @@ static __always_inline int kd_is_node_addr(__be32 a)
 	return bpf_map_lookup_elem(&kd_node_addrs, &a) != NULL;
 }
 
+/* kd_affinity_valid reports whether an affinity entry still names a backend
+ * of svc: the slot it was picked from is within the table's count and holds
+ * the same address and port. Entries of a deleted service, of a reused
+ * service id or of a removed backend fail and are replaced. */
+static __always_inline int kd_affinity_valid(struct kd_svc_val *svc, struct kd_affinity_val *a)
+{
+	struct kd_backend_key bk = { .svc_id = svc->svc_id, .slot = a->slot, .table = a->table };
+	struct kd_backend_val *be;
+	__u16 n = a->table == KD_BE_TABLE_LOCAL ? svc->local_count : svc->count;
+
+	if (a->slot >= n)
+		return 0;
+	be = bpf_map_lookup_elem(&kd_backends, &bk);
+	return be && be->addr == a->backend.addr && be->port == a->backend.port;
+}
+
 /* kd_pick chooses a backend from table (ALL or LOCAL) into *out. Per-flow
  * stickiness comes from conntrack; ClientIP affinity from kd_affinity. */
 static __always_inline int kd_pick(struct kd_svc_val *svc, __u8 table, __be32 client, __u64 now,
@@ -39,7 +55,8 @@ static __always_inline int kd_pick(struct kd_svc_val *svc, __u8 table, __be32 cl
 	if (svc->flags & KD_SVC_AFFINITY) {
 		struct kd_affinity_val *a = bpf_map_lookup_elem(&kd_affinity, &ak);
 		if (a && now - a->last_used < (__u64)svc->affinity_timeout * KD_NS &&
-		    (table != KD_BE_TABLE_LOCAL || (a->backend.flags & KD_BE_LOCAL))) {
+		    (table != KD_BE_TABLE_LOCAL || (a->backend.flags & KD_BE_LOCAL)) &&
+		    kd_affinity_valid(svc, a)) {
 			a->last_used = now;
 			*out = a->backend;
 			return 0;
@@ -51,7 +68,7 @@ static __always_inline int kd_pick(struct kd_svc_val *svc, __u8 table, __be32 cl
 		return -1;
 	*out = *be;
 	if (svc->flags & KD_SVC_AFFINITY) {
-		struct kd_affinity_val a = { .last_used = now, .backend = *be };
+		struct kd_affinity_val a = { .last_used = now, .backend = *be, .slot = bk.slot, .table = table };
 		bpf_map_update_elem(&kd_affinity, &ak, &a, BPF_ANY);
 	}
 	return 0;

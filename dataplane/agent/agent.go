@@ -16,7 +16,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -45,6 +47,30 @@ func sliceServiceKey(obj any) ([]string, error) {
 	return []string{s.Namespace + "/" + name}, nil
 }
 
+// Labels by which a Service (and its EndpointSlices) opts out of the default service proxy, as
+// kube-proxy honours them: another proxy named by the first serves it; the second marks the
+// EndpointSlices of headless Services, which have nothing to proxy.
+const (
+	LabelServiceProxyName = "service.kubernetes.io/service-proxy-name"
+	LabelHeadless         = corev1.IsHeadlessService
+)
+
+// newInformerFactories returns the factory for Services and EndpointSlices, which lists only the
+// objects kube-proxy would serve (none of the opt-out labels above), and one for Nodes.
+func newInformerFactories(kc kubernetes.Interface) (services, nodes informers.SharedInformerFactory) {
+	sel := labels.NewSelector()
+	for _, l := range []string{LabelServiceProxyName, LabelHeadless} {
+		r, err := labels.NewRequirement(l, selection.DoesNotExist, nil)
+		if err != nil {
+			panic(err) // constant labels: cannot fail
+		}
+		sel = sel.Add(*r)
+	}
+	services = informers.NewSharedInformerFactoryWithOptions(kc, 0,
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = sel.String() }))
+	return services, informers.NewSharedInformerFactory(kc, 0)
+}
+
 // Options configure an Agent.
 type Options struct {
 	// Config is the agent configuration (defaulted).
@@ -68,6 +94,9 @@ type Agent struct {
 	prog  *Programmer
 	queue workqueue.TypedRateLimitingInterface[string]
 	rec   record.EventRecorder
+
+	hc      *serviceHealth
+	started time.Time
 
 	svcLister    corelisters.ServiceLister
 	sliceIndexer cache.Indexer
@@ -128,10 +157,19 @@ func New(o Options) (*Agent, error) {
 // state once, reports ready and then follows changes until ctx ends. The datapath stays in place when
 // Run returns (maps and attachments are pinned).
 func (a *Agent) Run(ctx context.Context) error {
+	start := time.Now()
+	a.started = start
 	health := a.serveHealth(ctx)
 	defer health()
+	proxyHealth := a.serveProxyHealth(ctx)
+	defer proxyHealth()
+	a.hc = newServiceHealth("", func() bool { return a.Snapshot().Ready }, a.log)
+	defer a.hc.Close()
+	if err := ReservePorts(localReservedPortsPath, a.cfg.NodePortRange); err != nil {
+		// not fatal: only host processes whose ephemeral port falls in the range are affected
+		a.log.Warn("reserve the NodePort range from ephemeral ports", "range", a.cfg.NodePortRange, "err", err)
+	}
 
-	start := time.Now()
 	dp, err := loader.Load(ctx, loader.Options{PinDir: a.cfg.BPFFSPath, Logger: a.log, MapSizes: loader.MapSizes{
 		Services: uint32(a.cfg.MapSizes.Services), Backends: uint32(a.cfg.MapSizes.Backends),
 		Conntrack: uint32(a.cfg.MapSizes.Conntrack)}})
@@ -151,10 +189,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer bc.Shutdown()
 	a.rec = bc.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "kubedirect-agent", Host: a.node})
 
-	factory := informers.NewSharedInformerFactory(a.kc, 0)
+	factory, nodeFactory := newInformerFactories(a.kc)
 	svcInf := factory.Core().V1().Services()
 	sliceInf := factory.Discovery().V1().EndpointSlices()
-	nodeInf := factory.Core().V1().Nodes()
+	nodeInf := nodeFactory.Core().V1().Nodes()
 	a.svcLister, a.nodeLister = svcInf.Lister(), nodeInf.Lister()
 	a.queue = workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]())
 	defer a.queue.ShutDown()
@@ -190,11 +228,15 @@ func (a *Agent) Run(ctx context.Context) error {
 	if _, err := nodeInf.Informer().AddEventHandler(h(func(any) { a.queue.Add(nodesKey) })); err != nil {
 		return fmt.Errorf("watch nodes: %w", err)
 	}
-	factory.Start(ctx.Done())
-	defer factory.Shutdown()
-	for typ, ok := range factory.WaitForCacheSync(ctx.Done()) {
-		if !ok {
-			return fmt.Errorf("sync %v informer: %w", typ, ctx.Err())
+	for _, f := range []informers.SharedInformerFactory{factory, nodeFactory} {
+		f.Start(ctx.Done())
+		defer f.Shutdown()
+	}
+	for _, f := range []informers.SharedInformerFactory{factory, nodeFactory} {
+		for typ, ok := range f.WaitForCacheSync(ctx.Done()) {
+			if !ok {
+				return fmt.Errorf("sync %v informer: %w", typ, ctx.Err())
+			}
 		}
 	}
 	a.log.Info("informers synced", "sinceStart", time.Since(start).Round(time.Millisecond))
@@ -290,6 +332,7 @@ func (a *Agent) syncService(_ context.Context, key string) bool {
 	svc, err := a.svcLister.Services(ns).Get(name)
 	if apierrors.IsNotFound(err) {
 		err = a.prog.Apply(key, ServiceState{})
+		_ = a.hc.Sync(key, 0, 0)
 		a.done(key, "", err)
 		return err != nil
 	}
@@ -306,13 +349,24 @@ func (a *Agent) syncService(_ context.Context, key string) bool {
 			slices = append(slices, s)
 		}
 	}
-	st, err := Translate(svc, slices, &a.topo)
+	topo := a.topo
+	if n, err := a.nodeLister.Get(a.node); err == nil {
+		topo.Zone = n.Labels[corev1.LabelTopologyZone]
+	}
+	st, err := Translate(svc, slices, &topo)
 	if err != nil {
 		a.skip(svc, key, "Unsupported", err)
 		return false
 	}
 	if err := a.prog.Apply(key, st); err != nil {
 		a.skip(svc, key, "ProgramFailed", err)
+		return true
+	}
+	if err := a.hc.Sync(key, st.HealthCheckNodePort, st.LocalReady); err != nil {
+		// kube-proxy's event for the same failure; the datapath is programmed, the retry reopens
+		a.log.Warn("service health check", "service", key, "err", err)
+		a.rec.Eventf(svc, corev1.EventTypeWarning, "FailedToStartServiceHealthcheck", "node %s: %v", a.node, err)
+		a.done(key, "", nil)
 		return true
 	}
 	a.done(key, "", nil)
@@ -322,6 +376,7 @@ func (a *Agent) syncService(_ context.Context, key string) bool {
 // skip removes whatever is programmed of the Service, records why, and emits a Warning Event.
 func (a *Agent) skip(svc *corev1.Service, key, reason string, err error) {
 	_ = a.prog.Apply(key, ServiceState{})
+	_ = a.hc.Sync(key, 0, 0)
 	a.log.Warn("service skipped", "service", key, "reason", reason, "err", err)
 	a.rec.Eventf(svc, corev1.EventTypeWarning, reason, "kubedirect on node %s cannot serve this Service: %v", a.node, err)
 	a.done(key, reason+": "+err.Error(), err)

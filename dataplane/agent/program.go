@@ -3,6 +3,7 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"sort"
 
 	"github.com/kubedirect/kubedirect/dataplane/maps"
@@ -172,7 +173,7 @@ func (p *Programmer) claim(d *PortState) *programmed {
 // sync writes the difference between cur and d: new backend slots first, then frontends (whose counts
 // make the new slots visible), then deletes frontends and the slots beyond the new counts.
 func (p *Programmer) sync(cur *programmed, d *PortState) error {
-	purge := d.AffinityTimeout != 0 && lostBackend(cur.all, d.All)
+	gone := removedBackends(cur, d)
 	if err := p.syncTable(cur.id, maps.TableAll, &cur.all, d.All); err != nil {
 		return err
 	}
@@ -207,13 +208,9 @@ func (p *Programmer) sync(cur *programmed, d *PortState) error {
 	if err := p.trimTable(cur.id, maps.TableLocal, &cur.local, len(d.Local)); err != nil {
 		return err
 	}
-	if purger, ok := p.t.(AffinityPurger); ok && purge {
-		// ClientIP affinity entries may point at a removed backend: forget them
-		if _, err := purger.PurgeAffinity(cur.id); err != nil {
-			return err
-		}
-	}
-	return nil
+	// Only now, with no slot left that names them, can no new flow pick
+	// the removed backends again.
+	return p.flush(cur.id, portProto(d.Frontends), gone)
 }
 
 // AffinityPurger is implemented by tables that hold ClientIP affinity entries (*maps.Set).
@@ -221,18 +218,58 @@ type AffinityPurger interface {
 	PurgeAffinity(serviceID uint32) (int, error)
 }
 
-// lostBackend reports whether a backend of old is missing from new.
-func lostBackend(old, new []maps.BackendValue) bool {
-	have := make(map[maps.BackendValue]bool, len(new))
-	for _, b := range new {
-		have[b] = true
+// ConntrackFlusher is implemented by tables that hold conntrack entries (*maps.Set).
+type ConntrackFlusher interface {
+	DeleteConntrackForBackends(serviceID uint32, proto uint8, backends []netip.AddrPort) (int, error)
+}
+
+// flush ends the UDP flows of service id to the backends that went away, so
+// a client that keeps its source port picks a current backend with its next
+// datagram (kube-proxy clears UDP conntrack entries of removed endpoints the
+// same way). TCP flows are left alone: a terminating endpoint finishes its
+// connections, and a dead one resets them.
+func (p *Programmer) flush(id uint32, proto uint8, gone []netip.AddrPort) error {
+	f, ok := p.t.(ConntrackFlusher)
+	if !ok || proto != maps.ProtoUDP || len(gone) == 0 {
+		return nil
 	}
-	for _, b := range old {
-		if !have[b] {
-			return true
+	if _, err := f.DeleteConntrackForBackends(id, proto, gone); err != nil {
+		return fmt.Errorf("flush conntrack: %w", err)
+	}
+	return nil
+}
+
+// portProto returns the protocol of a port's frontends (they all share it).
+func portProto[V any](fe map[maps.ServiceKey]V) uint8 {
+	for k := range fe {
+		return k.Proto
+	}
+	return 0
+}
+
+// removedBackends lists the backend addresses and ports (either table) of cur that d no longer has;
+// a changed targetPort counts as a removed backend.
+func removedBackends(cur *programmed, d *PortState) []netip.AddrPort {
+	have := map[netip.AddrPort]bool{}
+	for _, tb := range [][]maps.BackendValue{d.All, d.Local} {
+		for _, b := range tb {
+			have[backendAddr(b)] = true
 		}
 	}
-	return false
+	var gone []netip.AddrPort
+	for _, tb := range [][]maps.BackendValue{cur.all, cur.local} {
+		for _, b := range tb {
+			if a := backendAddr(b); !have[a] {
+				have[a] = true
+				gone = append(gone, a)
+			}
+		}
+	}
+	return gone
+}
+
+func backendAddr(b maps.BackendValue) netip.AddrPort {
+	return netip.AddrPortFrom(netip.AddrFrom4(b.Addr), b.Port)
 }
 
 // syncTable writes the slots of want that differ from *cur (growing *cur as it goes).
@@ -266,8 +303,12 @@ func (p *Programmer) trimTable(id uint32, table uint8, cur *[]maps.BackendValue,
 	return nil
 }
 
-// clear deletes every entry of a port: frontends first, then backend slots.
+// clear deletes every entry of a port: frontends first, then backend slots, then the state of its
+// flows: UDP conntrack entries (as kube-proxy clears those of a deleted Service) and ClientIP affinity
+// entries (a later Service may get the same id).
 func (p *Programmer) clear(cur *programmed) error {
+	proto := portProto(cur.frontends)
+	gone := removedBackends(cur, &PortState{})
 	for k := range cur.frontends {
 		p.Writes++
 		if err := p.t.DeleteService(k); err != nil {
@@ -285,6 +326,14 @@ func (p *Programmer) clear(cur *programmed) error {
 				return err
 			}
 			*tb.l = (*tb.l)[:i]
+		}
+	}
+	if err := p.flush(cur.id, proto, gone); err != nil {
+		return err
+	}
+	if purger, ok := p.t.(AffinityPurger); ok {
+		if _, err := purger.PurgeAffinity(cur.id); err != nil {
+			return fmt.Errorf("purge affinity: %w", err)
 		}
 	}
 	return nil

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"testing"
 
@@ -179,4 +180,54 @@ func TestProgrammerMapFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkTable(t, m, a)
+}
+
+// flowTable is a memTable that records conntrack flushes and affinity purges.
+type flowTable struct {
+	*memTable
+	flushed map[uint32][]netip.AddrPort
+	purged  []uint32
+}
+
+func (f *flowTable) DeleteConntrackForBackends(id uint32, _ uint8, bes []netip.AddrPort) (int, error) {
+	f.flushed[id] = append(f.flushed[id], bes...)
+	return len(bes), nil
+}
+
+func (f *flowTable) PurgeAffinity(id uint32) (int, error) {
+	f.purged = append(f.purged, id)
+	return 0, nil
+}
+
+// TestProgrammerEndsFlowsOfRemovedBackends: UDP flows of removed endpoints (and of a changed
+// targetPort) are flushed, TCP flows are not; a deleted Service's UDP flows and affinity entries go.
+func TestProgrammerEndsFlowsOfRemovedBackends(t *testing.T) {
+	m := &flowTable{memTable: newMem(), flushed: map[uint32][]netip.AddrPort{}}
+	p := NewProgrammer(m)
+	uk, tk := key("10.96.0.1", 53, maps.ProtoUDP, maps.ScopeCluster), key("10.96.0.1", 53, maps.ProtoTCP, maps.ScopeCluster)
+	state := func(bes ...maps.BackendValue) ServiceState {
+		return ServiceState{Ports: []PortState{portState("ns/dns:53/UDP", uk, bes...), portState("ns/dns:53/TCP", tk, bes...)}}
+	}
+	if err := p.Apply("ns/dns", state(be("10.244.1.2"), be("10.244.1.3"))); err != nil {
+		t.Fatal(err)
+	}
+	id := m.svcs[uk].ID
+	moved := be("10.244.1.3")
+	moved.Port = 9090
+	if err := p.Apply("ns/dns", state(moved)); err != nil {
+		t.Fatal(err)
+	}
+	want := []netip.AddrPort{netip.MustParseAddrPort("10.244.1.2:8080"), netip.MustParseAddrPort("10.244.1.3:8080")}
+	if len(m.flushed) != 1 || fmt.Sprint(m.flushed[id]) != fmt.Sprint(want) {
+		t.Fatalf("flushed %v, want %v for UDP service %d only", m.flushed, want, id)
+	}
+	if err := p.Apply("ns/dns", ServiceState{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.flushed[id][len(m.flushed[id])-1]; got != netip.MustParseAddrPort("10.244.1.3:9090") {
+		t.Errorf("delete flushed %v", m.flushed[id])
+	}
+	if len(m.purged) != 2 {
+		t.Errorf("affinity purged for %v, want both ports", m.purged)
+	}
 }

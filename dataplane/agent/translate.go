@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 
@@ -33,6 +34,9 @@ type Topology struct {
 	Nodes map[string]NodeInfo
 	// DefaultMode is "tunnel" or "dsr", for Services without the annotation.
 	DefaultMode string
+	// Zone is this node's topology.kubernetes.io/zone label ("" without one): endpoints hinted for it
+	// are preferred (trafficDistribution PreferClose, topology-aware routing).
+	Zone string
 }
 
 // nodeOf returns the node an endpoint address runs on: by nodeName, else by pod CIDR, else by node address.
@@ -71,6 +75,12 @@ type PortState struct {
 // ServiceState is the dataplane state of one Service.
 type ServiceState struct {
 	Ports []PortState
+	// HealthCheckNodePort is the port where this node answers load balancers' health checks for the
+	// Service (externalTrafficPolicy Local LoadBalancers only; 0 otherwise).
+	HealthCheckNodePort uint16
+	// LocalReady counts the distinct addresses of this node's Ready endpoints (what that health check
+	// reports: terminating endpoints still serve, but the node should be drained).
+	LocalReady int
 }
 
 // Backends counts the backend slots of all ports (TableAll).
@@ -154,6 +164,11 @@ func Translate(svc *corev1.Service, slices []*discoveryv1.EndpointSlice, topo *T
 		(svc.Spec.Type == corev1.ServiceTypeNodePort || svc.Spec.Type == corev1.ServiceTypeLoadBalancer)
 	intLocal := svc.Spec.InternalTrafficPolicy != nil && *svc.Spec.InternalTrafficPolicy == corev1.ServiceInternalTrafficPolicyLocal
 
+	if extLocal && svc.Spec.Type == corev1.ServiceTypeLoadBalancer && svc.Spec.HealthCheckNodePort != 0 {
+		st.HealthCheckNodePort = uint16(svc.Spec.HealthCheckNodePort)
+	}
+	st.LocalReady = localReady(slices, topo)
+
 	for _, sp := range svc.Spec.Ports {
 		proto, err := protoOf(sp.Protocol)
 		if err != nil {
@@ -223,9 +238,60 @@ func containsAddr(l []netip.Addr, a netip.Addr) bool {
 	return false
 }
 
-// backendsFor resolves the ready endpoints of one service port into backend slots, sorted by address so
-// that the slot order is stable.
+// endpoint is one endpoint address of a Service port with its conditions and topology hints.
+type endpoint struct {
+	b                           maps.BackendValue
+	ready, serving, terminating bool
+	zones, nodes                []string
+}
+
+// conditionsOf reads an endpoint's conditions as the EndpointSlice API defines them: Ready unset means
+// ready, Serving unset defers to Ready, Terminating unset means not terminating.
+func conditionsOf(c discoveryv1.EndpointConditions) (ready, serving, terminating bool) {
+	ready = c.Ready == nil || *c.Ready
+	serving = ready
+	if c.Serving != nil {
+		serving = *c.Serving
+	}
+	return ready, serving, c.Terminating != nil && *c.Terminating
+}
+
+// localReady counts the distinct addresses of this node's Ready endpoints in the slices.
+func localReady(slices []*discoveryv1.EndpointSlice, topo *Topology) int {
+	seen := map[netip.Addr]bool{}
+	for _, sl := range slices {
+		if sl.AddressType != discoveryv1.AddressTypeIPv4 {
+			continue
+		}
+		for _, ep := range sl.Endpoints {
+			if ready, _, _ := conditionsOf(ep.Conditions); !ready {
+				continue
+			}
+			node := ""
+			if ep.NodeName != nil {
+				node = *ep.NodeName
+			}
+			for _, s := range ep.Addresses {
+				if a, ok := parseAddr(s); ok {
+					if n, known := topo.nodeOf(node, a); known && n.Name == topo.Self.Name {
+						seen[a] = true
+					}
+				}
+			}
+		}
+	}
+	return len(seen)
+}
+
+// backendsFor resolves the endpoints of one service port into the backend slots of both tables, sorted
+// by address so that the slot order is stable. It picks endpoints as kube-proxy's CategorizeEndpoints
+// does: all holds the Ready endpoints (only those hinted for this node, else for its zone, when every
+// Ready endpoint carries such hints and one names this node or zone), or, when no endpoint is Ready
+// anywhere, the serving terminating ones, so that a rollout of a single replica or a drain lets
+// connections finish instead of being refused. local holds this node's Ready endpoints, or, when it has
+// none, its serving terminating ones.
 func backendsFor(sp corev1.ServicePort, slices []*discoveryv1.EndpointSlice, topo *Topology) (all, local []maps.BackendValue) {
+	var eps []endpoint
 	seen := map[netip.AddrPort]bool{}
 	for _, sl := range slices {
 		if sl.AddressType != discoveryv1.AddressTypeIPv4 {
@@ -236,8 +302,18 @@ func backendsFor(sp corev1.ServicePort, slices []*discoveryv1.EndpointSlice, top
 			continue
 		}
 		for _, ep := range sl.Endpoints {
-			if ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
-				continue
+			e := endpoint{}
+			e.ready, e.serving, e.terminating = conditionsOf(ep.Conditions)
+			if !e.ready && !(e.serving && e.terminating) {
+				continue // never used
+			}
+			if h := ep.Hints; h != nil {
+				for _, z := range h.ForZones {
+					e.zones = append(e.zones, z.Name)
+				}
+				for _, n := range h.ForNodes {
+					e.nodes = append(e.nodes, n.Name)
+				}
 			}
 			node := ""
 			if ep.NodeName != nil {
@@ -249,28 +325,45 @@ func backendsFor(sp corev1.ServicePort, slices []*discoveryv1.EndpointSlice, top
 					continue
 				}
 				seen[netip.AddrPortFrom(a, port)] = true
-				b := maps.BackendValue{Addr: maps.Addr4(a), Port: port}
+				e.b = maps.BackendValue{Addr: maps.Addr4(a), Port: port}
 				n, known := topo.nodeOf(node, a)
 				hostNet := false
 				for _, na := range n.Addrs {
 					hostNet = hostNet || na == a
 				}
 				if hostNet {
-					b.Flags |= maps.BackendHostNet
+					e.b.Flags |= maps.BackendHostNet
 				}
 				switch {
 				case known && n.Name == topo.Self.Name:
-					b.Flags |= maps.BackendLocal
+					e.b.Flags |= maps.BackendLocal
 				case known && n.InternalIP.IsValid():
-					b.Flags |= maps.BackendRemote
-					b.NodeIP = maps.Addr4(n.InternalIP)
+					e.b.Flags |= maps.BackendRemote
+					e.b.NodeIP = maps.Addr4(n.InternalIP)
 				}
-				all = append(all, b)
-				if b.Flags&maps.BackendLocal != 0 {
-					local = append(local, b)
-				}
+				eps = append(eps, e)
 			}
 		}
+	}
+
+	prefer := topologyFilter(eps, topo)
+	pick := func(use func(endpoint) bool) []maps.BackendValue {
+		var l []maps.BackendValue
+		for _, e := range eps {
+			if use(e) {
+				l = append(l, e.b)
+			}
+		}
+		return l
+	}
+	isLocal := func(e endpoint) bool { return e.b.Flags&maps.BackendLocal != 0 }
+	all = pick(func(e endpoint) bool { return e.ready && prefer(e) })
+	if len(all) == 0 {
+		all = pick(func(e endpoint) bool { return e.serving && e.terminating })
+	}
+	local = pick(func(e endpoint) bool { return isLocal(e) && e.ready })
+	if len(local) == 0 {
+		local = pick(func(e endpoint) bool { return isLocal(e) && e.serving && e.terminating })
 	}
 	less := func(l []maps.BackendValue) func(i, j int) bool {
 		return func(i, j int) bool {
@@ -284,6 +377,31 @@ func backendsFor(sp corev1.ServicePort, slices []*discoveryv1.EndpointSlice, top
 	sort.Slice(all, less(all))
 	sort.Slice(local, less(local))
 	return all, local
+}
+
+// topologyFilter returns which Ready endpoints cluster traffic from this node may use, as kube-proxy's
+// topology modes decide: when every Ready endpoint has node hints and one names this node, those for
+// this node; else when every Ready endpoint has zone hints and one names this node's zone, those for
+// the zone; else all of them.
+func topologyFilter(eps []endpoint, topo *Topology) func(endpoint) bool {
+	anyReady, allNodes, allZones, forNode, forZone := false, true, true, false, false
+	for _, e := range eps {
+		if !e.ready {
+			continue
+		}
+		anyReady = true
+		allNodes = allNodes && len(e.nodes) > 0
+		allZones = allZones && len(e.zones) > 0
+		forNode = forNode || slices.Contains(e.nodes, topo.Self.Name)
+		forZone = forZone || (topo.Zone != "" && slices.Contains(e.zones, topo.Zone))
+	}
+	switch {
+	case anyReady && allNodes && forNode:
+		return func(e endpoint) bool { return slices.Contains(e.nodes, topo.Self.Name) }
+	case anyReady && allZones && forZone:
+		return func(e endpoint) bool { return slices.Contains(e.zones, topo.Zone) }
+	}
+	return func(endpoint) bool { return true }
 }
 
 // slicePort finds the slice's port for a service port (by name, as the EndpointSlice controller names them).

@@ -161,3 +161,137 @@ func TestTranslateUnsupported(t *testing.T) {
 		t.Errorf("bad annotation: %v", err)
 	}
 }
+
+// epc is an endpoint with explicit conditions (ready, serving, terminating), as the EndpointSlice
+// controller writes them for a pod that is being deleted.
+func epc(addr, node string, ready, serving, terminating bool) discoveryv1.Endpoint {
+	return discoveryv1.Endpoint{Addresses: []string{addr}, NodeName: ptr(node), Conditions: discoveryv1.EndpointConditions{
+		Ready: ptr(ready), Serving: ptr(serving), Terminating: ptr(terminating)}}
+}
+
+func addrsOf(l []maps.BackendValue) []string {
+	var s []string
+	for _, b := range l {
+		s = append(s, netip.AddrFrom4(b.Addr).String())
+	}
+	return s
+}
+
+func sameAddrs(got []maps.BackendValue, want ...string) bool {
+	g := addrsOf(got)
+	if len(g) != len(want) {
+		return false
+	}
+	for i := range g {
+		if g[i] != want[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// A Deployment of one replica rolls: the old pod terminates (still serving) before the new one is
+// Ready. kube-proxy keeps sending to the terminating pod; a Service without backends would refuse.
+func TestTranslateTerminatingEndpointsServeWhenNoneReady(t *testing.T) {
+	svc := svcOf(corev1.ServiceTypeNodePort, corev1.ServicePort{Port: 80, NodePort: 30080})
+	ports := []discoveryv1.EndpointPort{{Port: ptr(int32(8080))}}
+	cases := []struct {
+		name       string
+		eps        []discoveryv1.Endpoint
+		all, local []string
+	}{
+		{"rollout: old terminating, new not ready", []discoveryv1.Endpoint{
+			epc("10.244.2.5", "n2", false, true, true), epc("10.244.1.7", "n1", false, false, false)},
+			[]string{"10.244.2.5"}, nil},
+		{"ready endpoints win over terminating ones", []discoveryv1.Endpoint{
+			epc("10.244.2.5", "n2", false, true, true), epc("10.244.1.7", "n1", true, true, false)},
+			[]string{"10.244.1.7"}, []string{"10.244.1.7"}},
+		{"terminating and not serving is never used", []discoveryv1.Endpoint{
+			epc("10.244.2.5", "n2", false, false, true)}, nil, nil},
+		{"local table falls back to this node's serving terminating endpoints", []discoveryv1.Endpoint{
+			epc("10.244.2.5", "n2", true, true, false), epc("10.244.1.3", "n1", false, true, true)},
+			[]string{"10.244.2.5"}, []string{"10.244.1.3"}},
+		{"local ready endpoints win over local terminating ones", []discoveryv1.Endpoint{
+			epc("10.244.1.3", "n1", false, true, true), epc("10.244.1.4", "n1", true, true, false)},
+			[]string{"10.244.1.4"}, []string{"10.244.1.4"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			st, err := Translate(svc, []*discoveryv1.EndpointSlice{sliceOf(ports, c.eps...)}, testTopo())
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := st.Ports[0]
+			if !sameAddrs(p.All, c.all...) || !sameAddrs(p.Local, c.local...) {
+				t.Errorf("all %v local %v, want all %v local %v", addrsOf(p.All), addrsOf(p.Local), c.all, c.local)
+			}
+			rejects := p.Frontends[key("", 30080, maps.ProtoTCP, maps.ScopeExternal)]&maps.SvcReject != 0
+			if rejects != (len(c.all) == 0) {
+				t.Errorf("reject flag %v with backends %v", rejects, addrsOf(p.All))
+			}
+		})
+	}
+}
+
+// trafficDistribution PreferClose: the EndpointSlice controller hints each endpoint for a zone, and
+// kube-proxy sends cluster traffic to the endpoints of its own zone, to all when none is hinted for it.
+func TestTranslatePreferCloseUsesThisZonesEndpoints(t *testing.T) {
+	svc := svcOf(corev1.ServiceTypeClusterIP, corev1.ServicePort{Port: 80})
+	svc.Spec.TrafficDistribution = ptr(corev1.ServiceTrafficDistributionPreferClose)
+	ports := []discoveryv1.EndpointPort{{Port: ptr(int32(8080))}}
+	zoned := func(addr, node, zone string) discoveryv1.Endpoint {
+		e := ep(addr, node, true)
+		e.Hints = &discoveryv1.EndpointHints{ForZones: []discoveryv1.ForZone{{Name: zone}}}
+		return e
+	}
+	topo := testTopo()
+	topo.Zone = "zone-a"
+	sl := sliceOf(ports, zoned("10.244.1.3", "n1", "zone-b"), zoned("10.244.2.5", "n2", "zone-a"), zoned("10.244.3.9", "n3", "zone-b"))
+	st, err := Translate(svc, []*discoveryv1.EndpointSlice{sl}, topo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := st.Ports[0]; !sameAddrs(p.All, "10.244.2.5") || !sameAddrs(p.Local, "10.244.1.3") {
+		t.Errorf("zone-a: all %v local %v, want all [10.244.2.5] and the node's own in local", addrsOf(p.All), addrsOf(p.Local))
+	}
+	topo.Zone = "zone-c" // no endpoint hinted for this zone: all of them
+	st, _ = Translate(svc, []*discoveryv1.EndpointSlice{sl}, topo)
+	if p := st.Ports[0]; len(p.All) != 3 {
+		t.Errorf("zone-c: all %v, want every endpoint", addrsOf(p.All))
+	}
+	topo.Zone = "zone-a" // one Ready endpoint without a hint: hints are ignored
+	sl.Endpoints = append(sl.Endpoints, ep("10.244.2.8", "n2", true))
+	st, _ = Translate(svc, []*discoveryv1.EndpointSlice{sl}, topo)
+	if p := st.Ports[0]; len(p.All) != 4 {
+		t.Errorf("partial hints: all %v, want every endpoint", addrsOf(p.All))
+	}
+	// PreferSameNode: node hints name this node
+	sl = sliceOf(ports, ep("10.244.1.3", "n1", true), ep("10.244.2.5", "n2", true))
+	sl.Endpoints[0].Hints = &discoveryv1.EndpointHints{ForNodes: []discoveryv1.ForNode{{Name: "n1"}}}
+	sl.Endpoints[1].Hints = &discoveryv1.EndpointHints{ForNodes: []discoveryv1.ForNode{{Name: "n2"}}}
+	st, _ = Translate(svc, []*discoveryv1.EndpointSlice{sl}, topo)
+	if p := st.Ports[0]; !sameAddrs(p.All, "10.244.1.3") {
+		t.Errorf("node hints: all %v, want this node's endpoint", addrsOf(p.All))
+	}
+}
+
+// A LoadBalancer with externalTrafficPolicy Local gets a health check port; its answer counts this
+// node's Ready endpoint addresses (terminating ones do not count: the load balancer should drain).
+func TestTranslateHealthCheckNodePortCountsLocalReadyEndpoints(t *testing.T) {
+	svc := svcOf(corev1.ServiceTypeLoadBalancer, corev1.ServicePort{Name: "a", Port: 80, NodePort: 30080}, corev1.ServicePort{Name: "b", Port: 81, NodePort: 30081})
+	svc.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+	svc.Spec.HealthCheckNodePort = 32000
+	sl := sliceOf([]discoveryv1.EndpointPort{{Name: ptr("a"), Port: ptr(int32(8080))}, {Name: ptr("b"), Port: ptr(int32(8081))}},
+		ep("10.244.1.3", "n1", true), ep("10.244.1.4", "n1", true), epc("10.244.1.5", "n1", false, true, true), ep("10.244.2.5", "n2", true))
+	st, err := Translate(svc, []*discoveryv1.EndpointSlice{sl}, testTopo())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.HealthCheckNodePort != 32000 || st.LocalReady != 2 {
+		t.Errorf("health check port %d local ready %d, want 32000 and 2", st.HealthCheckNodePort, st.LocalReady)
+	}
+	svc.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyCluster
+	if st, _ := Translate(svc, []*discoveryv1.EndpointSlice{sl}, testTopo()); st.HealthCheckNodePort != 0 {
+		t.Errorf("Cluster policy: health check port %d, want none", st.HealthCheckNodePort)
+	}
+}

@@ -36,6 +36,9 @@ type Config struct {
 	MapSizes MapSizes `yaml:"mapSizes" json:"mapSizes"`
 	// HealthAddr is where /healthz, /readyz, /metrics and /status are served. Default: ":9890".
 	HealthAddr string `yaml:"healthAddr" json:"healthAddr"`
+	// ProxyHealthAddr is where kube-proxy's node health endpoint (/healthz, /livez) is served, which
+	// cloud load balancers probe; "none" turns it off. Default: ":10256" (kube-proxy's port).
+	ProxyHealthAddr string `yaml:"proxyHealthAddr,omitempty" json:"proxyHealthAddr,omitempty"`
 	// BPFFSPath is the directory the maps are pinned under. Default: /sys/fs/bpf/kubedirect.
 	BPFFSPath string `yaml:"bpffsPath" json:"bpffsPath"`
 	// Device is the node NIC the NodePort programs attach to. Default: the interface holding the Node's
@@ -60,8 +63,10 @@ type MapSizes struct {
 const (
 	DefaultVXLANPort  = 8472
 	DefaultHealthAddr = ":9890"
-	DefaultBPFFSPath  = "/sys/fs/bpf/kubedirect"
-	DefaultCNIDataDir = "/run/kubedirect"
+	// DefaultProxyHealthAddr is kube-proxy's healthz port.
+	DefaultProxyHealthAddr = ":10256"
+	DefaultBPFFSPath       = "/sys/fs/bpf/kubedirect"
+	DefaultCNIDataDir      = "/run/kubedirect"
 )
 
 // SetDefaults fills unset fields.
@@ -83,6 +88,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.HealthAddr == "" {
 		c.HealthAddr = DefaultHealthAddr
+	}
+	if c.ProxyHealthAddr == "" {
+		c.ProxyHealthAddr = DefaultProxyHealthAddr
 	}
 	if c.BPFFSPath == "" {
 		c.BPFFSPath = DefaultBPFFSPath

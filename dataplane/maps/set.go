@@ -278,10 +278,17 @@ func (s *Set) ConntrackCount() (int, error) {
 // ConntrackGC deletes expired entries and returns how many it removed and how
 // many remain.
 func (s *Set) ConntrackGC() (deleted, live int, err error) {
-	now := MonotonicNow()
+	dead, live, err := s.expiredConntrack(MonotonicNow())
+	if err != nil {
+		return 0, live, err
+	}
+	return s.deleteExpiredConntrack(dead, MonotonicNow()), live, nil
+}
+
+// expiredConntrack scans for entries expired at now.
+func (s *Set) expiredConntrack(now uint64) (dead []ConntrackKey, live int, err error) {
 	var k ConntrackKey
 	var v ConntrackValue
-	var dead []ConntrackKey
 	it := s.Conntrack.Iterate()
 	for it.Next(&k, &v) {
 		if v.Expires < now {
@@ -291,14 +298,25 @@ func (s *Set) ConntrackGC() (deleted, live int, err error) {
 		}
 	}
 	if err := it.Err(); err != nil {
-		return 0, live, fmt.Errorf("iterate conntrack: %w", err)
+		return nil, live, fmt.Errorf("iterate conntrack: %w", err)
 	}
-	for i := range dead {
-		if err := s.Conntrack.Delete(&dead[i]); err == nil {
-			deleted++
+	return dead, live, nil
+}
+
+// deleteExpiredConntrack deletes the keys that are still expired at now: the
+// datapath may have created a new flow under a key since the scan.
+func (s *Set) deleteExpiredConntrack(keys []ConntrackKey, now uint64) int {
+	n := 0
+	var v ConntrackValue
+	for i := range keys {
+		if err := s.Conntrack.Lookup(&keys[i], &v); err != nil || v.Expires >= now {
+			continue
+		}
+		if s.Conntrack.Delete(&keys[i]) == nil {
+			n++
 		}
 	}
-	return deleted, live, nil
+	return n
 }
 
 // IterateConntrack calls fn for every entry until fn returns false.
@@ -315,7 +333,8 @@ func (s *Set) IterateConntrack(fn func(ConntrackKey, ConntrackValue) bool) error
 }
 
 // PurgeAffinity removes the ClientIP affinity entries of a service (call it
-// when a backend of an affinity service goes away) and returns how many.
+// when the service goes away: the datapath itself ignores entries whose
+// backend left the service) and returns how many.
 func (s *Set) PurgeAffinity(serviceID uint32) (int, error) {
 	var k AffinityKey
 	var v AffinityValue
@@ -401,6 +420,48 @@ func (s *Set) DeleteConntrackForBackend(addr netip.Addr, port uint16, proto uint
 		}
 		fwd := k.Dir == CTForward && v.NATAddr == a && v.NATPort == port
 		rep := k.Dir == CTReply && k.SrcAddr == a && k.SrcPort == port
+		if fwd || rep {
+			del = append(del, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return 0, fmt.Errorf("iterate conntrack: %w", err)
+	}
+	n := 0
+	for i := range del {
+		if s.Conntrack.Delete(&del[i]) == nil {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// DeleteConntrackForBackends removes the conntrack entries (both directions)
+// of service serviceID's proto flows translated to any of backends, in one
+// pass over the table, so their next packet picks a current backend. The
+// agent calls it for UDP when endpoints go away or the Service does (as
+// kube-proxy clears UDP conntrack entries): a UDP client with a fixed source
+// port would otherwise keep sending to the removed endpoint, or to a new pod
+// that reused its address. Returns the number of entries removed.
+func (s *Set) DeleteConntrackForBackends(serviceID uint32, proto uint8, backends []netip.AddrPort) (int, error) {
+	type be struct {
+		a [4]byte
+		p uint16
+	}
+	gone := make(map[be]bool, len(backends))
+	for _, b := range backends {
+		gone[be{Addr4(b.Addr()), b.Port()}] = true
+	}
+	var k ConntrackKey
+	var v ConntrackValue
+	var del []ConntrackKey
+	it := s.Conntrack.Iterate()
+	for it.Next(&k, &v) {
+		if k.Proto != proto || v.ServiceID != serviceID {
+			continue
+		}
+		fwd := k.Dir == CTForward && gone[be{v.NATAddr, v.NATPort}]
+		rep := k.Dir == CTReply && gone[be{k.SrcAddr, k.SrcPort}]
 		if fwd || rep {
 			del = append(del, k)
 		}

@@ -8,6 +8,7 @@ package maps
 
 import (
 	"net/netip"
+	"time"
 )
 
 // Map names, also the file names under the pin directory.
@@ -89,7 +90,19 @@ const (
 const (
 	TCPSyn         uint8 = 1 << 0
 	TCPEstablished uint8 = 1 << 1
-	TCPClosing     uint8 = 1 << 2
+	TCPClosing     uint8 = 1 << 2 // both sides sent FIN, or RST: short lifetime
+	TCPFinClient   uint8 = 1 << 3 // the client sent FIN (half-closed)
+	TCPFinBackend  uint8 = 1 << 4 // the backend sent FIN (half-closed)
+	TCPSeenReply   uint8 = 1 << 5 // a forward-only entry saw the backend's side
+)
+
+// Conntrack lifetimes (lib/common.h KD_CT_*_TIMEOUT).
+const (
+	CTSynTimeout     = 60 * time.Second
+	CTTCPTimeout     = 21600 * time.Second
+	CTCloseTimeout   = 10 * time.Second
+	CTFinWaitTimeout = 60 * time.Second // forward-only entry after the client's FIN
+	CTUDPTimeout     = 120 * time.Second
 )
 
 // External service modes (Config.Mode).
@@ -174,7 +187,9 @@ type AffinityKey struct {
 type AffinityValue struct {
 	LastUsed uint64 // CLOCK_MONOTONIC nanoseconds
 	Backend  BackendValue
-	Pad      uint32
+	Slot     uint16 // where Backend was picked: the datapath checks it is still there
+	Table    uint8  // Table* of Slot
+	Pad      uint8
 }
 
 // TunnelKey is struct kd_tunnel_key (an LPM trie key).
@@ -282,6 +297,7 @@ const (
 	DropRewrite
 	DropCTFull
 	DropFragment
+	DropCTCollision
 	// MetricSlots is the size of kd_metrics.
 	MetricSlots = 32
 )
@@ -296,7 +312,7 @@ var VerdictNames = map[int]string{
 var DropReasonNames = map[int]string{
 	DropMalformed: "malformed", DropNoBackend: "no_backend", DropNoLocalBackend: "no_local_backend",
 	DropNoTunnel: "no_tunnel", DropFIB: "fib", DropRewrite: "rewrite", DropCTFull: "ct_full",
-	DropFragment: "fragment",
+	DropFragment: "fragment", DropCTCollision: "ct_collision",
 }
 
 // Addr4 returns a's 4 bytes (zero for an invalid or IPv6 address).

@@ -106,9 +106,10 @@ func TestUserDataIsGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const endpoint = "kubedirect-prod-api-0123456789abcdef.elb.eu-west-1.amazonaws.com"
+	const endpoint = "kubedirect-prod-api-int-0123456789abcdef.elb.eu-west-1.amazonaws.com"
+	const public = "kubedirect-prod-api-0123456789abcdef.elb.eu-west-1.amazonaws.com"
 	for _, g := range c.Spec.NodeGroups {
-		ud, err := RenderUserData(m.bootstrap(g, endpoint))
+		ud, err := RenderUserData(m.bootstrap(g, endpoint, public))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -132,7 +133,7 @@ func TestUserDataIsGolden(t *testing.T) {
 	}
 	c.Spec.Networking.ExternalServiceMode = spec.ModeTunnel
 	m, _ = newModel(c, "")
-	ud, _ := RenderUserData(m.bootstrap(c.Spec.NodeGroups[1], endpoint))
+	ud, _ := RenderUserData(m.bootstrap(c.Spec.NodeGroups[1], endpoint, public))
 	if strings.Contains(string(ud), "source-dest-check") {
 		t.Error("tunnel mode touches the source/destination check")
 	}
@@ -149,8 +150,8 @@ func TestCreateOnEmptyAccountMakesTheCluster(t *testing.T) {
 	}
 	// A VPC comes with a main route table and a default security group.
 	for kind, want := range map[string]int{
-		"VPC": 1, "Subnet": 2, "InternetGateway": 1, "RouteTable": 2, "SecurityGroup": 3, "IAMRole": 2, "InstanceProfile": 2,
-		"KeyPair": 0, "LoadBalancer": 1, "TargetGroup": 1, "Listener": 1, "LaunchTemplate": 2, "AutoScalingGroup": 2, "Instance": 4,
+		"VPC": 1, "Subnet": 2, "InternetGateway": 1, "RouteTable": 2, "SecurityGroup": 4, "IAMRole": 2, "InstanceProfile": 2,
+		"KeyPair": 0, "LoadBalancer": 2, "TargetGroup": 2, "Listener": 2, "LaunchTemplate": 2, "AutoScalingGroup": 2, "Instance": 4,
 	} {
 		if got := e.cloud.Count(kind); got != want {
 			t.Errorf("%s: %d, want %d", kind, got, want)
@@ -161,7 +162,7 @@ func TestCreateOnEmptyAccountMakesTheCluster(t *testing.T) {
 	if !slices.Equal(owned, k8s) {
 		t.Errorf("resources tagged %s differ from those tagged %s:\n%v\n%v", TagCluster, KubernetesClusterTag("prod"), owned, k8s)
 	}
-	if len(owned) != 1+2+1+1+2+2+2+1+1+1+2+2+4 {
+	if len(owned) != 1+2+1+1+3+2+2+2+2+2+2+2+4 {
 		t.Errorf("%d tagged resources: %v", len(owned), owned)
 	}
 	objects := e.cloud.Objects("example-kubedirect-state", "clusters/prod/")
@@ -281,7 +282,7 @@ func TestCreateResumesAfterAFailureHalfway(t *testing.T) {
 			if _, err := e.p.Create(ctx, e.c); err != nil {
 				t.Fatalf("re-run: %v", err)
 			}
-			for kind, want := range map[string]int{"VPC": 1, "Subnet": 2, "SecurityGroup": 3, "LoadBalancer": 1, "LaunchTemplate": 2, "AutoScalingGroup": 2, "Instance": 4} {
+			for kind, want := range map[string]int{"VPC": 1, "Subnet": 2, "SecurityGroup": 4, "LoadBalancer": 2, "LaunchTemplate": 2, "AutoScalingGroup": 2, "Instance": 4} {
 				if got := e.cloud.Count(kind); got != want {
 					t.Errorf("%s: %d after resuming, want %d", kind, got, want)
 				}
@@ -520,8 +521,13 @@ func TestKubeconfigWaitsForTheControlPlane(t *testing.T) {
 func TestNamesFitAWSLimits(t *testing.T) {
 	long := strings.Repeat("a", 38) + "-b"
 	n := NewNames(long, "bucket", "")
-	if lb := n.LoadBalancer(); len(lb) > 32 || strings.Contains(lb, "--") {
-		t.Errorf("load balancer name %q is invalid", lb)
+	for _, lb := range []string{n.LoadBalancer(), n.InternalLoadBalancer()} {
+		if len(lb) > 32 || strings.Contains(lb, "--") {
+			t.Errorf("load balancer name %q is invalid", lb)
+		}
+	}
+	if n.LoadBalancer() == n.InternalLoadBalancer() {
+		t.Error("the public and internal load balancers share a name")
 	}
 	if NewNames(long+"x", "b", "").LoadBalancer() == n.LoadBalancer() {
 		t.Error("shortened names collide")

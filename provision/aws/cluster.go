@@ -208,7 +208,7 @@ func (a *clusterProvider) Kubeconfig(ctx context.Context, c *spec.Cluster) ([]by
 	if err != nil {
 		return nil, err
 	}
-	server, _, err := parseClusterInfo(info)
+	server, _, err := parseClusterInfo(info, InfoPublic)
 	if err != nil {
 		return nil, err
 	}
@@ -235,8 +235,8 @@ func (a *clusterProvider) ExportKubeconfig(ctx context.Context, c *spec.Cluster,
 	return ContextName(c.Metadata.Name), nil
 }
 
-// APIServerAddress is the API endpoint the control plane published (the API's load balancer): the
-// nodes reach it without kube-proxy, and it is in the API server's certificate.
+// APIServerAddress is the internal API endpoint the control plane published (the API's internal load
+// balancer): the nodes reach it without kube-proxy, and it is in the API server's certificate.
 func (a *clusterProvider) APIServerAddress(ctx context.Context, c *spec.Cluster) (string, int, error) {
 	st, err := a.store(ctx, c)
 	if err != nil {
@@ -246,7 +246,7 @@ func (a *clusterProvider) APIServerAddress(ctx context.Context, c *spec.Cluster)
 	if err != nil {
 		return "", 0, fmt.Errorf("API server address of %q: %w", c.Metadata.Name, err)
 	}
-	server, _, err := parseClusterInfo(info)
+	server, _, err := parseClusterInfo(info, InfoInternal)
 	if err != nil {
 		return "", 0, err
 	}

@@ -20,7 +20,7 @@ import (
 func publishControlPlane(t *testing.T, e *env, server string) {
 	t.Helper()
 	ca := e.cloud.Object("example-kubedirect-state", "clusters/prod/"+FileCACert)
-	info, err := ClusterInfoKubeconfig("prod", server, ca)
+	info, err := ClusterInfoKubeconfig(server, "https://prod-api-internal.example:6443", ca)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +105,7 @@ func TestAdminKubeconfigIsShortLivedAndNotInTheStateStore(t *testing.T) {
 		t.Errorf("server %q", cfg.Clusters[cfg.CurrentContext].Server)
 	}
 	host, port, err := a.APIServerAddress(ctx, e.c)
-	if host != "prod-api.example" || port != 6443 || err != nil {
+	if host != "prod-api-internal.example" || port != 6443 || err != nil {
 		t.Errorf("API server address %s %d %v", host, port, err)
 	}
 	// What the control plane publishes carries no credentials.

@@ -30,12 +30,22 @@ const AdminGroup = "system:masters"
 // ContextName is the kubeconfig context (and cluster and user entry) kubedirect gives an AWS cluster.
 func ContextName(cluster string) string { return "kubedirect-" + cluster }
 
-// clusterInfo is what the control plane publishes in the state store once its API server answers:
-// a kubeconfig with the server's address and the CA, and no credentials.
-func parseClusterInfo(data []byte) (server string, ca []byte, err error) {
+// Clusters of the kubeconfig without credentials the control plane publishes once its API server
+// answers: the internet-facing endpoint the operator uses, and the internal one nodes and agents use.
+const (
+	InfoPublic   = "public"
+	InfoInternal = "internal"
+)
+
+// parseClusterInfo returns the server of the published kubeconfig's cluster named which (else of any
+// cluster with a server) and the CA.
+func parseClusterInfo(data []byte, which string) (server string, ca []byte, err error) {
 	cfg, err := clientcmd.Load(data)
 	if err != nil {
 		return "", nil, fmt.Errorf("decode the published cluster kubeconfig: %w", err)
+	}
+	if c := cfg.Clusters[which]; c != nil && c.Server != "" {
+		return c.Server, c.CertificateAuthorityData, nil
 	}
 	for _, c := range cfg.Clusters {
 		if c.Server != "" {
@@ -46,9 +56,10 @@ func parseClusterInfo(data []byte) (server string, ca []byte, err error) {
 }
 
 // ClusterInfoKubeconfig is the kubeconfig without credentials the control plane publishes.
-func ClusterInfoKubeconfig(cluster, server string, caPEM []byte) ([]byte, error) {
+func ClusterInfoKubeconfig(publicServer, internalServer string, caPEM []byte) ([]byte, error) {
 	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters[cluster] = &clientcmdapi.Cluster{Server: server, CertificateAuthorityData: caPEM}
+	cfg.Clusters[InfoPublic] = &clientcmdapi.Cluster{Server: publicServer, CertificateAuthorityData: caPEM}
+	cfg.Clusters[InfoInternal] = &clientcmdapi.Cluster{Server: internalServer, CertificateAuthorityData: caPEM}
 	return clientcmd.Write(*cfg)
 }
 

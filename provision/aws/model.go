@@ -48,20 +48,35 @@ func newModel(c *spec.Cluster, sshKey string) (*model, error) {
 	if m.vpcCIDR == "" {
 		m.vpcCIDR = spec.DefaultAWSNetworkCIDR
 	}
-	controlPlanes := 0
-	for _, g := range m.groups {
-		if g.Role == spec.RoleControlPlane {
-			controlPlanes += g.Count
-		}
-	}
-	if controlPlanes != 1 {
-		return nil, fmt.Errorf("plan cluster %q: the aws provider supports exactly one control-plane node, the spec has %d", c.Metadata.Name, controlPlanes)
+	if n := m.controlPlanes(); n%2 == 0 {
+		// Stacked etcd: an even member count tolerates no more failures than one member fewer.
+		return nil, fmt.Errorf("plan cluster %q: %d control-plane nodes: etcd needs an odd number (1, 3 or 5)", c.Metadata.Name, n)
 	}
 	m.subnets, err = carveSubnets(m.vpcCIDR, m.zones)
 	if err != nil {
 		return nil, err
 	}
 	return m, nil
+}
+
+// controlPlanes is the number of control-plane nodes.
+func (m *model) controlPlanes() int {
+	n := 0
+	for _, g := range m.groups {
+		if g.Role == spec.RoleControlPlane {
+			n += g.Count
+		}
+	}
+	return n
+}
+
+// controlPlaneSummary says how many control planes the cluster has and what they tolerate.
+func (m *model) controlPlaneSummary() string {
+	n := m.controlPlanes()
+	if n == 1 {
+		return "Control plane: 1 node (etcd on it); losing it stops the API until the auto scaling group replaces it."
+	}
+	return fmt.Sprintf("Control plane: %d nodes, stacked etcd (one member on each), tolerates %d down; spread over the zones by one auto scaling group.", n, (n-1)/2)
 }
 
 // carveSubnets gives each zone the next block of the VPC's CIDR, 16 blocks in all (a /20 of a /16).

@@ -69,19 +69,27 @@ func (n Names) KeyPair() string { return n.base() }
 // NodeGroup is the name of a node group's launch template and auto scaling group.
 func (n Names) NodeGroup(group string) string { return n.base() + "-" + group }
 
-// LoadBalancer is the name of the API's network load balancer and of its target group; AWS allows
-// 32 characters, so long cluster names are shortened with a hash that keeps them unique.
-func (n Names) LoadBalancer() string {
-	name := n.base() + "-api"
+// LoadBalancer is the name of the API's internet-facing network load balancer and of its target
+// group.
+func (n Names) LoadBalancer() string { return n.elbName("api") }
+
+// InternalLoadBalancer is the name of the API's internal network load balancer, the one the nodes
+// use, and of its target group.
+func (n Names) InternalLoadBalancer() string { return n.elbName("api-int") }
+
+// elbName is a load balancer or target group name; AWS allows 32 characters, so long cluster names are
+// shortened with a hash that keeps them unique.
+func (n Names) elbName(suffix string) string {
+	name := n.base() + "-" + suffix
 	if len(name) <= 32 {
 		return name
 	}
 	sum := sha256.Sum256([]byte(n.Cluster))
-	short := n.Cluster[:min(len(n.Cluster), 32-len("kd--123456-api"))]
+	short := n.Cluster[:min(len(n.Cluster), 32-len("kd--123456-")-len(suffix))]
 	for len(short) > 0 && short[len(short)-1] == '-' {
 		short = short[:len(short)-1]
 	}
-	return fmt.Sprintf("kd-%s-%s-api", short, hex.EncodeToString(sum[:3]))
+	return fmt.Sprintf("kd-%s-%s-%s", short, hex.EncodeToString(sum[:3]), suffix)
 }
 
 // StateStore is the s3:// URL of the cluster's directory in the state store.

@@ -3,9 +3,12 @@ package aws
 import (
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/kubedirect/kubedirect/provision/spec"
 )
 
 // TestDryRunReachesNoEndpoint points every AWS endpoint the SDK could use, the instance metadata
@@ -48,5 +51,38 @@ func TestDryRunWithExistingVPCUsesIt(t *testing.T) {
 	}
 	if strings.Contains(b.String(), "+ VPC ") || strings.Contains(b.String(), "+ InternetGateway") {
 		t.Error("plan creates a VPC or internet gateway although the spec names an existing VPC")
+	}
+}
+
+// TestThreeControlPlanesArePlanned: count 3 is a stacked-etcd control plane of three nodes in one
+// auto scaling group, registered with both API load balancers; an even count is refused.
+func TestThreeControlPlanesArePlanned(t *testing.T) {
+	b0, err := os.ReadFile("../../examples/aws.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	three := strings.Replace(string(b0), "role: control-plane\n      count: 1", "role: control-plane\n      count: 3", 1)
+	c, err := spec.Load([]byte(three))
+	if err != nil || c.Spec.NodeGroups[0].Count != 3 {
+		t.Fatalf("the spec refuses three control planes: %v", err)
+	}
+	plan, err := NewProvider().PlanOffline(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	_ = plan.Write(&b)
+	for _, want := range []string{
+		"# Control plane: 3 nodes, stacked etcd (one member on each), tolerates 1 down",
+		"+ AutoScalingGroup kubedirect-prod-control-plane\n    launchTemplate: (lt/control-plane, known after create) $Default\n    size: min 3 max 3 desired 3",
+		"targetGroup: (tg, known after create)\n    targetGroup: (tg-internal, known after create)",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("plan lacks %q:\n%s", want, b.String())
+		}
+	}
+	c.Spec.NodeGroups[0].Count = 2
+	if _, err := NewProvider().PlanOffline(c); err == nil || !strings.Contains(err.Error(), "odd number") {
+		t.Errorf("two control planes: %v, want a refusal asking for an odd number", err)
 	}
 }

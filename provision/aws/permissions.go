@@ -4,14 +4,17 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 )
 
 // RequiredActions are the IAM actions the identity running kubedirect needs on AWS: every API call
 // the provider makes, plus what AWS checks besides (tagging on create, passing the node roles to
-// instances, launching instances through Auto Scaling with a launch template).
+// instances, launching instances through Auto Scaling with a launch template, creating the
+// service-linked roles of Elastic Load Balancing and Auto Scaling in a fresh account).
 var RequiredActions = []string{
-	"autoscaling:CreateAutoScalingGroup", "autoscaling:CreateOrUpdateTags", "autoscaling:DeleteAutoScalingGroup",
-	"autoscaling:DescribeAutoScalingGroups", "autoscaling:UpdateAutoScalingGroup",
+	"autoscaling:AttachLoadBalancerTargetGroups", "autoscaling:CreateAutoScalingGroup", "autoscaling:CreateOrUpdateTags",
+	"autoscaling:DeleteAutoScalingGroup", "autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeScalingActivities",
+	"autoscaling:UpdateAutoScalingGroup",
 
 	"ec2:AssociateRouteTable", "ec2:AttachInternetGateway", "ec2:AuthorizeSecurityGroupIngress", "ec2:CreateInternetGateway",
 	"ec2:CreateLaunchTemplate", "ec2:CreateLaunchTemplateVersion", "ec2:CreateRoute", "ec2:CreateRouteTable",
@@ -28,9 +31,10 @@ var RequiredActions = []string{
 	"elasticloadbalancing:CreateTargetGroup", "elasticloadbalancing:DeleteLoadBalancer", "elasticloadbalancing:DeleteTargetGroup",
 	"elasticloadbalancing:DescribeListeners", "elasticloadbalancing:DescribeLoadBalancers",
 	"elasticloadbalancing:DescribeTags", "elasticloadbalancing:DescribeTargetGroupAttributes",
-	"elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:ModifyTargetGroupAttributes",
+	"elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:DescribeTargetHealth",
+	"elasticloadbalancing:ModifyTargetGroup", "elasticloadbalancing:ModifyTargetGroupAttributes",
 
-	"iam:AddRoleToInstanceProfile", "iam:CreateInstanceProfile", "iam:CreateRole", "iam:DeleteInstanceProfile",
+	"iam:AddRoleToInstanceProfile", "iam:CreateInstanceProfile", "iam:CreateRole", "iam:CreateServiceLinkedRole", "iam:DeleteInstanceProfile",
 	"iam:DeleteRole", "iam:DeleteRolePolicy", "iam:GetInstanceProfile", "iam:GetRole", "iam:GetRolePolicy",
 	"iam:ListRolePolicies", "iam:PassRole", "iam:PutRolePolicy", "iam:RemoveRoleFromInstanceProfile",
 	"iam:TagInstanceProfile", "iam:TagRole",
@@ -38,29 +42,36 @@ var RequiredActions = []string{
 	"s3:DeleteObject", "s3:GetBucketLocation", "s3:GetObject", "s3:ListBucket", "s3:PutObject",
 }
 
+// serviceLinkedRoleServices are the services whose service-linked roles AWS creates, with the
+// caller's permissions, when an account makes its first network load balancer and its first auto
+// scaling group; without iam:CreateServiceLinkedRole for them a fresh account cannot create a cluster.
+var serviceLinkedRoleServices = stringList{"elasticloadbalancing.amazonaws.com", "autoscaling.amazonaws.com"}
+
 // UserPolicy is an IAM policy document granting RequiredActions. IAM actions are limited to the
-// kubedirect-* roles and instance profiles; S3 actions to the state-store bucket.
+// kubedirect-* roles and instance profiles, and iam:CreateServiceLinkedRole to the service-linked
+// roles of Elastic Load Balancing and Auto Scaling; S3 actions to the state-store bucket.
 func UserPolicy(bucket string) ([]byte, error) {
-	var iamActions, other []string
+	var other, iamActions, s3Actions stringList
 	for _, a := range RequiredActions {
 		switch {
-		case len(a) > 4 && a[:4] == "iam:":
+		case a == "iam:CreateServiceLinkedRole":
+		case strings.HasPrefix(a, "iam:"):
 			iamActions = append(iamActions, a)
-		case len(a) > 3 && a[:3] == "s3:":
+		case strings.HasPrefix(a, "s3:"):
+			s3Actions = append(s3Actions, a)
 		default:
 			other = append(other, a)
-		}
-	}
-	var s3Actions []string
-	for _, a := range RequiredActions {
-		if len(a) > 3 && a[:3] == "s3:" {
-			s3Actions = append(s3Actions, a)
 		}
 	}
 	sort.Strings(iamActions)
 	doc := policyDocument{Version: "2012-10-17", Statement: []statement{
 		{Sid: "Provision", Effect: "Allow", Action: other, Resource: stringList{"*"}},
 		{Sid: "NodeRoles", Effect: "Allow", Action: iamActions, Resource: stringList{"arn:aws:iam::*:role/kubedirect-*", "arn:aws:iam::*:instance-profile/kubedirect-*"}},
+		{
+			Sid: "ServiceLinkedRoles", Effect: "Allow", Action: stringList{"iam:CreateServiceLinkedRole"},
+			Resource:  stringList{"arn:aws:iam::*:role/aws-service-role/*"},
+			Condition: map[string]map[string]stringList{"StringEquals": {"iam:AWSServiceName": serviceLinkedRoleServices}},
+		},
 		{Sid: "StateStore", Effect: "Allow", Action: s3Actions, Resource: stringList{"arn:aws:s3:::" + bucket, "arn:aws:s3:::" + bucket + "/*"}},
 	}}
 	b, err := json.MarshalIndent(doc, "", "  ")

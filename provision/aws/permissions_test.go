@@ -34,7 +34,40 @@ func TestRequiredActionsCoverEveryCall(t *testing.T) {
 		t.Fatal(err)
 	}
 	var p policyDocument
-	if err := json.Unmarshal(doc, &p); err != nil || len(p.Statement) != 3 {
+	if err := json.Unmarshal(doc, &p); err != nil || len(p.Statement) != 4 {
 		t.Fatalf("user policy: %v\n%s", err, doc)
+	}
+}
+
+// TestOperatorPolicyLetsAFreshAccountCreateServiceLinkedRoles: the first network load balancer and
+// the first auto scaling group of an account make AWS create their service-linked roles with the
+// caller's permissions, so the operator needs iam:CreateServiceLinkedRole for those two services and
+// no other.
+func TestOperatorPolicyLetsAFreshAccountCreateServiceLinkedRoles(t *testing.T) {
+	doc, err := UserPolicy("bucket")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p policyDocument
+	if err := json.Unmarshal(doc, &p); err != nil {
+		t.Fatal(err)
+	}
+	var found []statement
+	for _, st := range p.Statement {
+		if slices.Contains(st.Action, "iam:CreateServiceLinkedRole") {
+			found = append(found, st)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("%d statements grant iam:CreateServiceLinkedRole, want 1:\n%s", len(found), doc)
+	}
+	st := found[0]
+	services := st.Condition["StringEquals"]["iam:AWSServiceName"]
+	slices.Sort(services)
+	if !slices.Equal(services, []string{"autoscaling.amazonaws.com", "elasticloadbalancing.amazonaws.com"}) || len(st.Action) != 1 {
+		t.Errorf("iam:CreateServiceLinkedRole is not limited to the load balancing and auto scaling services:\n%s", doc)
+	}
+	if !slices.Equal(st.Resource, stringList{"arn:aws:iam::*:role/aws-service-role/*"}) {
+		t.Errorf("iam:CreateServiceLinkedRole on %v, want the service-linked roles only", st.Resource)
 	}
 }

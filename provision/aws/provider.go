@@ -140,8 +140,10 @@ func (m *model) tasks() []task {
 	ts = append(ts, &routeTableTask{m},
 		&securityGroupTask{m: m, purpose: sgNodes, desc: "kubedirect " + m.names.Cluster + " nodes"},
 		&securityGroupTask{m: m, purpose: sgAPILB, desc: "kubedirect " + m.names.Cluster + " API load balancer"},
+		&securityGroupTask{m: m, purpose: sgAPIInternal, desc: "kubedirect " + m.names.Cluster + " internal API load balancer"},
 		&securityGroupRulesTask{m: m, purpose: sgNodes},
 		&securityGroupRulesTask{m: m, purpose: sgAPILB},
+		&securityGroupRulesTask{m: m, purpose: sgAPIInternal},
 	)
 	for _, role := range m.roles() {
 		ts = append(ts, &roleTask{m: m, role: role}, &instanceProfileTask{m: m, role: role})
@@ -149,7 +151,9 @@ func (m *model) tasks() []task {
 	if m.sshKey != "" {
 		ts = append(ts, &keyPairTask{m})
 	}
-	ts = append(ts, &targetGroupTask{m}, &loadBalancerTask{m}, &listenerTask{m})
+	for _, lb := range []apiLB{{m: m}, {m: m, internal: true}} {
+		ts = append(ts, &targetGroupTask{lb}, &loadBalancerTask{lb}, &listenerTask{lb})
+	}
 	groups := append([]spec.NodeGroup(nil), m.groups...)
 	sort.SliceStable(groups, func(i, j int) bool {
 		return groups[i].Role == spec.RoleControlPlane && groups[j].Role != spec.RoleControlPlane
@@ -196,6 +200,9 @@ func (m *model) header(offline bool) []string {
 		fmt.Sprintf("# Plan for cluster %q on aws, region %s, zones %s", m.names.Cluster, m.region, strings.Join(m.zones, ", ")),
 		fmt.Sprintf("# State store: %s", m.names.StateStore()),
 		fmt.Sprintf("# Every resource is tagged %s=%s and %s=owned.", TagCluster, m.names.Cluster, KubernetesClusterTag(m.names.Cluster)),
+		"# " + m.controlPlaneSummary(),
+		fmt.Sprintf("# API: the operator through %s (access.api), the nodes through %s inside the VPC; health checks %s; cross-zone on.", m.names.LoadBalancer(), m.names.InternalLoadBalancer(), healthCheck),
+		fmt.Sprintf("# Operator permissions: aws.RequiredActions, with iam:CreateServiceLinkedRole for %s (a fresh account's first load balancer and auto scaling group).", strings.Join(serviceLinkedRoleServices, " and ")),
 	}
 	if offline {
 		h = append(h, "# Offline plan: no AWS call was made; create compares with the account and changes only what differs.")
@@ -232,7 +239,8 @@ func (p *Provider) Plan(ctx context.Context, c *spec.Cluster) (*Plan, error) {
 	return plan, nil
 }
 
-// Create makes or changes every resource the cluster needs and returns what it did. After a failure,
+// Create makes or changes every resource the cluster needs, waits until the node groups' instances
+// are in service, and returns what it did. After a failure,
 // running it again resumes; on an applied cluster it changes nothing. It holds the cluster's lock in
 // the state store while it runs.
 func (p *Provider) Create(ctx context.Context, c *spec.Cluster) (*Plan, error) {
@@ -249,7 +257,10 @@ func (p *Provider) Create(ctx context.Context, c *spec.Cluster) (*Plan, error) {
 	if plan != nil {
 		plan.Header = r.m.header(false)
 	}
-	return plan, err
+	if err != nil {
+		return plan, err
+	}
+	return plan, r.waitInService(ctx, p.poll, inServiceTimeout)
 }
 
 // online prepares a run against the account: credentials, state store, zones and images.

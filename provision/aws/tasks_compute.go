@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -71,21 +72,80 @@ func elbTags(tags map[string]string) []elbtypes.Tag {
 	return out
 }
 
-// targetGroupTask is the API's target group: the control-plane instances on 6443/tcp. The client IP
-// is not preserved, so the nodes' security group needs to admit only the load balancer's group.
-type targetGroupTask struct{ m *model }
+// The API's load balancers. The internet-facing one serves the operator (access.api); the internal one
+// serves the nodes: they reach an internet-facing load balancer through their public addresses, which
+// no security group rule naming the nodes' group matches, so they get a path inside the VPC that does
+// not depend on the operator's CIDRs.
+type apiLB struct {
+	m        *model
+	internal bool
+}
 
-func (t *targetGroupTask) Key() string    { return "tg" }
+// key is a task key of this load balancer's resources: "tg", "nlb", "listener" for the public one,
+// with "-internal" appended for the internal one.
+func (l apiLB) key(base string) string {
+	if l.internal {
+		return base + "-internal"
+	}
+	return base
+}
+
+func (l apiLB) name() string {
+	if l.internal {
+		return l.m.names.InternalLoadBalancer()
+	}
+	return l.m.names.LoadBalancer()
+}
+
+func (l apiLB) securityGroup() string {
+	if l.internal {
+		return "sg/" + sgAPIInternal
+	}
+	return "sg/" + sgAPILB
+}
+
+func (l apiLB) scheme() elbtypes.LoadBalancerSchemeEnum {
+	if l.internal {
+		return elbtypes.LoadBalancerSchemeEnumInternal
+	}
+	return elbtypes.LoadBalancerSchemeEnumInternetFacing
+}
+
+// Health checks of the API's targets: a TCP connect every 10 s, healthy or unhealthy after two in a
+// row, so a new control plane serves within about 20 s of its API server listening (AWS's defaults,
+// 30 s and 5 checks, take about 150 s).
+const (
+	healthCheckInterval  = 10
+	healthCheckTimeout   = 5
+	healthCheckThreshold = 2
+)
+
+var healthCheck = fmt.Sprintf("TCP every %ds, timeout %ds, healthy after %d, unhealthy after %d", healthCheckInterval, healthCheckTimeout, healthCheckThreshold, healthCheckThreshold)
+
+// Target group attributes kubedirect sets.
+const (
+	attrPreserveClientIP = "preserve_client_ip.enabled"
+	attrCrossZone        = "load_balancing.cross_zone.enabled"
+)
+
+// targetGroupTask is an API load balancer's target group: the control-plane instances on 6443/tcp.
+// The client IP is not preserved, so the nodes' security group needs to admit only the load balancer's
+// group (and a control plane reaches itself through the load balancer). Cross-zone load balancing is
+// on: with one control plane, every zone's load balancer node must reach it.
+type targetGroupTask struct{ apiLB }
+
+func (t *targetGroupTask) Key() string    { return t.key("tg") }
 func (t *targetGroupTask) Kind() string   { return "TargetGroup" }
-func (t *targetGroupTask) Name() string   { return t.m.names.LoadBalancer() }
+func (t *targetGroupTask) Name() string   { return t.name() }
 func (t *targetGroupTask) Deps() []string { return []string{"vpc"} }
 
 func (t *targetGroupTask) Desired(r *run) []Field {
 	return []Field{
 		{Name: "vpc", Value: r.ref("vpc"), Immutable: true},
 		{Name: "target", Value: "instance TCP 6443", Immutable: true},
-		{Name: "healthCheck", Value: "TCP", Immutable: true},
+		{Name: "healthCheck", Value: healthCheck},
 		{Name: "preserveClientIp", Value: "false"},
+		{Name: "crossZone", Value: "true"},
 	}
 }
 
@@ -103,25 +163,33 @@ func (t *targetGroupTask) Find(ctx context.Context, r *run) (*actual, error) {
 	if err != nil {
 		return nil, err
 	}
-	preserve := "true"
+	// AWS's defaults when the attributes are not listed.
+	preserve, crossZone := "true", "use_load_balancer_configuration"
 	for _, at := range attrs.Attributes {
-		if aws.ToString(at.Key) == "preserve_client_ip.enabled" {
+		switch aws.ToString(at.Key) {
+		case attrPreserveClientIP:
 			preserve = aws.ToString(at.Value)
+		case attrCrossZone:
+			crossZone = aws.ToString(at.Value)
 		}
 	}
 	return &actual{ID: arn, Attrs: map[string]string{"arn": arn}, Fields: []Field{
 		{Name: "vpc", Value: aws.ToString(tg.VpcId)},
 		{Name: "target", Value: fmt.Sprintf("%s %s %d", tg.TargetType, tg.Protocol, aws.ToInt32(tg.Port))},
-		{Name: "healthCheck", Value: string(tg.HealthCheckProtocol)},
+		{Name: "healthCheck", Value: fmt.Sprintf("%s every %ds, timeout %ds, healthy after %d, unhealthy after %d", tg.HealthCheckProtocol,
+			aws.ToInt32(tg.HealthCheckIntervalSeconds), aws.ToInt32(tg.HealthCheckTimeoutSeconds), aws.ToInt32(tg.HealthyThresholdCount), aws.ToInt32(tg.UnhealthyThresholdCount))},
 		{Name: "preserveClientIp", Value: preserve},
+		{Name: "crossZone", Value: crossZone},
 	}}, nil
 }
 
-func (t *targetGroupTask) Render(ctx context.Context, r *run, a *actual, _ []Change) (*actual, error) {
+func (t *targetGroupTask) Render(ctx context.Context, r *run, a *actual, changes []Change) (*actual, error) {
 	if a == nil {
 		out, err := r.cl.ELB.CreateTargetGroup(ctx, &elb.CreateTargetGroupInput{
 			Name: aws.String(t.Name()), VpcId: aws.String(r.ref("vpc")), TargetType: elbtypes.TargetTypeEnumInstance,
 			Protocol: elbtypes.ProtocolEnumTcp, Port: aws.Int32(6443), HealthCheckProtocol: elbtypes.ProtocolEnumTcp,
+			HealthCheckIntervalSeconds: aws.Int32(healthCheckInterval), HealthCheckTimeoutSeconds: aws.Int32(healthCheckTimeout),
+			HealthyThresholdCount: aws.Int32(healthCheckThreshold), UnhealthyThresholdCount: aws.Int32(healthCheckThreshold),
 			Tags: elbTags(t.m.tags(t.Name())),
 		})
 		if err != nil {
@@ -129,21 +197,33 @@ func (t *targetGroupTask) Render(ctx context.Context, r *run, a *actual, _ []Cha
 		}
 		arn := aws.ToString(out.TargetGroups[0].TargetGroupArn)
 		a = &actual{ID: arn, Attrs: map[string]string{"arn": arn}}
+	} else if slices.ContainsFunc(changes, func(c Change) bool { return c.Field == "healthCheck" }) {
+		_, err := r.cl.ELB.ModifyTargetGroup(ctx, &elb.ModifyTargetGroupInput{
+			TargetGroupArn: aws.String(a.ID), HealthCheckProtocol: elbtypes.ProtocolEnumTcp,
+			HealthCheckIntervalSeconds: aws.Int32(healthCheckInterval), HealthCheckTimeoutSeconds: aws.Int32(healthCheckTimeout),
+			HealthyThresholdCount: aws.Int32(healthCheckThreshold), UnhealthyThresholdCount: aws.Int32(healthCheckThreshold),
+		})
+		if err != nil {
+			return nil, err
+		}
 	}
-	if _, err := r.cl.ELB.ModifyTargetGroupAttributes(ctx, &elb.ModifyTargetGroupAttributesInput{TargetGroupArn: aws.String(a.ID), Attributes: []elbtypes.TargetGroupAttribute{{Key: aws.String("preserve_client_ip.enabled"), Value: aws.String("false")}}}); err != nil {
+	if _, err := r.cl.ELB.ModifyTargetGroupAttributes(ctx, &elb.ModifyTargetGroupAttributesInput{TargetGroupArn: aws.String(a.ID), Attributes: []elbtypes.TargetGroupAttribute{
+		{Key: aws.String(attrPreserveClientIP), Value: aws.String("false")},
+		{Key: aws.String(attrCrossZone), Value: aws.String("true")},
+	}}); err != nil {
 		return nil, err
 	}
 	return &actual{ID: a.ID, Attrs: a.Attrs, Fields: t.Desired(r)}, nil
 }
 
-// loadBalancerTask is the API's internet-facing network load balancer, in every zone's subnet.
-type loadBalancerTask struct{ m *model }
+// loadBalancerTask is one of the API's network load balancers, in every zone's subnet.
+type loadBalancerTask struct{ apiLB }
 
-func (t *loadBalancerTask) Key() string  { return "nlb" }
+func (t *loadBalancerTask) Key() string  { return t.key("nlb") }
 func (t *loadBalancerTask) Kind() string { return "LoadBalancer" }
-func (t *loadBalancerTask) Name() string { return t.m.names.LoadBalancer() }
+func (t *loadBalancerTask) Name() string { return t.name() }
 func (t *loadBalancerTask) Deps() []string {
-	deps := []string{"sg/" + sgAPILB}
+	deps := []string{t.securityGroup()}
 	for _, z := range t.m.zones {
 		deps = append(deps, "subnet/"+z)
 	}
@@ -152,8 +232,8 @@ func (t *loadBalancerTask) Deps() []string {
 
 func (t *loadBalancerTask) Desired(r *run) []Field {
 	f := []Field{
-		{Name: "type", Value: "network internet-facing", Immutable: true},
-		{Name: "securityGroup", Value: r.ref("sg/" + sgAPILB), Immutable: true},
+		{Name: "type", Value: "network " + string(t.scheme()), Immutable: true},
+		{Name: "securityGroup", Value: r.ref(t.securityGroup()), Immutable: true},
 	}
 	for _, z := range t.m.zones {
 		f = append(f, Field{Name: "subnet", Value: r.ref("subnet/" + z), Immutable: true})
@@ -187,8 +267,8 @@ func (t *loadBalancerTask) Render(ctx context.Context, r *run, _ *actual, _ []Ch
 		subnets = append(subnets, r.ref("subnet/"+z))
 	}
 	out, err := r.cl.ELB.CreateLoadBalancer(ctx, &elb.CreateLoadBalancerInput{
-		Name: aws.String(t.Name()), Type: elbtypes.LoadBalancerTypeEnumNetwork, Scheme: elbtypes.LoadBalancerSchemeEnumInternetFacing,
-		Subnets: subnets, SecurityGroups: []string{r.ref("sg/" + sgAPILB)}, Tags: elbTags(t.m.tags(t.Name())),
+		Name: aws.String(t.Name()), Type: elbtypes.LoadBalancerTypeEnumNetwork, Scheme: t.scheme(),
+		Subnets: subnets, SecurityGroups: []string{r.ref(t.securityGroup())}, Tags: elbTags(t.m.tags(t.Name())),
 	})
 	if err != nil {
 		return nil, err
@@ -198,20 +278,20 @@ func (t *loadBalancerTask) Render(ctx context.Context, r *run, _ *actual, _ []Ch
 	return &actual{ID: arn, Attrs: map[string]string{"arn": arn, "dns": aws.ToString(lb.DNSName)}, Fields: t.Desired(r)}, nil
 }
 
-// listenerTask forwards 6443/tcp of the load balancer to the API's target group.
-type listenerTask struct{ m *model }
+// listenerTask forwards 6443/tcp of an API load balancer to its target group.
+type listenerTask struct{ apiLB }
 
-func (t *listenerTask) Key() string    { return "listener" }
+func (t *listenerTask) Key() string    { return t.key("listener") }
 func (t *listenerTask) Kind() string   { return "Listener" }
-func (t *listenerTask) Name() string   { return t.m.names.LoadBalancer() + ":6443" }
-func (t *listenerTask) Deps() []string { return []string{"nlb", "tg"} }
+func (t *listenerTask) Name() string   { return t.name() + ":6443" }
+func (t *listenerTask) Deps() []string { return []string{t.key("nlb"), t.key("tg")} }
 
 func (t *listenerTask) Desired(r *run) []Field {
-	return []Field{{Name: "forward", Value: "TCP 6443 to " + r.ref("tg"), Immutable: true}}
+	return []Field{{Name: "forward", Value: "TCP 6443 to " + r.ref(t.key("tg")), Immutable: true}}
 }
 
 func (t *listenerTask) Find(ctx context.Context, r *run) (*actual, error) {
-	out, err := r.cl.ELB.DescribeListeners(ctx, &elb.DescribeListenersInput{LoadBalancerArn: aws.String(r.ref("nlb"))})
+	out, err := r.cl.ELB.DescribeListeners(ctx, &elb.DescribeListenersInput{LoadBalancerArn: aws.String(r.ref(t.key("nlb")))})
 	if err != nil {
 		return nil, err
 	}
@@ -230,8 +310,8 @@ func (t *listenerTask) Find(ctx context.Context, r *run) (*actual, error) {
 
 func (t *listenerTask) Render(ctx context.Context, r *run, _ *actual, _ []Change) (*actual, error) {
 	out, err := r.cl.ELB.CreateListener(ctx, &elb.CreateListenerInput{
-		LoadBalancerArn: aws.String(r.ref("nlb")), Protocol: elbtypes.ProtocolEnumTcp, Port: aws.Int32(6443),
-		DefaultActions: []elbtypes.Action{{Type: elbtypes.ActionTypeEnumForward, TargetGroupArn: aws.String(r.ref("tg"))}},
+		LoadBalancerArn: aws.String(r.ref(t.key("nlb"))), Protocol: elbtypes.ProtocolEnumTcp, Port: aws.Int32(6443),
+		DefaultActions: []elbtypes.Action{{Type: elbtypes.ActionTypeEnumForward, TargetGroupArn: aws.String(r.ref(t.key("tg")))}},
 		Tags:           elbTags(t.m.tags("")),
 	})
 	if err != nil {
@@ -251,7 +331,7 @@ func (t *launchTemplateTask) Key() string  { return "lt/" + t.group.Name }
 func (t *launchTemplateTask) Kind() string { return "LaunchTemplate" }
 func (t *launchTemplateTask) Name() string { return t.m.names.NodeGroup(t.group.Name) }
 func (t *launchTemplateTask) Deps() []string {
-	deps := []string{"sg/" + sgNodes, "profile/" + roleOf(t.group), "nlb"}
+	deps := []string{"sg/" + sgNodes, "profile/" + roleOf(t.group), "nlb", "nlb-internal"}
 	if t.m.sshKey != "" {
 		deps = append(deps, "keypair")
 	}
@@ -273,7 +353,7 @@ func (t *launchTemplateTask) image(r *run) string {
 }
 
 func (t *launchTemplateTask) userData(r *run) (string, error) {
-	b, err := RenderUserData(t.m.bootstrap(t.group, r.attr("nlb", "dns")))
+	b, err := RenderUserData(t.m.bootstrap(t.group, r.attr("nlb-internal", "dns"), r.attr("nlb", "dns")))
 	return string(b), err
 }
 
@@ -403,6 +483,9 @@ func (t *launchTemplateTask) Render(ctx context.Context, r *run, a *actual, _ []
 	return &actual{ID: a.ID, Fields: t.Desired(r)}, nil
 }
 
+// apiTargetGroups are the keys of the target groups the control planes register with.
+var apiTargetGroups = []string{"tg", "tg-internal"}
+
 // autoScalingGroupTask keeps a node group's instances running: count of them over the zones' subnets;
 // the control plane's group registers them with the API's target group.
 type autoScalingGroupTask struct {
@@ -419,7 +502,7 @@ func (t *autoScalingGroupTask) Deps() []string {
 		deps = append(deps, "subnet/"+z)
 	}
 	if t.group.Role == spec.RoleControlPlane {
-		deps = append(deps, "tg")
+		deps = append(deps, apiTargetGroups...)
 	}
 	return deps
 }
@@ -442,7 +525,9 @@ func (t *autoScalingGroupTask) Desired(r *run) []Field {
 		f = append(f, Field{Name: "subnet", Value: s})
 	}
 	if t.group.Role == spec.RoleControlPlane {
-		f = append(f, Field{Name: "targetGroup", Value: r.ref("tg"), Immutable: true})
+		for _, tg := range apiTargetGroups {
+			f = append(f, Field{Name: "targetGroup", Value: r.ref(tg)})
+		}
 	}
 	return f
 }
@@ -479,6 +564,18 @@ func (t *autoScalingGroupTask) Render(ctx context.Context, r *run, a *actual, _ 
 		if err != nil {
 			return nil, err
 		}
+		// A control plane made before the internal load balancer existed registers with it now.
+		var attach []string
+		for _, f := range t.Desired(r) {
+			if f.Name == "targetGroup" && !slices.Contains(a.Fields, f) {
+				attach = append(attach, f.Value)
+			}
+		}
+		if len(attach) > 0 {
+			if _, err := r.cl.AutoScaling.AttachLoadBalancerTargetGroups(ctx, &autoscaling.AttachLoadBalancerTargetGroupsInput{AutoScalingGroupName: aws.String(t.Name()), TargetGroupARNs: attach}); err != nil {
+				return nil, err
+			}
+		}
 		return &actual{ID: a.ID, Fields: t.Desired(r)}, nil
 	}
 	tags := t.m.tags(t.Name())
@@ -493,7 +590,9 @@ func (t *autoScalingGroupTask) Render(ctx context.Context, r *run, a *actual, _ 
 		Tags:           asTags,
 	}
 	if t.group.Role == spec.RoleControlPlane {
-		in.TargetGroupARNs = []string{r.ref("tg")}
+		for _, tg := range apiTargetGroups {
+			in.TargetGroupARNs = append(in.TargetGroupARNs, r.ref(tg))
+		}
 	}
 	if _, err := r.cl.AutoScaling.CreateAutoScalingGroup(ctx, in); err != nil {
 		return nil, err

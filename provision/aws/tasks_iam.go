@@ -35,16 +35,24 @@ type policyDocument struct {
 }
 
 type statement struct {
-	Sid       string                       `json:"Sid,omitempty"`
-	Effect    string                       `json:"Effect"`
-	Action    stringList                   `json:"Action"`
-	Resource  stringList                   `json:"Resource,omitempty"`
-	Principal map[string]string            `json:"Principal,omitempty"`
-	Condition map[string]map[string]string `json:"Condition,omitempty"`
+	Sid       string                           `json:"Sid,omitempty"`
+	Effect    string                           `json:"Effect"`
+	Action    stringList                       `json:"Action"`
+	Resource  stringList                       `json:"Resource,omitempty"`
+	Principal map[string]string                `json:"Principal,omitempty"`
+	Condition map[string]map[string]stringList `json:"Condition,omitempty"`
 }
 
 // stringList is a policy element that may be one string or a list of them.
 type stringList []string
+
+// MarshalJSON writes a single value as a plain string, as IAM itself does.
+func (s stringList) MarshalJSON() ([]byte, error) {
+	if len(s) == 1 {
+		return json.Marshal(s[0])
+	}
+	return json.Marshal([]string(s))
+}
 
 // UnmarshalJSON accepts a string or a list of strings.
 func (s *stringList) UnmarshalJSON(b []byte) error {
@@ -73,7 +81,7 @@ func (st statement) summary() string {
 	var conds []string
 	for op, kv := range st.Condition {
 		for k, v := range kv {
-			conds = append(conds, fmt.Sprintf("%s %s %s", k, op, v))
+			conds = append(conds, fmt.Sprintf("%s %s %s", k, op, strings.Join(v, ",")))
 		}
 	}
 	sort.Strings(conds)
@@ -113,9 +121,9 @@ func (m *model) policy(role string) policyDocument {
 			Sid: "DisableOwnSourceDestCheck", Effect: "Allow",
 			Action:   stringList{"ec2:ModifyInstanceAttribute"},
 			Resource: stringList{"arn:aws:ec2:" + m.region + ":*:instance/*"},
-			Condition: map[string]map[string]string{"StringEquals": {
-				"aws:ARN":                       "${ec2:SourceInstanceARN}",
-				"aws:ResourceTag/" + TagCluster: m.names.Cluster,
+			Condition: map[string]map[string]stringList{"StringEquals": {
+				"aws:ARN":                       {"${ec2:SourceInstanceARN}"},
+				"aws:ResourceTag/" + TagCluster: {m.names.Cluster},
 			}},
 		})
 	}

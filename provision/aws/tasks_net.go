@@ -280,8 +280,9 @@ func (t *routeTableTask) Render(ctx context.Context, r *run, a *actual, _ []Chan
 
 // Security group purposes.
 const (
-	sgNodes = "nodes"
-	sgAPILB = "api-lb"
+	sgNodes       = "nodes"
+	sgAPILB       = "api-lb"
+	sgAPIInternal = "api-internal"
 )
 
 // securityGroupTask is one of the cluster's security groups, without its rules (securityGroupRulesTask
@@ -376,6 +377,7 @@ func (m *model) rules(purpose string) []rule {
 			rule{proto: "-1", group: "sg/" + sgNodes, desc: "between the cluster's nodes: kubelet, API server, pod traffic"},
 			rule{proto: "udp", from: 8472, to: 8472, group: "sg/" + sgNodes, desc: "VXLAN between the cluster's nodes"},
 			rule{proto: "tcp", from: 6443, to: 6443, group: "sg/" + sgAPILB, desc: "Kubernetes API through its load balancer"},
+			rule{proto: "tcp", from: 6443, to: 6443, group: "sg/" + sgAPIInternal, desc: "Kubernetes API through its internal load balancer"},
 		)
 		for _, c := range a.SSH {
 			out = append(out, rule{proto: "tcp", from: 22, to: 22, cidr: c, desc: "SSH"})
@@ -386,9 +388,12 @@ func (m *model) rules(purpose string) []rule {
 			}
 		}
 	case sgAPILB:
+		// The operator's CIDRs only: nodes reach this internet-facing load balancer from their public
+		// addresses, which a rule naming their security group would never match.
 		for _, c := range a.API {
 			out = append(out, rule{proto: "tcp", from: 6443, to: 6443, cidr: c, desc: "Kubernetes API"})
 		}
+	case sgAPIInternal:
 		out = append(out, rule{proto: "tcp", from: 6443, to: 6443, group: "sg/" + sgNodes, desc: "Kubernetes API from the cluster's nodes"})
 	}
 	return out
@@ -400,10 +405,12 @@ type securityGroupRulesTask struct {
 	purpose string
 }
 
-func (t *securityGroupRulesTask) Key() string    { return "sgrules/" + t.purpose }
-func (t *securityGroupRulesTask) Kind() string   { return "SecurityGroupRules" }
-func (t *securityGroupRulesTask) Name() string   { return t.m.names.SecurityGroup(t.purpose) }
-func (t *securityGroupRulesTask) Deps() []string { return []string{"sg/" + sgNodes, "sg/" + sgAPILB} }
+func (t *securityGroupRulesTask) Key() string  { return "sgrules/" + t.purpose }
+func (t *securityGroupRulesTask) Kind() string { return "SecurityGroupRules" }
+func (t *securityGroupRulesTask) Name() string { return t.m.names.SecurityGroup(t.purpose) }
+func (t *securityGroupRulesTask) Deps() []string {
+	return []string{"sg/" + sgNodes, "sg/" + sgAPILB, "sg/" + sgAPIInternal}
+}
 
 func (t *securityGroupRulesTask) groupName(key string) string {
 	return t.m.names.SecurityGroup(strings.TrimPrefix(key, "sg/"))

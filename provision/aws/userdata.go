@@ -26,7 +26,8 @@ type Bootstrap struct {
 	PackageVersion    string // 1.34.4-1.1, the deb version
 	Region            string
 	StateStore        string // s3://bucket/prefix/cluster, no trailing slash
-	APIEndpoint       string // the API load balancer's DNS name
+	APIEndpoint       string // the internal API load balancer's DNS name: what the nodes use
+	PublicAPIEndpoint string // the internet-facing one's: what the published admin kubeconfig names
 	PodCIDR           string
 	ServiceCIDR       string
 	DSR               bool
@@ -43,7 +44,7 @@ func RenderUserData(b Bootstrap) ([]byte, error) {
 }
 
 // bootstrap is the user-data input of a node group.
-func (m *model) bootstrap(g spec.NodeGroup, apiEndpoint string) Bootstrap {
+func (m *model) bootstrap(g spec.NodeGroup, apiEndpoint, publicAPIEndpoint string) Bootstrap {
 	v := m.spec.Spec.KubernetesVersion
 	minor := v
 	if parts := strings.SplitN(v, ".", 3); len(parts) == 3 {
@@ -52,7 +53,7 @@ func (m *model) bootstrap(g spec.NodeGroup, apiEndpoint string) Bootstrap {
 	return Bootstrap{
 		Cluster: m.names.Cluster, NodeGroup: g.Name, Role: string(g.Role), ControlPlane: g.Role == spec.RoleControlPlane,
 		KubernetesVersion: v, MinorVersion: minor, PackageVersion: strings.TrimPrefix(v, "v") + "-1.1",
-		Region: m.region, StateStore: strings.TrimSuffix(m.names.StateStore(), "/"), APIEndpoint: apiEndpoint,
+		Region: m.region, StateStore: strings.TrimSuffix(m.names.StateStore(), "/"), APIEndpoint: apiEndpoint, PublicAPIEndpoint: publicAPIEndpoint,
 		PodCIDR: m.spec.Spec.Networking.PodCIDR, ServiceCIDR: m.spec.Spec.Networking.ServiceCIDR, DSR: m.dsr,
 		PublishKey: FileKubeconfig,
 	}

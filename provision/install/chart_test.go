@@ -256,7 +256,7 @@ func TestConfigMapIsAgentConfig(t *testing.T) {
 	want := config.Config{PodCIDR: "10.244.0.0/16", ServiceCIDR: "10.96.0.0/16", Encapsulation: "vxlan", VXLANPort: 8472,
 		ExternalServiceMode: "dsr", NodePortRange: "30000-32767", LogLevel: "debug",
 		MapSizes:   config.MapSizes{Services: 65536, Backends: 65536, Conntrack: 1024},
-		HealthAddr: ":9890", BPFFSPath: "/sys/fs/bpf/kubedirect", CNIDataDir: "/run/kubedirect"}
+		HealthAddr: ":9890", ProxyHealthAddr: ":10256", BPFFSPath: "/sys/fs/bpf/kubedirect", CNIDataDir: "/run/kubedirect"}
 	if *cfg != want {
 		t.Errorf("agent config\n got %+v\nwant %+v", *cfg, want)
 	}

@@ -44,10 +44,88 @@ func (f *AutoScaling) DescribeAutoScalingGroups(_ context.Context, in *autoscali
 			ok = ok && contains(flt.Values, g.tags[key]) && g.tags[key] != ""
 		}
 		if ok {
-			out.AutoScalingGroups = append(out.AutoScalingGroups, g.group)
+			out.AutoScalingGroups = append(out.AutoScalingGroups, f.c.withInstances(g))
 		}
 	}
 	return out, nil
+}
+
+// withInstances is the group as Describe returns it: its running instances are in service at once.
+func (c *Cloud) withInstances(g *asg) types.AutoScalingGroup {
+	out := g.group
+	out.Instances = nil
+	for _, id := range g.instances {
+		i := c.ec2.instances[id]
+		if i == nil || i.State.Name != ec2types.InstanceStateNameRunning {
+			continue
+		}
+		zone := ""
+		if sn := c.ec2.subnets[aws.ToString(i.SubnetId)]; sn != nil {
+			zone = aws.ToString(sn.AvailabilityZone)
+		}
+		out.Instances = append(out.Instances, types.Instance{InstanceId: aws.String(id), AvailabilityZone: aws.String(zone),
+			LifecycleState: types.LifecycleStateInService, HealthStatus: aws.String("Healthy"), LaunchTemplate: g.group.LaunchTemplate})
+	}
+	return out
+}
+
+// AttachLoadBalancerTargetGroups adds target groups to a group.
+func (f *AutoScaling) AttachLoadBalancerTargetGroups(_ context.Context, in *autoscaling.AttachLoadBalancerTargetGroupsInput, _ ...func(*autoscaling.Options)) (*autoscaling.AttachLoadBalancerTargetGroupsOutput, error) {
+	err := f.c.begin("AttachLoadBalancerTargetGroups")
+	defer f.c.end()
+	if err != nil {
+		return nil, err
+	}
+	g := f.c.asgs[aws.ToString(in.AutoScalingGroupName)]
+	if g == nil {
+		return nil, apiError("ValidationError", "AutoScalingGroup name not found - %s", aws.ToString(in.AutoScalingGroupName))
+	}
+	for _, tg := range in.TargetGroupARNs {
+		if f.c.elb.tgs[tg] == nil {
+			return nil, apiError("ValidationError", "Provided Target Groups may not be valid: %s", tg)
+		}
+		if !contains(g.group.TargetGroupARNs, tg) {
+			g.group.TargetGroupARNs = append(g.group.TargetGroupARNs, tg)
+		}
+	}
+	return &autoscaling.AttachLoadBalancerTargetGroupsOutput{}, nil
+}
+
+// DescribeScalingActivities lists a group's activities: one successful launch per instance.
+func (f *AutoScaling) DescribeScalingActivities(_ context.Context, in *autoscaling.DescribeScalingActivitiesInput, _ ...func(*autoscaling.Options)) (*autoscaling.DescribeScalingActivitiesOutput, error) {
+	err := f.c.begin("DescribeScalingActivities")
+	defer f.c.end()
+	if err != nil {
+		return nil, err
+	}
+	g := f.c.asgs[aws.ToString(in.AutoScalingGroupName)]
+	out := &autoscaling.DescribeScalingActivitiesOutput{}
+	if g == nil {
+		return out, nil
+	}
+	for _, id := range g.instances {
+		out.Activities = append(out.Activities, types.Activity{AutoScalingGroupName: in.AutoScalingGroupName, StatusCode: types.ScalingActivityStatusCodeSuccessful,
+			Description: aws.String("Launching a new EC2 instance: " + id), Cause: aws.String("an instance was started in response to a difference between desired and actual capacity")})
+	}
+	return out, nil
+}
+
+// TargetGroupInstances are the running instances registered with a target group through the auto
+// scaling groups attached to it.
+func (c *Cloud) targetGroupInstances(arn string) []string {
+	var out []string
+	for _, name := range sortedIDs(c.asgs) {
+		g := c.asgs[name]
+		if !contains(g.group.TargetGroupARNs, arn) {
+			continue
+		}
+		for _, id := range g.instances {
+			if i := c.ec2.instances[id]; i != nil && i.State.Name == ec2types.InstanceStateNameRunning {
+				out = append(out, id)
+			}
+		}
+	}
+	return out
 }
 
 func (f *AutoScaling) checkSubnets(zones string) ([]string, error) {

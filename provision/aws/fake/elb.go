@@ -17,11 +17,13 @@ type elbState struct {
 	// lingering counts, per security group or subnet ID, the deletes still refused after a load
 	// balancer using it is gone: its network interfaces take a while to be released.
 	lingering map[string]int
+	// health is the target health of instances that are not healthy.
+	health map[string]types.TargetHealthStateEnum
 }
 
 func newELBState() *elbState {
 	return &elbState{lbs: map[string]*types.LoadBalancer{}, tgs: map[string]*types.TargetGroup{}, tgAttrs: map[string]map[string]string{},
-		listeners: map[string]*types.Listener{}, tags: map[string][]types.Tag{}, lingering: map[string]int{}}
+		listeners: map[string]*types.Listener{}, tags: map[string][]types.Tag{}, lingering: map[string]int{}, health: map[string]types.TargetHealthStateEnum{}}
 }
 
 func elbTagMap(tags []types.Tag) map[string]string {
@@ -225,12 +227,108 @@ func (f *ELB) CreateTargetGroup(_ context.Context, in *elb.CreateTargetGroupInpu
 		return nil, apiError("ValidationError", "The VPC ID '%s' is not found", aws.ToString(in.VpcId))
 	}
 	arn := "arn:aws:elasticloadbalancing:" + f.c.region + ":123456789012:targetgroup/" + name + "/" + f.c.id("tg")
+	// AWS's defaults for a TCP target group of a network load balancer.
 	tg := &types.TargetGroup{TargetGroupArn: aws.String(arn), TargetGroupName: in.Name, VpcId: in.VpcId, Protocol: in.Protocol, Port: in.Port,
-		TargetType: in.TargetType, HealthCheckProtocol: in.HealthCheckProtocol}
+		TargetType: in.TargetType, HealthCheckProtocol: in.HealthCheckProtocol, HealthCheckIntervalSeconds: aws.Int32(30),
+		HealthCheckTimeoutSeconds: aws.Int32(10), HealthyThresholdCount: aws.Int32(5), UnhealthyThresholdCount: aws.Int32(2)}
+	if err := setHealthCheck(tg, in.HealthCheckIntervalSeconds, in.HealthCheckTimeoutSeconds, in.HealthyThresholdCount, in.UnhealthyThresholdCount); err != nil {
+		return nil, err
+	}
 	f.c.elb.tgs[arn] = tg
-	f.c.elb.tgAttrs[arn] = map[string]string{"preserve_client_ip.enabled": "true"}
+	f.c.elb.tgAttrs[arn] = map[string]string{"preserve_client_ip.enabled": "true", "load_balancing.cross_zone.enabled": "use_load_balancer_configuration"}
 	f.c.elb.tags[arn] = in.Tags
 	return &elb.CreateTargetGroupOutput{TargetGroups: []types.TargetGroup{*tg}}, nil
+}
+
+// setHealthCheck changes the health check settings given, within AWS's ranges.
+func setHealthCheck(tg *types.TargetGroup, interval, timeout, healthy, unhealthy *int32) error {
+	check := func(name string, v *int32, lo, hi int32) error {
+		if v != nil && (*v < lo || *v > hi) {
+			return apiError("ValidationError", "%s must be between %d and %d", name, lo, hi)
+		}
+		return nil
+	}
+	for _, err := range []error{
+		check("HealthCheckIntervalSeconds", interval, 5, 300), check("HealthCheckTimeoutSeconds", timeout, 2, 120),
+		check("HealthyThresholdCount", healthy, 2, 10), check("UnhealthyThresholdCount", unhealthy, 2, 10),
+	} {
+		if err != nil {
+			return err
+		}
+	}
+	if interval != nil {
+		tg.HealthCheckIntervalSeconds = interval
+	}
+	if timeout != nil {
+		tg.HealthCheckTimeoutSeconds = timeout
+	}
+	if healthy != nil {
+		tg.HealthyThresholdCount = healthy
+	}
+	if unhealthy != nil {
+		tg.UnhealthyThresholdCount = unhealthy
+	}
+	return nil
+}
+
+// ModifyTargetGroup changes a target group's health check.
+func (f *ELB) ModifyTargetGroup(_ context.Context, in *elb.ModifyTargetGroupInput, _ ...func(*elb.Options)) (*elb.ModifyTargetGroupOutput, error) {
+	err := f.c.begin("ModifyTargetGroup")
+	defer f.c.end()
+	if err != nil {
+		return nil, err
+	}
+	tg := f.c.elb.tgs[aws.ToString(in.TargetGroupArn)]
+	if tg == nil {
+		return nil, apiError("TargetGroupNotFound", "Target group '%s' not found", aws.ToString(in.TargetGroupArn))
+	}
+	if in.HealthCheckProtocol != "" {
+		tg.HealthCheckProtocol = in.HealthCheckProtocol
+	}
+	if err := setHealthCheck(tg, in.HealthCheckIntervalSeconds, in.HealthCheckTimeoutSeconds, in.HealthyThresholdCount, in.UnhealthyThresholdCount); err != nil {
+		return nil, err
+	}
+	return &elb.ModifyTargetGroupOutput{TargetGroups: []types.TargetGroup{*tg}}, nil
+}
+
+// DescribeTargetHealth reports the instances the auto scaling groups registered with the target group,
+// each in the state SetTargetHealth gave it (healthy unless told otherwise).
+func (f *ELB) DescribeTargetHealth(_ context.Context, in *elb.DescribeTargetHealthInput, _ ...func(*elb.Options)) (*elb.DescribeTargetHealthOutput, error) {
+	err := f.c.begin("DescribeTargetHealth")
+	defer f.c.end()
+	if err != nil {
+		return nil, err
+	}
+	arn := aws.ToString(in.TargetGroupArn)
+	tg := f.c.elb.tgs[arn]
+	if tg == nil {
+		return nil, apiError("TargetGroupNotFound", "Target group '%s' not found", arn)
+	}
+	out := &elb.DescribeTargetHealthOutput{}
+	for _, id := range f.c.targetGroupInstances(arn) {
+		state := types.TargetHealthStateEnumHealthy
+		if s, ok := f.c.elb.health[id]; ok {
+			state = s
+		}
+		out.TargetHealthDescriptions = append(out.TargetHealthDescriptions, types.TargetHealthDescription{
+			Target: &types.TargetDescription{Id: aws.String(id), Port: tg.Port}, TargetHealth: &types.TargetHealth{State: state},
+		})
+	}
+	return out, nil
+}
+
+// SetTargetHealth makes every target group report the instances in this state (such as "initial"
+// while their API server is not up yet); "" restores healthy.
+func (c *Cloud) SetTargetHealth(state string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id := range c.ec2.instances {
+		if state == "" {
+			delete(c.elb.health, id)
+		} else {
+			c.elb.health[id] = types.TargetHealthStateEnum(state)
+		}
+	}
 }
 
 // DescribeTargetGroupAttributes returns a target group's attributes.

@@ -1,0 +1,263 @@
+package bpf_test
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/kubedirect/kubedirect/dataplane/agent"
+	"github.com/kubedirect/kubedirect/dataplane/maps"
+)
+
+// ctEntry reads one conntrack entry.
+func (h *harness) ctEntry(src netip.Addr, sport uint16, dst netip.Addr, dport uint16, proto, dir uint8) (maps.ConntrackValue, bool) {
+	h.t.Helper()
+	k := maps.ConntrackKey{SrcAddr: maps.Addr4(src), DstAddr: maps.Addr4(dst), SrcPort: sport, DstPort: dport,
+		Proto: proto, Dir: dir}
+	var v maps.ConntrackValue
+	if err := h.d.Maps.Conntrack.Lookup(&k, &v); err != nil {
+		return v, false
+	}
+	return v, true
+}
+
+// lifetime is how long the entry has left.
+func lifetime(v maps.ConntrackValue) time.Duration {
+	return time.Duration(int64(v.Expires) - int64(maps.MonotonicNow()))
+}
+
+// TestRootTCPHalfCloseKeepsFlow: a client that shut down its sending side
+// (FIN) still waits for the backend's answer, which may take longer than the
+// close lifetime; both entries of the flow keep their established lifetime
+// until the backend closes too, and only then get the short one.
+func TestRootTCPHalfCloseKeepsFlow(t *testing.T) {
+	h := newHarness(t, nodeA, cidrA, maps.ModeTunnel, pod2)
+	p := h.d.Programs
+	h.service(svcKey(netip.Addr{}, 30080, maps.ProtoTCP, maps.ScopeExternal), 1, 0, backend{addr: pod2, port: 8080})
+	fwd := func() maps.ConntrackValue {
+		v, ok := h.ctEntry(client, 50000, nodeA, 30080, maps.ProtoTCP, maps.CTForward)
+		if !ok {
+			t.Fatal("forward entry gone")
+		}
+		return v
+	}
+	rep := func() maps.ConntrackValue {
+		v, ok := h.ctEntry(pod2, 8080, client, 50000, maps.ProtoTCP, maps.CTReply)
+		if !ok {
+			t.Fatal("reply entry gone")
+		}
+		return v
+	}
+	fromBackend := func(flags uint8) {
+		out := h.runPkt(p.FromContainer, tcp(pod2, 8080, client, 50000, flags), actRedirect)
+		expect(t, out, nodeA, 30080, client, 50000)
+	}
+	fromClient := func(flags uint8) {
+		out := h.runPkt(p.FromNetdev, tcp(client, 50000, nodeA, 30080, flags), actRedirect)
+		expect(t, out, client, 50000, pod2, 8080)
+	}
+	fromClient(tcpSYN)
+	fromBackend(tcpSYN | tcpACK)
+	fromClient(tcpACK)
+	fromBackend(tcpACK)
+
+	// The client half-closes: the flow is still open in the other direction.
+	fromClient(tcpFIN | tcpACK)
+	for name, v := range map[string]maps.ConntrackValue{"forward": fwd(), "reply": rep()} {
+		if l := lifetime(v); l < time.Hour {
+			t.Errorf("%s entry after the client's FIN: lifetime %v (state %#x), want the established one", name, l, v.TCPState)
+		}
+		if v.TCPState&maps.TCPFinClient == 0 || v.TCPState&maps.TCPClosing != 0 {
+			t.Errorf("%s entry after the client's FIN: state %#x, want half-closed", name, v.TCPState)
+		}
+	}
+	fromBackend(tcpACK) // the answer, late
+	fromClient(tcpACK)  // its acknowledgement reaches the same backend
+
+	// The backend closes too: now the flow ends.
+	fromBackend(tcpFIN | tcpACK)
+	for name, v := range map[string]maps.ConntrackValue{"forward": fwd(), "reply": rep()} {
+		if l := lifetime(v); l > maps.CTCloseTimeout {
+			t.Errorf("%s entry after both FINs: lifetime %v, want at most %v", name, l, maps.CTCloseTimeout)
+		}
+		if v.TCPState&maps.TCPClosing == 0 {
+			t.Errorf("%s entry after both FINs: state %#x, want closing", name, v.TCPState)
+		}
+	}
+	fromClient(tcpACK) // the last ACK still goes through
+
+	// An RST from either side ends the flow at once.
+	h.runPkt(p.FromNetdev, tcp(client, 50001, nodeA, 30080, tcpSYN), actRedirect)
+	h.runPkt(p.FromContainer, tcp(pod2, 8080, client, 50001, tcpSYN|tcpACK), actRedirect)
+	h.runPkt(p.FromContainer, tcp(pod2, 8080, client, 50001, tcpRST|tcpACK), actRedirect)
+	if v, _ := h.ctEntry(client, 50001, nodeA, 30080, maps.ProtoTCP, maps.CTForward); lifetime(v) > maps.CTCloseTimeout {
+		t.Errorf("forward entry after the backend's RST: lifetime %v", lifetime(v))
+	}
+}
+
+// TestRootTCPHalfCloseForwardOnlyEntry: the ingress node of a dsr NodePort
+// flow never sees the backend's side, so it cannot see the flow end: after the
+// client's FIN its entry lives a bounded time (renewed by every client
+// packet) instead of the close lifetime or the established one.
+func TestRootTCPHalfCloseForwardOnlyEntry(t *testing.T) {
+	h := newHarness(t, nodeA, cidrA, maps.ModeDSR)
+	p := h.d.Programs
+	h.service(svcKey(netip.Addr{}, 30080, maps.ProtoTCP, maps.ScopeExternal), 1, 0,
+		backend{addr: podB, port: 8080, node: nodeB})
+	for _, f := range []uint8{tcpSYN, tcpACK, tcpFIN | tcpACK} {
+		h.runPkt(p.FromNetdev, tcp(client, 50000, nodeA, 30080, f), actRedirect)
+	}
+	v, _ := h.ctEntry(client, 50000, nodeA, 30080, maps.ProtoTCP, maps.CTForward)
+	if l := lifetime(v); l <= maps.CTCloseTimeout || l > maps.CTFinWaitTimeout {
+		t.Errorf("forward-only entry after the client's FIN: lifetime %v, want (%v, %v]", l,
+			maps.CTCloseTimeout, maps.CTFinWaitTimeout)
+	}
+}
+
+// TestRootConntrackEntriesExpireTogether: a UDP flow silent in one direction
+// keeps both entries while the other direction is active (the backend's
+// replies must still be translated after 120 s of client-only traffic, and
+// the other way round).
+func TestRootConntrackEntriesExpireTogether(t *testing.T) {
+	h := newHarness(t, nodeA, cidrA, maps.ModeTunnel, pod2)
+	p := h.d.Programs
+	h.service(svcKey(netip.Addr{}, 30053, maps.ProtoUDP, maps.ScopeExternal), 1, 0, backend{addr: pod2, port: 5353})
+	h.runPkt(p.FromNetdev, udp(client, 50000, nodeA, 30053), actRedirect)
+	fk := maps.ConntrackKey{SrcAddr: maps.Addr4(client), DstAddr: maps.Addr4(nodeA), SrcPort: 50000, DstPort: 30053,
+		Proto: maps.ProtoUDP, Dir: maps.CTForward}
+	rk := maps.ConntrackKey{SrcAddr: maps.Addr4(pod2), DstAddr: maps.Addr4(client), SrcPort: 5353, DstPort: 50000,
+		Proto: maps.ProtoUDP, Dir: maps.CTReply}
+	// age sets both entries as they are after d of silence.
+	age := func(d time.Duration) {
+		for _, k := range []maps.ConntrackKey{fk, rk} {
+			var v maps.ConntrackValue
+			must(t, h.d.Maps.Conntrack.Lookup(&k, &v))
+			v.Expires = maps.MonotonicNow() + uint64(maps.CTUDPTimeout-d)
+			must(t, h.d.Maps.Conntrack.Put(&k, &v))
+		}
+	}
+	left := func(k maps.ConntrackKey) time.Duration {
+		var v maps.ConntrackValue
+		must(t, h.d.Maps.Conntrack.Lookup(&k, &v))
+		return lifetime(v)
+	}
+	// 110 s of silence, then the client sends: the reply entry lives on.
+	age(110 * time.Second)
+	h.runPkt(p.FromNetdev, udp(client, 50000, nodeA, 30053), actRedirect)
+	if l := left(rk); l < maps.CTUDPTimeout-5*time.Second {
+		t.Errorf("reply entry after a client packet: lifetime %v, want about %v", l, maps.CTUDPTimeout)
+	}
+	// The same for the backend's side.
+	age(110 * time.Second)
+	out := h.runPkt(p.FromContainer, udp(pod2, 5353, client, 50000), actRedirect)
+	expect(t, out, nodeA, 30053, client, 50000)
+	if l := left(fk); l < maps.CTUDPTimeout-5*time.Second {
+		t.Errorf("forward entry after a backend packet: lifetime %v, want about %v", l, maps.CTUDPTimeout)
+	}
+}
+
+// TestRootReplyTupleCollision: the same client address and port to two
+// frontends translated to one backend give one reply tuple. The second flow
+// must not take over the first's reply translation (its replies would leave
+// with the wrong source and be dropped by the client); it is dropped and
+// counted while the first lives, and accepted once the first has closed.
+func TestRootReplyTupleCollision(t *testing.T) {
+	h := newHarness(t, nodeA, cidrA, maps.ModeTunnel, pod2)
+	p := h.d.Programs
+	other := netip.MustParseAddr("192.168.50.3") // a second address of this node
+	must(t, h.d.Maps.AddNodeAddr(other))
+	h.service(svcKey(netip.Addr{}, 30080, maps.ProtoTCP, maps.ScopeExternal), 1, 0, backend{addr: pod2, port: 8080})
+
+	h.runPkt(p.FromNetdev, tcp(client, 50000, nodeA, 30080, tcpSYN), actRedirect)
+	h.runPkt(p.FromNetdev, tcp(client, 50000, other, 30080, tcpSYN), actShot)
+	if n := h.metric("ct_collision"); n != 1 {
+		t.Errorf("ct_collision = %d, want 1", n)
+	}
+	out := h.runPkt(p.FromContainer, tcp(pod2, 8080, client, 50000, tcpSYN|tcpACK), actRedirect)
+	expect(t, out, nodeA, 30080, client, 50000)
+
+	// The first flow ends: the port is free for the other frontend.
+	h.runPkt(p.FromNetdev, tcp(client, 50000, nodeA, 30080, tcpRST), actRedirect)
+	h.runPkt(p.FromNetdev, tcp(client, 50000, other, 30080, tcpSYN), actRedirect)
+	out = h.runPkt(p.FromContainer, tcp(pod2, 8080, client, 50000, tcpSYN|tcpACK), actRedirect)
+	expect(t, out, other, 30080, client, 50000)
+
+	// UDP: the same, and a new flow of the same frontend is never refused.
+	h.service(svcKey(netip.Addr{}, 30053, maps.ProtoUDP, maps.ScopeExternal), 2, 0, backend{addr: pod2, port: 5353})
+	h.runPkt(p.FromNetdev, udp(client, 50001, nodeA, 30053), actRedirect)
+	h.runPkt(p.FromNetdev, udp(client, 50001, other, 30053), actShot)
+	out = h.runPkt(p.FromContainer, udp(pod2, 5353, client, 50001), actRedirect)
+	expect(t, out, nodeA, 30053, client, 50001)
+}
+
+// TestRootAffinityFollowsBackends: a ClientIP affinity entry only counts while
+// its backend is still one of the service's: after the backend is removed,
+// or the service deleted and its id reused by another service, the client
+// gets a current backend (kube-proxy forgets affinity with the endpoint).
+func TestRootAffinityFollowsBackends(t *testing.T) {
+	pods := []netip.Addr{pod1, pod2, pod3}
+	h := newHarness(t, nodeA, cidrA, maps.ModeTunnel, pods...)
+	p := h.d.Programs
+	key := svcKey(netip.Addr{}, 30080, maps.ProtoTCP, maps.ScopeExternal)
+	h.service(key, 3, maps.SvcAffinity, backend{addr: pod1, port: 8080}, backend{addr: pod2, port: 8080})
+	x := h.runPkt(p.FromNetdev, tcp(client, 50000, nodeA, 30080, tcpSYN), actRedirect).Dst
+	y := pod1
+	if x == pod1 {
+		y = pod2
+	}
+	// x is removed: the table holds only y.
+	must(t, h.d.Maps.UpdateBackend(maps.BackendKey{ServiceID: 3}, maps.BackendValue{Addr: maps.Addr4(y), Port: 8080, Flags: maps.BackendLocal}))
+	must(t, h.d.Maps.UpdateService(key, maps.ServiceValue{ID: 3, Count: 1, LocalCount: 1, Flags: maps.SvcAffinity, AffinityTimeout: 10800}))
+	must(t, h.d.Maps.DeleteBackend(maps.BackendKey{ServiceID: 3, Slot: 1}))
+	if got := h.runPkt(p.FromNetdev, tcp(client, 50001, nodeA, 30080, tcpSYN), actRedirect).Dst; got != y {
+		t.Fatalf("after its backend %s was removed the client went to %s, want %s", x, got, y)
+	}
+	// The service is deleted and id 3 given to another one (backend pod3).
+	must(t, h.d.Maps.DeleteService(key))
+	h.service(svcKey(netip.Addr{}, 30090, maps.ProtoTCP, maps.ScopeExternal), 3, maps.SvcAffinity, backend{addr: pod3, port: 9090})
+	got := h.runPkt(p.FromNetdev, tcp(client, 50002, nodeA, 30090, tcpSYN), actRedirect)
+	expect(t, got, client, 50002, pod3, 9090)
+}
+
+// TestRootUDPFlowFollowsReplacedBackend: a UDP client that keeps its source
+// port (DNS resolvers, game and VoIP clients, syslog) reaches the new
+// backend with its next datagram when the agent replaces the old one, or
+// moves the Service's targetPort; its flow does not stick to the removed
+// endpoint (or to whatever pod reuses its address). TCP flows keep their
+// backend (a terminating endpoint finishes its connections). A deleted
+// Service stops translating at once.
+func TestRootUDPFlowFollowsReplacedBackend(t *testing.T) {
+	h := newHarness(t, nodeA, cidrA, maps.ModeTunnel, pod1, pod2)
+	p := h.d.Programs
+	prog := agent.NewProgrammer(h.d.Maps)
+	udpKey := svcKey(netip.Addr{}, 30053, maps.ProtoUDP, maps.ScopeExternal)
+	tcpKey := svcKey(netip.Addr{}, 30080, maps.ProtoTCP, maps.ScopeExternal)
+	apply := func(addr netip.Addr, port uint16) {
+		t.Helper()
+		b := []maps.BackendValue{{Addr: maps.Addr4(addr), Port: port, Flags: maps.BackendLocal}}
+		st := agent.ServiceState{Ports: []agent.PortState{
+			{Name: "ns/dns:53/UDP", Frontends: map[maps.ServiceKey]uint32{udpKey: 0}, All: b, Local: b},
+			{Name: "ns/dns:80/TCP", Frontends: map[maps.ServiceKey]uint32{tcpKey: 0}, All: b, Local: b},
+		}}
+		must(t, prog.Apply("ns/dns", st))
+	}
+	send := func() packet {
+		return h.runPkt(p.FromNetdev, udp(client, 50000, nodeA, 30053), actRedirect)
+	}
+	apply(pod1, 5353)
+	expect(t, send(), client, 50000, pod1, 5353)
+	h.runPkt(p.FromNetdev, tcp(client, 50000, nodeA, 30080, tcpSYN), actRedirect)
+
+	apply(pod2, 5353) // pod1 replaced by pod2
+	expect(t, send(), client, 50000, pod2, 5353)
+	out := h.runPkt(p.FromContainer, udp(pod2, 5353, client, 50000), actRedirect)
+	expect(t, out, nodeA, 30053, client, 50000)
+	got := h.runPkt(p.FromNetdev, tcp(client, 50000, nodeA, 30080, tcpACK), actRedirect)
+	expect(t, got, client, 50000, pod1, 5353) // the TCP flow keeps its (terminating) backend
+
+	apply(pod2, 5354) // targetPort changed
+	expect(t, send(), client, 50000, pod2, 5354)
+
+	must(t, prog.Apply("ns/dns", agent.ServiceState{}))
+	h.runPkt(p.FromNetdev, udp(client, 50000, nodeA, 30053), actOK)
+}
