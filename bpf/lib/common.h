@@ -199,6 +199,7 @@ struct kd_config {
 	__u16 vxlan_port;	/* 8472 */
 	__u8 mode;		/* KD_MODE_*: default external mode */
 	__u8 debug;		/* KD_DEBUG_* */
+	__u64 host_netns;	/* cookie of the node's network namespace: its sockets get NodePorts on 127.0.0.0/8 */
 };
 
 /* kd_config.debug: KD_DEBUG_TRACE emits an event for every redirect (tests,
@@ -237,8 +238,16 @@ enum {
 	KD_PROG_SOCK,
 };
 
+/* kd_sock_nat entry kinds (kd_sock_key.dir). */
+#define KD_SOCK_FWD 0	/* socket + frontend -> backend (UDP: one backend per socket) */
+#define KD_SOCK_REV 1	/* socket + backend -> frontend (recvmsg4, getpeername4) */
+
 struct kd_sock_key {
-	__u64 cookie;
+	__u64 cookie;	/* socket cookie */
+	__be32 addr;	/* FWD: frontend address; REV: backend address */
+	__u16 port;	/* host order */
+	__u8 dir;	/* KD_SOCK_* */
+	__u8 pad;
 };
 
 struct kd_sock_val {
@@ -246,6 +255,16 @@ struct kd_sock_val {
 	__be32 backend_addr;
 	__u16 frontend_port;	/* host order */
 	__u16 backend_port;
+	__u16 slot;		/* FWD: the backend's slot in table, to check it is still there */
+	__u8 table;		/* FWD: KD_BE_TABLE_* it was picked from */
+	__u8 pad;
+};
+
+/* ClientIP affinity of the socket hooks: the client is a network namespace
+ * (a pod, or the host), whose address is not known at connect(). */
+struct kd_sock_aff_key {
+	__u64 netns;	/* bpf_get_netns_cookie */
+	__u32 svc_id;
 	__u32 pad;
 };
 

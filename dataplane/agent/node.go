@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -110,17 +111,16 @@ func (a *Agent) syncNodes(first bool) error {
 			delete(a.tunnels, p)
 		}
 	}
-	// node addresses: where NodePorts answer
+	// node addresses: where NodePorts answer. Every local address, as kube-proxy without
+	// --nodeport-addresses; 127.0.0.0/8 is matched by the socket hooks themselves.
 	addrs := map[netip.Addr]bool{}
 	for _, ip := range self.Addrs {
 		addrs[ip] = true
 	}
-	if l, err := netlink.LinkByName(a.netdev); err == nil {
-		if al, err := netlink.AddrList(l, netlink.FAMILY_V4); err == nil {
-			for _, x := range al {
-				if ip, ok := netip.AddrFromSlice(x.IP.To4()); ok {
-					addrs[ip] = true
-				}
+	if al, err := netlink.AddrList(nil, netlink.FAMILY_V4); err == nil {
+		for _, x := range al {
+			if ip, ok := netip.AddrFromSlice(x.IP.To4()); ok && !ip.IsLoopback() {
+				addrs[ip] = true
 			}
 		}
 	}
@@ -167,6 +167,33 @@ func (a *Agent) syncNodes(first bool) error {
 	return errors.Join(errs...)
 }
 
+// watchNodeAddrs re-syncs the node whenever an IPv4 address is added to or removed from one of its
+// interfaces (NodePorts answer on every local address), until ctx ends.
+func (a *Agent) watchNodeAddrs(ctx context.Context) {
+	ch := make(chan netlink.AddrUpdate, 64)
+	err := netlink.AddrSubscribeWithOptions(ch, ctx.Done(), netlink.AddrSubscribeOptions{
+		ErrorCallback: func(err error) { a.log.Warn("watch node addresses", "err", err) },
+	})
+	if err != nil {
+		a.log.Warn("node addresses are read on Node changes only", "err", err)
+		return
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case u, ok := <-ch:
+			if !ok {
+				return
+			}
+			// pod veths get IPv6 link-local addresses: ignore those
+			if u.LinkAddress.IP.To4() != nil {
+				a.queue.Add(nodesKey)
+			}
+		}
+	}
+}
+
 func sortedNodes(t Topology) []NodeInfo {
 	out := make([]NodeInfo, 0, len(t.Nodes))
 	for _, n := range t.Nodes {
@@ -186,6 +213,12 @@ func (a *Agent) writeConfig(self NodeInfo) error {
 	}
 	if a.cfg.ExternalServiceMode == "dsr" {
 		c.Mode = maps.ModeDSR
+	}
+	// the agent runs in the node's network namespace (hostNetwork)
+	if cookie, err := maps.NetnsCookie(); err == nil {
+		c.HostNetns = cookie
+	} else {
+		a.log.Warn("localhost NodePorts are not served", "err", err)
 	}
 	if l, err := netlink.LinkByName(VXLANDevice); err == nil {
 		c.VXLANIfindex = uint32(l.Attrs().Index)

@@ -23,12 +23,14 @@ const (
 	NameConfig    = "kd_config"
 	NameMetrics   = "kd_metrics"
 	NameEvents    = "kd_events"
-	NameSockNAT   = "kd_sock_revnat"
+	NameSockNAT   = "kd_sock_nat"
+	NameSockAff   = "kd_sock_affinity"
 )
 
 // Names lists every map the programs use.
 var Names = []string{NameServices, NameBackends, NameConntrack, NameAffinity, NameTunnel,
-	NameEndpoints, NameNodeAddrs, NameConfig, NameMetrics, NameEvents, NameSockNAT}
+	NameEndpoints, NameNodeAddrs, NameConfig, NameMetrics, NameEvents, NameSockNAT,
+	NameSockAff}
 
 // IP protocol numbers used in keys.
 const (
@@ -224,6 +226,9 @@ type Config struct {
 	VXLANPort     uint16
 	Mode          uint8 // ModeTunnel / ModeDSR, for services without SvcDSR/SvcTunnel
 	Debug         uint8 // DebugTrace: an event for every redirect (tests, troubleshooting)
+	// HostNetns is the cookie of the node's network namespace (SO_NETNS_COOKIE): sockets
+	// there reach NodePorts on 127.0.0.0/8, as kube-proxy's localhost NodePorts. 0: none.
+	HostNetns uint64
 }
 
 // Metric is struct kd_metric (one per CPU in the map).
@@ -261,9 +266,21 @@ const (
 	ProgSock
 )
 
+// Kinds of kd_sock_nat entries (SockKey.Dir).
+const (
+	// SockForward: socket + frontend -> backend (UDP keeps one backend per socket).
+	SockForward uint8 = 0
+	// SockReverse: socket + backend -> frontend (what recvmsg4 / getpeername4 show).
+	SockReverse uint8 = 1
+)
+
 // SockKey is struct kd_sock_key.
 type SockKey struct {
-	Cookie uint64
+	Cookie uint64  // socket cookie
+	Addr   [4]byte // SockForward: frontend; SockReverse: backend
+	Port   uint16
+	Dir    uint8 // SockForward / SockReverse
+	Pad    uint8
 }
 
 // SockValue is struct kd_sock_val.
@@ -272,7 +289,17 @@ type SockValue struct {
 	BackendAddr  [4]byte
 	FrontendPort uint16
 	BackendPort  uint16
-	Pad          uint32
+	Slot         uint16 // SockForward: the backend's slot in Table
+	Table        uint8  // SockForward: TableAll or TableLocal, where it was picked
+	Pad          uint8
+}
+
+// SockAffinityKey is struct kd_sock_aff_key: ClientIP affinity of the
+// socket hooks, whose client is a network namespace (value: AffinityValue).
+type SockAffinityKey struct {
+	Netns     uint64 // network namespace cookie
+	ServiceID uint32
+	Pad       uint32
 }
 
 // Metric indexes: verdicts, then drop reasons (enum in bpf/lib/common.h).
