@@ -26,7 +26,9 @@ var update = flag.Bool("update", false, "rewrite testdata/*.golden")
 func TestMain(m *testing.M) {
 	// Belt and braces: no test builds a real client, and none may ever look for instance metadata.
 	os.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-	os.Exit(m.Run())
+	code := m.Run()
+	stopMoto()
+	os.Exit(code)
 }
 
 func golden(t *testing.T, name string, got []byte) {
