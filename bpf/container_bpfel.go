@@ -22,10 +22,12 @@ const (
 	ContainerMapKdConntrack    = "kd_conntrack"
 	ContainerMapKdEndpoints    = "kd_endpoints"
 	ContainerMapKdEvents       = "kd_events"
+	ContainerMapKdFrags        = "kd_frags"
 	ContainerMapKdMetrics      = "kd_metrics"
 	ContainerMapKdNodeAddrs    = "kd_node_addrs"
 	ContainerMapKdServices     = "kd_services"
-	ContainerMapKdSockRevnat   = "kd_sock_revnat"
+	ContainerMapKdSockAffinity = "kd_sock_affinity"
+	ContainerMapKdSockNat      = "kd_sock_nat"
 	ContainerMapKdTunnel       = "kd_tunnel"
 	ContainerProgFromContainer = "from_container"
 	ContainerProgToContainer   = "to_container"
@@ -81,17 +83,19 @@ type ContainerProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type ContainerMapSpecs struct {
-	KdAffinity   *ebpf.MapSpec `ebpf:"kd_affinity"`
-	KdBackends   *ebpf.MapSpec `ebpf:"kd_backends"`
-	KdConfig     *ebpf.MapSpec `ebpf:"kd_config"`
-	KdConntrack  *ebpf.MapSpec `ebpf:"kd_conntrack"`
-	KdEndpoints  *ebpf.MapSpec `ebpf:"kd_endpoints"`
-	KdEvents     *ebpf.MapSpec `ebpf:"kd_events"`
-	KdMetrics    *ebpf.MapSpec `ebpf:"kd_metrics"`
-	KdNodeAddrs  *ebpf.MapSpec `ebpf:"kd_node_addrs"`
-	KdServices   *ebpf.MapSpec `ebpf:"kd_services"`
-	KdSockRevnat *ebpf.MapSpec `ebpf:"kd_sock_revnat"`
-	KdTunnel     *ebpf.MapSpec `ebpf:"kd_tunnel"`
+	KdAffinity     *ebpf.MapSpec `ebpf:"kd_affinity"`
+	KdBackends     *ebpf.MapSpec `ebpf:"kd_backends"`
+	KdConfig       *ebpf.MapSpec `ebpf:"kd_config"`
+	KdConntrack    *ebpf.MapSpec `ebpf:"kd_conntrack"`
+	KdEndpoints    *ebpf.MapSpec `ebpf:"kd_endpoints"`
+	KdEvents       *ebpf.MapSpec `ebpf:"kd_events"`
+	KdFrags        *ebpf.MapSpec `ebpf:"kd_frags"`
+	KdMetrics      *ebpf.MapSpec `ebpf:"kd_metrics"`
+	KdNodeAddrs    *ebpf.MapSpec `ebpf:"kd_node_addrs"`
+	KdServices     *ebpf.MapSpec `ebpf:"kd_services"`
+	KdSockAffinity *ebpf.MapSpec `ebpf:"kd_sock_affinity"`
+	KdSockNat      *ebpf.MapSpec `ebpf:"kd_sock_nat"`
+	KdTunnel       *ebpf.MapSpec `ebpf:"kd_tunnel"`
 }
 
 // ContainerVariableSpecs contains global variables before they are loaded into the kernel.
@@ -120,17 +124,19 @@ func (o *ContainerObjects) Close() error {
 //
 // It can be passed to LoadContainerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type ContainerMaps struct {
-	KdAffinity   *ebpf.Map `ebpf:"kd_affinity"`
-	KdBackends   *ebpf.Map `ebpf:"kd_backends"`
-	KdConfig     *ebpf.Map `ebpf:"kd_config"`
-	KdConntrack  *ebpf.Map `ebpf:"kd_conntrack"`
-	KdEndpoints  *ebpf.Map `ebpf:"kd_endpoints"`
-	KdEvents     *ebpf.Map `ebpf:"kd_events"`
-	KdMetrics    *ebpf.Map `ebpf:"kd_metrics"`
-	KdNodeAddrs  *ebpf.Map `ebpf:"kd_node_addrs"`
-	KdServices   *ebpf.Map `ebpf:"kd_services"`
-	KdSockRevnat *ebpf.Map `ebpf:"kd_sock_revnat"`
-	KdTunnel     *ebpf.Map `ebpf:"kd_tunnel"`
+	KdAffinity     *ebpf.Map `ebpf:"kd_affinity"`
+	KdBackends     *ebpf.Map `ebpf:"kd_backends"`
+	KdConfig       *ebpf.Map `ebpf:"kd_config"`
+	KdConntrack    *ebpf.Map `ebpf:"kd_conntrack"`
+	KdEndpoints    *ebpf.Map `ebpf:"kd_endpoints"`
+	KdEvents       *ebpf.Map `ebpf:"kd_events"`
+	KdFrags        *ebpf.Map `ebpf:"kd_frags"`
+	KdMetrics      *ebpf.Map `ebpf:"kd_metrics"`
+	KdNodeAddrs    *ebpf.Map `ebpf:"kd_node_addrs"`
+	KdServices     *ebpf.Map `ebpf:"kd_services"`
+	KdSockAffinity *ebpf.Map `ebpf:"kd_sock_affinity"`
+	KdSockNat      *ebpf.Map `ebpf:"kd_sock_nat"`
+	KdTunnel       *ebpf.Map `ebpf:"kd_tunnel"`
 }
 
 func (m *ContainerMaps) Close() error {
@@ -141,10 +147,12 @@ func (m *ContainerMaps) Close() error {
 		m.KdConntrack,
 		m.KdEndpoints,
 		m.KdEvents,
+		m.KdFrags,
 		m.KdMetrics,
 		m.KdNodeAddrs,
 		m.KdServices,
-		m.KdSockRevnat,
+		m.KdSockAffinity,
+		m.KdSockNat,
 		m.KdTunnel,
 	)
 }

@@ -16,19 +16,21 @@ import (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	NetdevMapKdAffinity   = "kd_affinity"
-	NetdevMapKdBackends   = "kd_backends"
-	NetdevMapKdConfig     = "kd_config"
-	NetdevMapKdConntrack  = "kd_conntrack"
-	NetdevMapKdEndpoints  = "kd_endpoints"
-	NetdevMapKdEvents     = "kd_events"
-	NetdevMapKdMetrics    = "kd_metrics"
-	NetdevMapKdNodeAddrs  = "kd_node_addrs"
-	NetdevMapKdServices   = "kd_services"
-	NetdevMapKdSockRevnat = "kd_sock_revnat"
-	NetdevMapKdTunnel     = "kd_tunnel"
-	NetdevProgFromNetdev  = "from_netdev"
-	NetdevProgToNetdev    = "to_netdev"
+	NetdevMapKdAffinity     = "kd_affinity"
+	NetdevMapKdBackends     = "kd_backends"
+	NetdevMapKdConfig       = "kd_config"
+	NetdevMapKdConntrack    = "kd_conntrack"
+	NetdevMapKdEndpoints    = "kd_endpoints"
+	NetdevMapKdEvents       = "kd_events"
+	NetdevMapKdFrags        = "kd_frags"
+	NetdevMapKdMetrics      = "kd_metrics"
+	NetdevMapKdNodeAddrs    = "kd_node_addrs"
+	NetdevMapKdServices     = "kd_services"
+	NetdevMapKdSockAffinity = "kd_sock_affinity"
+	NetdevMapKdSockNat      = "kd_sock_nat"
+	NetdevMapKdTunnel       = "kd_tunnel"
+	NetdevProgFromNetdev    = "from_netdev"
+	NetdevProgToNetdev      = "to_netdev"
 )
 
 // LoadNetdev returns the embedded CollectionSpec for Netdev.
@@ -81,17 +83,19 @@ type NetdevProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type NetdevMapSpecs struct {
-	KdAffinity   *ebpf.MapSpec `ebpf:"kd_affinity"`
-	KdBackends   *ebpf.MapSpec `ebpf:"kd_backends"`
-	KdConfig     *ebpf.MapSpec `ebpf:"kd_config"`
-	KdConntrack  *ebpf.MapSpec `ebpf:"kd_conntrack"`
-	KdEndpoints  *ebpf.MapSpec `ebpf:"kd_endpoints"`
-	KdEvents     *ebpf.MapSpec `ebpf:"kd_events"`
-	KdMetrics    *ebpf.MapSpec `ebpf:"kd_metrics"`
-	KdNodeAddrs  *ebpf.MapSpec `ebpf:"kd_node_addrs"`
-	KdServices   *ebpf.MapSpec `ebpf:"kd_services"`
-	KdSockRevnat *ebpf.MapSpec `ebpf:"kd_sock_revnat"`
-	KdTunnel     *ebpf.MapSpec `ebpf:"kd_tunnel"`
+	KdAffinity     *ebpf.MapSpec `ebpf:"kd_affinity"`
+	KdBackends     *ebpf.MapSpec `ebpf:"kd_backends"`
+	KdConfig       *ebpf.MapSpec `ebpf:"kd_config"`
+	KdConntrack    *ebpf.MapSpec `ebpf:"kd_conntrack"`
+	KdEndpoints    *ebpf.MapSpec `ebpf:"kd_endpoints"`
+	KdEvents       *ebpf.MapSpec `ebpf:"kd_events"`
+	KdFrags        *ebpf.MapSpec `ebpf:"kd_frags"`
+	KdMetrics      *ebpf.MapSpec `ebpf:"kd_metrics"`
+	KdNodeAddrs    *ebpf.MapSpec `ebpf:"kd_node_addrs"`
+	KdServices     *ebpf.MapSpec `ebpf:"kd_services"`
+	KdSockAffinity *ebpf.MapSpec `ebpf:"kd_sock_affinity"`
+	KdSockNat      *ebpf.MapSpec `ebpf:"kd_sock_nat"`
+	KdTunnel       *ebpf.MapSpec `ebpf:"kd_tunnel"`
 }
 
 // NetdevVariableSpecs contains global variables before they are loaded into the kernel.
@@ -120,17 +124,19 @@ func (o *NetdevObjects) Close() error {
 //
 // It can be passed to LoadNetdevObjects or ebpf.CollectionSpec.LoadAndAssign.
 type NetdevMaps struct {
-	KdAffinity   *ebpf.Map `ebpf:"kd_affinity"`
-	KdBackends   *ebpf.Map `ebpf:"kd_backends"`
-	KdConfig     *ebpf.Map `ebpf:"kd_config"`
-	KdConntrack  *ebpf.Map `ebpf:"kd_conntrack"`
-	KdEndpoints  *ebpf.Map `ebpf:"kd_endpoints"`
-	KdEvents     *ebpf.Map `ebpf:"kd_events"`
-	KdMetrics    *ebpf.Map `ebpf:"kd_metrics"`
-	KdNodeAddrs  *ebpf.Map `ebpf:"kd_node_addrs"`
-	KdServices   *ebpf.Map `ebpf:"kd_services"`
-	KdSockRevnat *ebpf.Map `ebpf:"kd_sock_revnat"`
-	KdTunnel     *ebpf.Map `ebpf:"kd_tunnel"`
+	KdAffinity     *ebpf.Map `ebpf:"kd_affinity"`
+	KdBackends     *ebpf.Map `ebpf:"kd_backends"`
+	KdConfig       *ebpf.Map `ebpf:"kd_config"`
+	KdConntrack    *ebpf.Map `ebpf:"kd_conntrack"`
+	KdEndpoints    *ebpf.Map `ebpf:"kd_endpoints"`
+	KdEvents       *ebpf.Map `ebpf:"kd_events"`
+	KdFrags        *ebpf.Map `ebpf:"kd_frags"`
+	KdMetrics      *ebpf.Map `ebpf:"kd_metrics"`
+	KdNodeAddrs    *ebpf.Map `ebpf:"kd_node_addrs"`
+	KdServices     *ebpf.Map `ebpf:"kd_services"`
+	KdSockAffinity *ebpf.Map `ebpf:"kd_sock_affinity"`
+	KdSockNat      *ebpf.Map `ebpf:"kd_sock_nat"`
+	KdTunnel       *ebpf.Map `ebpf:"kd_tunnel"`
 }
 
 func (m *NetdevMaps) Close() error {
@@ -141,10 +147,12 @@ func (m *NetdevMaps) Close() error {
 		m.KdConntrack,
 		m.KdEndpoints,
 		m.KdEvents,
+		m.KdFrags,
 		m.KdMetrics,
 		m.KdNodeAddrs,
 		m.KdServices,
-		m.KdSockRevnat,
+		m.KdSockAffinity,
+		m.KdSockNat,
 		m.KdTunnel,
 	)
 }

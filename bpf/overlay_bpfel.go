@@ -16,19 +16,21 @@ import (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	OverlayMapKdAffinity   = "kd_affinity"
-	OverlayMapKdBackends   = "kd_backends"
-	OverlayMapKdConfig     = "kd_config"
-	OverlayMapKdConntrack  = "kd_conntrack"
-	OverlayMapKdEndpoints  = "kd_endpoints"
-	OverlayMapKdEvents     = "kd_events"
-	OverlayMapKdMetrics    = "kd_metrics"
-	OverlayMapKdNodeAddrs  = "kd_node_addrs"
-	OverlayMapKdServices   = "kd_services"
-	OverlayMapKdSockRevnat = "kd_sock_revnat"
-	OverlayMapKdTunnel     = "kd_tunnel"
-	OverlayProgFromOverlay = "from_overlay"
-	OverlayProgToOverlay   = "to_overlay"
+	OverlayMapKdAffinity     = "kd_affinity"
+	OverlayMapKdBackends     = "kd_backends"
+	OverlayMapKdConfig       = "kd_config"
+	OverlayMapKdConntrack    = "kd_conntrack"
+	OverlayMapKdEndpoints    = "kd_endpoints"
+	OverlayMapKdEvents       = "kd_events"
+	OverlayMapKdFrags        = "kd_frags"
+	OverlayMapKdMetrics      = "kd_metrics"
+	OverlayMapKdNodeAddrs    = "kd_node_addrs"
+	OverlayMapKdServices     = "kd_services"
+	OverlayMapKdSockAffinity = "kd_sock_affinity"
+	OverlayMapKdSockNat      = "kd_sock_nat"
+	OverlayMapKdTunnel       = "kd_tunnel"
+	OverlayProgFromOverlay   = "from_overlay"
+	OverlayProgToOverlay     = "to_overlay"
 )
 
 // LoadOverlay returns the embedded CollectionSpec for Overlay.
@@ -81,17 +83,19 @@ type OverlayProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type OverlayMapSpecs struct {
-	KdAffinity   *ebpf.MapSpec `ebpf:"kd_affinity"`
-	KdBackends   *ebpf.MapSpec `ebpf:"kd_backends"`
-	KdConfig     *ebpf.MapSpec `ebpf:"kd_config"`
-	KdConntrack  *ebpf.MapSpec `ebpf:"kd_conntrack"`
-	KdEndpoints  *ebpf.MapSpec `ebpf:"kd_endpoints"`
-	KdEvents     *ebpf.MapSpec `ebpf:"kd_events"`
-	KdMetrics    *ebpf.MapSpec `ebpf:"kd_metrics"`
-	KdNodeAddrs  *ebpf.MapSpec `ebpf:"kd_node_addrs"`
-	KdServices   *ebpf.MapSpec `ebpf:"kd_services"`
-	KdSockRevnat *ebpf.MapSpec `ebpf:"kd_sock_revnat"`
-	KdTunnel     *ebpf.MapSpec `ebpf:"kd_tunnel"`
+	KdAffinity     *ebpf.MapSpec `ebpf:"kd_affinity"`
+	KdBackends     *ebpf.MapSpec `ebpf:"kd_backends"`
+	KdConfig       *ebpf.MapSpec `ebpf:"kd_config"`
+	KdConntrack    *ebpf.MapSpec `ebpf:"kd_conntrack"`
+	KdEndpoints    *ebpf.MapSpec `ebpf:"kd_endpoints"`
+	KdEvents       *ebpf.MapSpec `ebpf:"kd_events"`
+	KdFrags        *ebpf.MapSpec `ebpf:"kd_frags"`
+	KdMetrics      *ebpf.MapSpec `ebpf:"kd_metrics"`
+	KdNodeAddrs    *ebpf.MapSpec `ebpf:"kd_node_addrs"`
+	KdServices     *ebpf.MapSpec `ebpf:"kd_services"`
+	KdSockAffinity *ebpf.MapSpec `ebpf:"kd_sock_affinity"`
+	KdSockNat      *ebpf.MapSpec `ebpf:"kd_sock_nat"`
+	KdTunnel       *ebpf.MapSpec `ebpf:"kd_tunnel"`
 }
 
 // OverlayVariableSpecs contains global variables before they are loaded into the kernel.
@@ -120,17 +124,19 @@ func (o *OverlayObjects) Close() error {
 //
 // It can be passed to LoadOverlayObjects or ebpf.CollectionSpec.LoadAndAssign.
 type OverlayMaps struct {
-	KdAffinity   *ebpf.Map `ebpf:"kd_affinity"`
-	KdBackends   *ebpf.Map `ebpf:"kd_backends"`
-	KdConfig     *ebpf.Map `ebpf:"kd_config"`
-	KdConntrack  *ebpf.Map `ebpf:"kd_conntrack"`
-	KdEndpoints  *ebpf.Map `ebpf:"kd_endpoints"`
-	KdEvents     *ebpf.Map `ebpf:"kd_events"`
-	KdMetrics    *ebpf.Map `ebpf:"kd_metrics"`
-	KdNodeAddrs  *ebpf.Map `ebpf:"kd_node_addrs"`
-	KdServices   *ebpf.Map `ebpf:"kd_services"`
-	KdSockRevnat *ebpf.Map `ebpf:"kd_sock_revnat"`
-	KdTunnel     *ebpf.Map `ebpf:"kd_tunnel"`
+	KdAffinity     *ebpf.Map `ebpf:"kd_affinity"`
+	KdBackends     *ebpf.Map `ebpf:"kd_backends"`
+	KdConfig       *ebpf.Map `ebpf:"kd_config"`
+	KdConntrack    *ebpf.Map `ebpf:"kd_conntrack"`
+	KdEndpoints    *ebpf.Map `ebpf:"kd_endpoints"`
+	KdEvents       *ebpf.Map `ebpf:"kd_events"`
+	KdFrags        *ebpf.Map `ebpf:"kd_frags"`
+	KdMetrics      *ebpf.Map `ebpf:"kd_metrics"`
+	KdNodeAddrs    *ebpf.Map `ebpf:"kd_node_addrs"`
+	KdServices     *ebpf.Map `ebpf:"kd_services"`
+	KdSockAffinity *ebpf.Map `ebpf:"kd_sock_affinity"`
+	KdSockNat      *ebpf.Map `ebpf:"kd_sock_nat"`
+	KdTunnel       *ebpf.Map `ebpf:"kd_tunnel"`
 }
 
 func (m *OverlayMaps) Close() error {
@@ -141,10 +147,12 @@ func (m *OverlayMaps) Close() error {
 		m.KdConntrack,
 		m.KdEndpoints,
 		m.KdEvents,
+		m.KdFrags,
 		m.KdMetrics,
 		m.KdNodeAddrs,
 		m.KdServices,
-		m.KdSockRevnat,
+		m.KdSockAffinity,
+		m.KdSockNat,
 		m.KdTunnel,
 	)
 }

@@ -22,10 +22,12 @@ const (
 	SockMapKdConntrack       = "kd_conntrack"
 	SockMapKdEndpoints       = "kd_endpoints"
 	SockMapKdEvents          = "kd_events"
+	SockMapKdFrags           = "kd_frags"
 	SockMapKdMetrics         = "kd_metrics"
 	SockMapKdNodeAddrs       = "kd_node_addrs"
 	SockMapKdServices        = "kd_services"
-	SockMapKdSockRevnat      = "kd_sock_revnat"
+	SockMapKdSockAffinity    = "kd_sock_affinity"
+	SockMapKdSockNat         = "kd_sock_nat"
 	SockMapKdTunnel          = "kd_tunnel"
 	SockProgSockConnect4     = "sock_connect4"
 	SockProgSockGetpeername4 = "sock_getpeername4"
@@ -85,17 +87,19 @@ type SockProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type SockMapSpecs struct {
-	KdAffinity   *ebpf.MapSpec `ebpf:"kd_affinity"`
-	KdBackends   *ebpf.MapSpec `ebpf:"kd_backends"`
-	KdConfig     *ebpf.MapSpec `ebpf:"kd_config"`
-	KdConntrack  *ebpf.MapSpec `ebpf:"kd_conntrack"`
-	KdEndpoints  *ebpf.MapSpec `ebpf:"kd_endpoints"`
-	KdEvents     *ebpf.MapSpec `ebpf:"kd_events"`
-	KdMetrics    *ebpf.MapSpec `ebpf:"kd_metrics"`
-	KdNodeAddrs  *ebpf.MapSpec `ebpf:"kd_node_addrs"`
-	KdServices   *ebpf.MapSpec `ebpf:"kd_services"`
-	KdSockRevnat *ebpf.MapSpec `ebpf:"kd_sock_revnat"`
-	KdTunnel     *ebpf.MapSpec `ebpf:"kd_tunnel"`
+	KdAffinity     *ebpf.MapSpec `ebpf:"kd_affinity"`
+	KdBackends     *ebpf.MapSpec `ebpf:"kd_backends"`
+	KdConfig       *ebpf.MapSpec `ebpf:"kd_config"`
+	KdConntrack    *ebpf.MapSpec `ebpf:"kd_conntrack"`
+	KdEndpoints    *ebpf.MapSpec `ebpf:"kd_endpoints"`
+	KdEvents       *ebpf.MapSpec `ebpf:"kd_events"`
+	KdFrags        *ebpf.MapSpec `ebpf:"kd_frags"`
+	KdMetrics      *ebpf.MapSpec `ebpf:"kd_metrics"`
+	KdNodeAddrs    *ebpf.MapSpec `ebpf:"kd_node_addrs"`
+	KdServices     *ebpf.MapSpec `ebpf:"kd_services"`
+	KdSockAffinity *ebpf.MapSpec `ebpf:"kd_sock_affinity"`
+	KdSockNat      *ebpf.MapSpec `ebpf:"kd_sock_nat"`
+	KdTunnel       *ebpf.MapSpec `ebpf:"kd_tunnel"`
 }
 
 // SockVariableSpecs contains global variables before they are loaded into the kernel.
@@ -124,17 +128,19 @@ func (o *SockObjects) Close() error {
 //
 // It can be passed to LoadSockObjects or ebpf.CollectionSpec.LoadAndAssign.
 type SockMaps struct {
-	KdAffinity   *ebpf.Map `ebpf:"kd_affinity"`
-	KdBackends   *ebpf.Map `ebpf:"kd_backends"`
-	KdConfig     *ebpf.Map `ebpf:"kd_config"`
-	KdConntrack  *ebpf.Map `ebpf:"kd_conntrack"`
-	KdEndpoints  *ebpf.Map `ebpf:"kd_endpoints"`
-	KdEvents     *ebpf.Map `ebpf:"kd_events"`
-	KdMetrics    *ebpf.Map `ebpf:"kd_metrics"`
-	KdNodeAddrs  *ebpf.Map `ebpf:"kd_node_addrs"`
-	KdServices   *ebpf.Map `ebpf:"kd_services"`
-	KdSockRevnat *ebpf.Map `ebpf:"kd_sock_revnat"`
-	KdTunnel     *ebpf.Map `ebpf:"kd_tunnel"`
+	KdAffinity     *ebpf.Map `ebpf:"kd_affinity"`
+	KdBackends     *ebpf.Map `ebpf:"kd_backends"`
+	KdConfig       *ebpf.Map `ebpf:"kd_config"`
+	KdConntrack    *ebpf.Map `ebpf:"kd_conntrack"`
+	KdEndpoints    *ebpf.Map `ebpf:"kd_endpoints"`
+	KdEvents       *ebpf.Map `ebpf:"kd_events"`
+	KdFrags        *ebpf.Map `ebpf:"kd_frags"`
+	KdMetrics      *ebpf.Map `ebpf:"kd_metrics"`
+	KdNodeAddrs    *ebpf.Map `ebpf:"kd_node_addrs"`
+	KdServices     *ebpf.Map `ebpf:"kd_services"`
+	KdSockAffinity *ebpf.Map `ebpf:"kd_sock_affinity"`
+	KdSockNat      *ebpf.Map `ebpf:"kd_sock_nat"`
+	KdTunnel       *ebpf.Map `ebpf:"kd_tunnel"`
 }
 
 func (m *SockMaps) Close() error {
@@ -145,10 +151,12 @@ func (m *SockMaps) Close() error {
 		m.KdConntrack,
 		m.KdEndpoints,
 		m.KdEvents,
+		m.KdFrags,
 		m.KdMetrics,
 		m.KdNodeAddrs,
 		m.KdServices,
-		m.KdSockRevnat,
+		m.KdSockAffinity,
+		m.KdSockNat,
 		m.KdTunnel,
 	)
 }

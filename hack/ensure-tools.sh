@@ -24,3 +24,14 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 have go || { echo "ensure-tools: Go is required (go 1.26 or newer)" >&2; exit 1; }
+# moto (an AWS emulator) for the TestMoto... tests of provision/aws. PyPI may be unreachable: a failed
+# install is harmless, those tests then skip and say why.
+if ! python3.11 -c 'import moto' >/dev/null 2>&1; then
+  if have python3.11; then
+    echo "ensure-tools: installing moto[server]==5.2.1 for python3.11 with pip" >&2
+    timeout 120 python3.11 -m pip install --quiet --disable-pip-version-check --retries 0 --timeout 10 'moto[server]==5.2.1' >/dev/null 2>&1 ||
+      echo "ensure-tools: could not install moto (PyPI unreachable?); the TestMoto tests will skip" >&2
+  else
+    echo "ensure-tools: no python3.11, so no moto; the TestMoto tests will skip" >&2
+  fi
+fi

@@ -75,12 +75,27 @@ struct {
 	__uint(max_entries, 1 << 20);
 } kd_events SEC(".maps");
 
+/* Socket hooks: forward (UDP) and reverse translations per socket cookie. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__type(key, struct kd_sock_key);
 	__type(value, struct kd_sock_val);
 	__uint(max_entries, 65536);
-} kd_sock_revnat SEC(".maps");
+} kd_sock_nat SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct kd_sock_aff_key);
+	__type(value, struct kd_affinity_val);
+	__uint(max_entries, 65536);
+} kd_sock_affinity SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct kd_frag_key);
+	__type(value, struct kd_frag_val);
+	__uint(max_entries, 8192);
+} kd_frags SEC(".maps");
 
 static __always_inline struct kd_config *kd_cfg(void)
 {

@@ -249,7 +249,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 
 	var wg sync.WaitGroup
-	wg.Add(4)
+	wg.Add(5)
+	go func() { defer wg.Done(); a.watchNodeAddrs(ctx) }()
 	go func() { defer wg.Done(); a.runWorker(ctx) }()
 	go func() { defer wg.Done(); a.retrySkipped(ctx, 30*time.Second) }()
 	go func() { defer wg.Done(); a.runEndpoints(ctx) }()

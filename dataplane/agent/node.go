@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/kubedirect/kubedirect/dataplane/cni"
 	"github.com/kubedirect/kubedirect/dataplane/maps"
+	"github.com/kubedirect/kubedirect/dataplane/masq"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
@@ -110,17 +112,16 @@ func (a *Agent) syncNodes(first bool) error {
 			delete(a.tunnels, p)
 		}
 	}
-	// node addresses: where NodePorts answer
+	// node addresses: where NodePorts answer. Every local address, as kube-proxy without
+	// --nodeport-addresses; 127.0.0.0/8 is matched by the socket hooks themselves.
 	addrs := map[netip.Addr]bool{}
 	for _, ip := range self.Addrs {
 		addrs[ip] = true
 	}
-	if l, err := netlink.LinkByName(a.netdev); err == nil {
-		if al, err := netlink.AddrList(l, netlink.FAMILY_V4); err == nil {
-			for _, x := range al {
-				if ip, ok := netip.AddrFromSlice(x.IP.To4()); ok {
-					addrs[ip] = true
-				}
+	if al, err := netlink.AddrList(nil, netlink.FAMILY_V4); err == nil {
+		for _, x := range al {
+			if ip, ok := netip.AddrFromSlice(x.IP.To4()); ok && !ip.IsLoopback() {
+				addrs[ip] = true
 			}
 		}
 	}
@@ -152,6 +153,9 @@ func (a *Agent) syncNodes(first bool) error {
 	if err := a.writeConfig(self); err != nil {
 		errs = append(errs, err)
 	}
+	if err := a.syncMasquerade(self); err != nil {
+		errs = append(errs, err)
+	}
 	changed := !first && !reflect.DeepEqual(sortedNodes(topo), sortedNodes(a.topo))
 	a.topo = topo
 	a.mu.Lock()
@@ -165,6 +169,33 @@ func (a *Agent) syncNodes(first bool) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// watchNodeAddrs re-syncs the node whenever an IPv4 address is added to or removed from one of its
+// interfaces (NodePorts answer on every local address), until ctx ends.
+func (a *Agent) watchNodeAddrs(ctx context.Context) {
+	ch := make(chan netlink.AddrUpdate, 64)
+	err := netlink.AddrSubscribeWithOptions(ch, ctx.Done(), netlink.AddrSubscribeOptions{
+		ErrorCallback: func(err error) { a.log.Warn("watch node addresses", "err", err) },
+	})
+	if err != nil {
+		a.log.Warn("node addresses are read on Node changes only", "err", err)
+		return
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case u, ok := <-ch:
+			if !ok {
+				return
+			}
+			// pod veths get IPv6 link-local addresses: ignore those
+			if u.LinkAddress.IP.To4() != nil {
+				a.queue.Add(nodesKey)
+			}
+		}
+	}
 }
 
 func sortedNodes(t Topology) []NodeInfo {
@@ -187,16 +218,46 @@ func (a *Agent) writeConfig(self NodeInfo) error {
 	if a.cfg.ExternalServiceMode == "dsr" {
 		c.Mode = maps.ModeDSR
 	}
+	// the agent runs in the node's network namespace (hostNetwork)
+	if cookie, err := maps.NetnsCookie(); err == nil {
+		c.HostNetns = cookie
+	} else {
+		a.log.Warn("localhost NodePorts are not served", "err", err)
+	}
 	if l, err := netlink.LinkByName(VXLANDevice); err == nil {
 		c.VXLANIfindex = uint32(l.Attrs().Index)
 	}
 	if l, err := netlink.LinkByName(a.netdev); err == nil {
 		c.NetdevIfindex = uint32(l.Attrs().Index)
+		if mtu := l.Attrs().MTU - cni.VXLANOverhead; mtu > 0 && mtu <= 0xffff {
+			c.TunnelMTU = uint16(mtu)
+		}
 	}
 	if old, err := a.dp.Maps.GetConfig(); err == nil && old == c {
 		return nil
 	}
 	return a.dp.Maps.SetConfig(c)
+}
+
+// syncMasquerade (re)writes the pod egress masquerade table for this node's pod range, so pod traffic
+// to anything outside the non-masquerade CIDRs (nodes, the API server, the internet) leaves with the
+// node's address: underlays such as an AWS VPC drop packets from pod addresses they do not know. It
+// runs on every node sync, which also repairs a table someone flushed.
+func (a *Agent) syncMasquerade(self NodeInfo) error {
+	r := masq.Rules{PodCIDR: self.PodCIDR}
+	cidrs := a.cfg.NonMasqueradeCIDRs
+	if len(cidrs) == 0 {
+		// no cluster range configured: at least this node's pods talk to each other unmasqueraded
+		cidrs = []string{self.PodCIDR.String()}
+	}
+	for _, c := range cidrs {
+		p, err := netip.ParsePrefix(c)
+		if err != nil {
+			return fmt.Errorf("parse nonMasqueradeCIDRs %q: %w", c, err)
+		}
+		r.NonMasquerade = append(r.NonMasquerade, p)
+	}
+	return masq.Sync(r)
 }
 
 // setupNode finds the NIC, creates the vxlan device, sets the sysctls the datapath needs, attaches the

@@ -28,6 +28,8 @@ type Set struct {
 	Metrics   *ebpf.Map
 	Events    *ebpf.Map
 	SockNAT   *ebpf.Map
+	SockAff   *ebpf.Map
+	Frags     *ebpf.Map
 }
 
 // FromMap builds a Set from maps keyed by name (missing names stay nil).
@@ -37,6 +39,7 @@ func FromMap(m map[string]*ebpf.Map) *Set {
 		Affinity: m[NameAffinity], Tunnel: m[NameTunnel], Endpoints: m[NameEndpoints],
 		NodeAddrs: m[NameNodeAddrs], Config: m[NameConfig], Metrics: m[NameMetrics],
 		Events: m[NameEvents], SockNAT: m[NameSockNAT],
+		SockAff: m[NameSockAff], Frags: m[NameFrags],
 	}
 }
 
@@ -47,6 +50,7 @@ func (s *Set) ByName() map[string]*ebpf.Map {
 		NameAffinity: s.Affinity, NameTunnel: s.Tunnel, NameEndpoints: s.Endpoints,
 		NameNodeAddrs: s.NodeAddrs, NameConfig: s.Config, NameMetrics: s.Metrics,
 		NameEvents: s.Events, NameSockNAT: s.SockNAT,
+		NameSockAff: s.SockAff, NameFrags: s.Frags,
 	}
 }
 
@@ -255,6 +259,21 @@ func (s *Set) GetConfig() (Config, error) {
 	return c, err
 }
 
+// NetnsCookie returns the cookie of the calling thread's network namespace
+// (SO_NETNS_COOKIE), the value of Config.HostNetns for the node's namespace.
+func NetnsCookie() (uint64, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0, fmt.Errorf("open socket: %w", err)
+	}
+	defer unix.Close(fd)
+	c, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
+	if err != nil {
+		return 0, fmt.Errorf("read network namespace cookie: %w", err)
+	}
+	return c, nil
+}
+
 // MonotonicNow returns CLOCK_MONOTONIC in nanoseconds, the clock of
 // ConntrackValue.Expires and AffinityValue.LastUsed (bpf_ktime_get_ns).
 func MonotonicNow() uint64 {
@@ -334,23 +353,34 @@ func (s *Set) IterateConntrack(fn func(ConntrackKey, ConntrackValue) bool) error
 
 // PurgeAffinity removes the ClientIP affinity entries of a service (call it
 // when the service goes away: the datapath itself ignores entries whose
-// backend left the service) and returns how many.
+// backend left the service), of the tc programs and of the socket hooks, and
+// returns how many.
 func (s *Set) PurgeAffinity(serviceID uint32) (int, error) {
-	var k AffinityKey
-	var v AffinityValue
-	var del []AffinityKey
-	it := s.Affinity.Iterate()
+	n, err := purge[AffinityKey, AffinityValue](s.Affinity, func(k *AffinityKey) bool { return k.ServiceID == serviceID })
+	if err != nil || s.SockAff == nil {
+		return n, err
+	}
+	m, err := purge[SockAffinityKey, AffinityValue](s.SockAff, func(k *SockAffinityKey) bool { return k.ServiceID == serviceID })
+	return n + m, err
+}
+
+// purge deletes the entries of m whose key matches and returns how many.
+func purge[K, V any](m *ebpf.Map, match func(*K) bool) (int, error) {
+	var k K
+	var v V
+	var del []K
+	it := m.Iterate()
 	for it.Next(&k, &v) {
-		if k.ServiceID == serviceID {
+		if match(&k) {
 			del = append(del, k)
 		}
 	}
 	if err := it.Err(); err != nil {
-		return 0, fmt.Errorf("iterate affinity: %w", err)
+		return 0, fmt.Errorf("iterate %s: %w", m, err)
 	}
 	n := 0
 	for i := range del {
-		if s.Affinity.Delete(&del[i]) == nil {
+		if m.Delete(&del[i]) == nil {
 			n++
 		}
 	}

@@ -23,12 +23,15 @@ const (
 	NameConfig    = "kd_config"
 	NameMetrics   = "kd_metrics"
 	NameEvents    = "kd_events"
-	NameSockNAT   = "kd_sock_revnat"
+	NameSockNAT   = "kd_sock_nat"
+	NameSockAff   = "kd_sock_affinity"
+	NameFrags     = "kd_frags"
 )
 
 // Names lists every map the programs use.
 var Names = []string{NameServices, NameBackends, NameConntrack, NameAffinity, NameTunnel,
-	NameEndpoints, NameNodeAddrs, NameConfig, NameMetrics, NameEvents, NameSockNAT}
+	NameEndpoints, NameNodeAddrs, NameConfig, NameMetrics, NameEvents, NameSockNAT,
+	NameSockAff, NameFrags}
 
 // IP protocol numbers used in keys.
 const (
@@ -224,6 +227,15 @@ type Config struct {
 	VXLANPort     uint16
 	Mode          uint8 // ModeTunnel / ModeDSR, for services without SvcDSR/SvcTunnel
 	Debug         uint8 // DebugTrace: an event for every redirect (tests, troubleshooting)
+	// HostNetns is the cookie of the node's network namespace (SO_NETNS_COOKIE): sockets
+	// there reach NodePorts on 127.0.0.0/8, as kube-proxy's localhost NodePorts. 0: none.
+	HostNetns uint64
+	// TunnelMTU is the largest inner IPv4 packet the overlay carries without fragmenting (the NIC's MTU
+	// minus the 50 bytes of VXLAN): larger DF packets get ICMP fragmentation needed, TCP SYNs into the
+	// tunnel have their MSS clamped to it. 0 disables both.
+	TunnelMTU uint16
+	Pad       uint16
+	Pad2      uint32
 }
 
 // Metric is struct kd_metric (one per CPU in the map).
@@ -261,9 +273,21 @@ const (
 	ProgSock
 )
 
+// Kinds of kd_sock_nat entries (SockKey.Dir).
+const (
+	// SockForward: socket + frontend -> backend (UDP keeps one backend per socket).
+	SockForward uint8 = 0
+	// SockReverse: socket + backend -> frontend (what recvmsg4 / getpeername4 show).
+	SockReverse uint8 = 1
+)
+
 // SockKey is struct kd_sock_key.
 type SockKey struct {
-	Cookie uint64
+	Cookie uint64  // socket cookie
+	Addr   [4]byte // SockForward: frontend; SockReverse: backend
+	Port   uint16
+	Dir    uint8 // SockForward / SockReverse
+	Pad    uint8
 }
 
 // SockValue is struct kd_sock_val.
@@ -272,7 +296,17 @@ type SockValue struct {
 	BackendAddr  [4]byte
 	FrontendPort uint16
 	BackendPort  uint16
-	Pad          uint32
+	Slot         uint16 // SockForward: the backend's slot in Table
+	Table        uint8  // SockForward: TableAll or TableLocal, where it was picked
+	Pad          uint8
+}
+
+// SockAffinityKey is struct kd_sock_aff_key: ClientIP affinity of the
+// socket hooks, whose client is a network namespace (value: AffinityValue).
+type SockAffinityKey struct {
+	Netns     uint64 // network namespace cookie
+	ServiceID uint32
+	Pad       uint32
 }
 
 // Metric indexes: verdicts, then drop reasons (enum in bpf/lib/common.h).
@@ -298,6 +332,7 @@ const (
 	DropCTFull
 	DropFragment
 	DropCTCollision
+	DropTooBig
 	// MetricSlots is the size of kd_metrics.
 	MetricSlots = 32
 )
@@ -312,7 +347,7 @@ var VerdictNames = map[int]string{
 var DropReasonNames = map[int]string{
 	DropMalformed: "malformed", DropNoBackend: "no_backend", DropNoLocalBackend: "no_local_backend",
 	DropNoTunnel: "no_tunnel", DropFIB: "fib", DropRewrite: "rewrite", DropCTFull: "ct_full",
-	DropFragment: "fragment", DropCTCollision: "ct_collision",
+	DropFragment: "fragment", DropCTCollision: "ct_collision", DropTooBig: "too_big",
 }
 
 // Addr4 returns a's 4 bytes (zero for an invalid or IPv6 address).
@@ -326,4 +361,23 @@ func Addr4(a netip.Addr) [4]byte {
 // NewServiceKey builds a service key; pass an invalid netip.Addr{} for the NodePort wildcard.
 func NewServiceKey(addr netip.Addr, port uint16, proto, scope uint8) ServiceKey {
 	return ServiceKey{Addr: Addr4(addr), Port: port, Proto: proto, Scope: scope}
+}
+
+// FragKey is struct kd_frag_key: a fragmented datagram as its fragments arrive.
+type FragKey struct {
+	SrcAddr [4]byte
+	DstAddr [4]byte
+	ID      uint16 // IP identification, network order
+	Proto   uint8
+	Pad     uint8
+}
+
+// FragValue is struct kd_frag_val: the first fragment's translation and route, for the later fragments.
+type FragValue struct {
+	Expires uint64 // CLOCK_MONOTONIC ns
+	SrcAddr [4]byte
+	DstAddr [4]byte
+	Peer    [4]byte
+	Action  uint8 // 0 route by destination, 1 tunnel to Peer, 2 out of a NIC
+	Pad     [3]uint8
 }

@@ -26,7 +26,9 @@ var update = flag.Bool("update", false, "rewrite testdata/*.golden")
 func TestMain(m *testing.M) {
 	// Belt and braces: no test builds a real client, and none may ever look for instance metadata.
 	os.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-	os.Exit(m.Run())
+	code := m.Run()
+	stopMoto()
+	os.Exit(code)
 }
 
 func golden(t *testing.T, name string, got []byte) {
@@ -508,10 +510,19 @@ func TestIAMPoliciesAreLeastPrivilege(t *testing.T) {
 func TestKubeconfigWaitsForTheControlPlane(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
+	if _, err := e.p.Create(ctx, e.c); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := e.p.Kubeconfig(ctx, e.c, 5*time.Millisecond); !errors.Is(err, ErrNoKubeconfig) {
 		t.Errorf("no kubeconfig yet: %v", err)
 	}
 	e.cloud.PutObject("example-kubedirect-state", "clusters/prod/"+FileKubeconfig, []byte("apiVersion: v1\n"))
+	// Published, but the load balancers' health checks have not passed yet.
+	e.cloud.SetTargetHealth("initial")
+	if _, err := e.p.Kubeconfig(ctx, e.c, 5*time.Millisecond); !errors.Is(err, ErrAPIUnhealthy) {
+		t.Errorf("kubeconfig while the targets are not healthy: %v, want %v", err, ErrAPIUnhealthy)
+	}
+	e.cloud.SetTargetHealth("")
 	b, err := e.p.Kubeconfig(ctx, e.c, time.Second)
 	if err != nil || string(b) != "apiVersion: v1\n" {
 		t.Errorf("kubeconfig: %q, %v", b, err)

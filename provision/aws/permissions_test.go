@@ -71,3 +71,21 @@ func TestOperatorPolicyLetsAFreshAccountCreateServiceLinkedRoles(t *testing.T) {
 		t.Errorf("iam:CreateServiceLinkedRole on %v, want the service-linked roles only", st.Resource)
 	}
 }
+
+// TestOperatorPolicyFitsAManagedPolicy: AWS limits a managed policy to 6,144 characters without white
+// space (an inline user policy to 2,048, too small for it), so the published policy must fit.
+func TestOperatorPolicyFitsAManagedPolicy(t *testing.T) {
+	doc, err := UserPolicy("a-bucket-name-of-the-longest-length-aws-allows-is-sixty-three-ch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, r := range string(doc) {
+		if r != ' ' && r != '\n' && r != '\t' {
+			n++
+		}
+	}
+	if n > 6144 {
+		t.Errorf("the operator policy has %d characters without white space; a managed policy allows 6,144", n)
+	}
+}
