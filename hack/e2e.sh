@@ -8,6 +8,8 @@
 #   4. for each spec (examples/kind.yaml, examples/kind-dsr.yaml):
 #        kubedirect create cluster -f SPEC          (a copy with spec.kind.nodeImage set)
 #        kubedirect validate cluster --name N --wait 10m
+#        the kube-proxy behaviour cases of hack/e2e/cases.sh (musl DNS, rollout, UDP fixed port,
+#        host-network and remote Services from pods, large UDP replies through NodePorts)
 #        kubedirect delete cluster --name N         then assert that no container, network or volume
 #                                                   the cluster made is left
 #      on failure: hack/collect-logs.sh into the artifacts folder, then delete the cluster
@@ -113,6 +115,9 @@ BIN=$ARTIFACTS/kubedirect
 # same flags as the self-image build in provision/install, so that one hits the build cache
 CGO_ENABLED=0 go build -trimpath -o "$BIN" ./cmd/kubedirect
 "$BIN" version || true
+command -v musl-gcc >/dev/null || "$ROOT/hack/ensure-tools.sh"
+resolve_bin=$ARTIFACTS/resolve # the musl DNS client of the cases (hack/e2e/cases.sh)
+musl-gcc -static -O2 -o "$resolve_bin" hack/e2e/resolve.c
 stage_end
 
 kubectl_bin=$(ls "${KUBEDIRECT_CACHE:-$HOME/.cache/kubedirect}"/k8s/v1.*/bin/kubectl 2>/dev/null | tail -1 || true)
@@ -133,6 +138,9 @@ extra_checks() {
     echo "ok: host network of $node reaches ClusterIP $ip"
   done
 }
+
+# shellcheck source=hack/e2e/cases.sh
+source "$ROOT/hack/e2e/cases.sh"
 
 # ids of the containers, networks and volumes on the daemon
 resources() {
@@ -173,6 +181,11 @@ for spec in $SPECS; do
   stage_begin "$name: validate"
   "$BIN" validate cluster --name "$name" --wait "$VALIDATE_WAIT"
   extra_checks
+  stage_end
+
+  stage_begin "$name: kube-proxy behaviour cases"
+  # every case runs and reports even when an earlier one fails (set -e is off inside ||)
+  run_cases || { echo "FAIL: cases ${case_failures[*]}"; exit 1; }
   stage_end
 
   stage_begin "$name: delete cluster"

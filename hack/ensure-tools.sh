@@ -13,6 +13,7 @@ have llvm-strip || need+=(llvm)
 have bpftool || need+=(bpftool)
 have flock || need+=(util-linux)
 have curl || need+=(curl)
+have musl-gcc || need+=(musl-tools) # the e2e's musl DNS client (hack/e2e/resolve.c)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "ensure-tools: missing ${need[*]}; run as root or install them" >&2
