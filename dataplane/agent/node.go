@@ -278,6 +278,11 @@ func (a *Agent) setupNode(self NodeInfo) error {
 	}
 	mtu := nic.Attrs().MTU - cni.VXLANOverhead
 	if a.cfg.MTU != 0 {
+		if a.cfg.MTU > mtu {
+			// pods would send packets the tunnel cannot carry whole: TCP is clamped and DF packets get
+			// ICMP fragmentation needed, but everything else is fragmented on the underlay
+			a.log.Warn("configured pod MTU leaves no room for VXLAN", "mtu", a.cfg.MTU, "nicMTU", nic.Attrs().MTU, "max", mtu)
+		}
 		mtu = a.cfg.MTU
 	}
 	if err := ensureVXLAN(a.cfg.VXLANPort, mtu); err != nil {
