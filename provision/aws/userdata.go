@@ -31,6 +31,7 @@ type Bootstrap struct {
 	PodCIDR           string
 	ServiceCIDR       string
 	DSR               bool
+	PublishKey        string // state-store key the control plane publishes the API's address and CA to
 }
 
 // RenderUserData renders the bootstrap script of a node.
@@ -54,5 +55,6 @@ func (m *model) bootstrap(g spec.NodeGroup, apiEndpoint, publicAPIEndpoint strin
 		KubernetesVersion: v, MinorVersion: minor, PackageVersion: strings.TrimPrefix(v, "v") + "-1.1",
 		Region: m.region, StateStore: strings.TrimSuffix(m.names.StateStore(), "/"), APIEndpoint: apiEndpoint, PublicAPIEndpoint: publicAPIEndpoint,
 		PodCIDR: m.spec.Spec.Networking.PodCIDR, ServiceCIDR: m.spec.Spec.Networking.ServiceCIDR, DSR: m.dsr,
+		PublishKey: FileKubeconfig,
 	}
 }
