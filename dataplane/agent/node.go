@@ -244,7 +244,12 @@ func (a *Agent) writeConfig(self NodeInfo) error {
 // node's address: underlays such as an AWS VPC drop packets from pod addresses they do not know. It
 // runs on every node sync, which also repairs a table someone flushed.
 func (a *Agent) syncMasquerade(self NodeInfo) error {
-	r := masq.Rules{PodCIDR: self.PodCIDR}
+	r := masq.Rules{PodCIDR: self.PodCIDR, NodeAddr: self.InternalIP}
+	// pods' source ports inside the NodePort range are moved above it: from_netdev must never take a
+	// reply for a NodePort flow
+	if pr, err := parsePortRanges(a.cfg.NodePortRange); err == nil && len(pr) == 1 && pr[0].first > 0 && pr[0].last < 65535 {
+		r.NodePortFirst, r.NodePortLast = uint16(pr[0].first), uint16(pr[0].last)
+	}
 	cidrs := a.cfg.NonMasqueradeCIDRs
 	if len(cidrs) == 0 {
 		// no cluster range configured: at least this node's pods talk to each other unmasqueraded
@@ -278,6 +283,11 @@ func (a *Agent) setupNode(self NodeInfo) error {
 	}
 	mtu := nic.Attrs().MTU - cni.VXLANOverhead
 	if a.cfg.MTU != 0 {
+		if a.cfg.MTU > mtu {
+			// pods would send packets the tunnel cannot carry whole: TCP is clamped and DF packets get
+			// ICMP fragmentation needed, but everything else is fragmented on the underlay
+			a.log.Warn("configured pod MTU leaves no room for VXLAN", "mtu", a.cfg.MTU, "nicMTU", nic.Attrs().MTU, "max", mtu)
+		}
 		mtu = a.cfg.MTU
 	}
 	if err := ensureVXLAN(a.cfg.VXLANPort, mtu); err != nil {

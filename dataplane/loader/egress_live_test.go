@@ -31,7 +31,9 @@ var clusterPods = netip.MustParsePrefix("10.244.0.0/16")
 // underlays that drop or mangle them, and full-size transfers and DF datagrams check the tunnel MTU.
 func egressCases(t *testing.T, under, cli *netns, a, b *kdNode, mode uint8) {
 	for _, n := range []*kdNode{a, b} {
-		must(t, masq.Sync(masq.Rules{PodCIDR: n.cidr, NonMasquerade: []netip.Prefix{clusterPods}}, masq.InNetNS(n.ns.fd)))
+		must(t, masq.Sync(masq.Rules{PodCIDR: n.cidr, NonMasquerade: []netip.Prefix{clusterPods}, NodeAddr: n.ip,
+			NodePortFirst: 30000, NodePortLast: 32767},
+			masq.InNetNS(n.ns.fd)))
 		sh(t, "ip", "netns", "exec", n.ns.name, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0")
 	}
 	pa := a.pods[0]
@@ -68,6 +70,36 @@ func egressCases(t *testing.T, under, cli *netns, a, b *kdNode, mode uint8) {
 		c := dial(t, pa.ns, b.ip.String()+":9090")
 		if got := ask(t, c); !strings.HasPrefix(got, a.ip.String()+":") {
 			t.Fatalf("server on B saw %s, want node A %s", got, a.ip)
+		}
+	})
+	t.Run("host client to a pod on another node, tcp and udp (replies not masqueraded)", func(t *testing.T) {
+		// as the agent: the node's stack reaches remote pod CIDRs through the overlay
+		sh(t, "ip", "-n", a.ns.name, "link", "set", "vxlan0", "arp", "off")
+		sh(t, "ip", "-n", a.ns.name, "route", "replace", b.cidr.String(), "dev", "vxlan0", "src", a.ip.String())
+		c := dial(t, a.ns, b.pods[0].ip.String()+":8080")
+		if got := ask(t, c); !strings.HasPrefix(got, a.ip.String()+":") {
+			t.Fatalf("pod saw %s, want node A %s", got, a.ip)
+		}
+		got, from := udpAsk(t, a.ns, b.pods[0].ip.String()+":5353")
+		if !strings.HasPrefix(got, a.ip.String()+":") || from != b.pods[0].ip.String()+":5353" {
+			t.Fatalf("udp reply %q from %s", got, from)
+		}
+	})
+	t.Run("pod with a source port in the NodePort range reaches another node", func(t *testing.T) {
+		// 30081 is a NodePort on A: a reply to A:30081 would be taken for a NodePort flow
+		var c net.Conn
+		if err := pa.ns.do(func() (err error) {
+			d := net.Dialer{Timeout: 3 * time.Second, LocalAddr: &net.TCPAddr{Port: 30081}}
+			c, err = d.Dial("tcp4", b.ip.String()+":9090")
+			return err
+		}); err != nil {
+			t.Fatalf("dial from port 30081: %v", err)
+		}
+		defer c.Close()
+		got := ask(t, c)
+		ap, err := netip.ParseAddrPort(got)
+		if err != nil || ap.Addr() != a.ip || ap.Port() < 32768 {
+			t.Fatalf("server on B saw %s, want node A %s with a port above the NodePort range", got, a.ip)
 		}
 	})
 	t.Run("pod to ClusterIP with a host-network backend on another node", func(t *testing.T) {

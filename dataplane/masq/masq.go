@@ -10,6 +10,7 @@
 package masq
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -33,6 +34,14 @@ type Rules struct {
 	PodCIDR netip.Prefix
 	// NonMasquerade are the destinations that keep the pod's address (the cluster pod range at least).
 	NonMasquerade []netip.Prefix
+	// NodePortFirst..NodePortLast is the NodePort range and NodeAddr the node's address: TCP and UDP
+	// from a source port inside the range are SNATed to NodeAddr with a port above it. The NIC program
+	// sees replies before conntrack un-NATs them, and one to a node address on a NodePort port would be
+	// taken for a new NodePort flow (Cilium's SNAT keeps to 32768-65535 for the same reason). Other
+	// ports are kept as masquerade keeps them (pods' ephemeral ports, 32768-60999, lie above the range).
+	// Zero values turn this off.
+	NodeAddr                    netip.Addr
+	NodePortFirst, NodePortLast uint16
 }
 
 // Option configures the netlink connection.
@@ -77,6 +86,26 @@ func Sync(r Rules, opts ...Option) error {
 		// ip saddr <pod CIDR> ip daddr <p> return
 		c.AddRule(&nftables.Rule{Table: t, Chain: ch,
 			Exprs: slices.Concat(src, matchPrefix(ipDaddrOff, p), []expr.Any{&expr.Verdict{Kind: expr.VerdictReturn}})})
+	}
+	if r.NodeAddr.Is4() && r.NodePortFirst != 0 && r.NodePortLast >= r.NodePortFirst && r.NodePortLast < 65535 {
+		// ip saddr <pod CIDR> meta l4proto tcp|udp th sport <NodePort range>
+		//   snat to <node>:<NodePort last + 1>-65535
+		// (masquerade cannot be given a port range through this library: it sends no
+		// NF_NAT_RANGE_PROTO_SPECIFIED flag, so the kernel would keep the port)
+		node := r.NodeAddr.As4()
+		for _, proto := range []byte{unix.IPPROTO_TCP, unix.IPPROTO_UDP} {
+			c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: slices.Concat(src, []expr.Any{
+				&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
+				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 2},
+				&expr.Range{Op: expr.CmpOpEq, Register: 1, FromData: be16(r.NodePortFirst), ToData: be16(r.NodePortLast)},
+				&expr.Immediate{Register: 1, Data: node[:]},
+				&expr.Immediate{Register: 2, Data: be16(r.NodePortLast + 1)},
+				&expr.Immediate{Register: 3, Data: be16(65535)},
+				&expr.NAT{Type: expr.NATTypeSourceNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegProtoMin: 2,
+					RegProtoMax: 3, Specified: true},
+			})})
+		}
 	}
 	// ip saddr <pod CIDR> masquerade
 	c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: slices.Concat(src, []expr.Any{&expr.Masq{}})})
@@ -127,3 +156,5 @@ func matchPrefix(off uint32, p netip.Prefix) []expr.Any {
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: a[:]},
 	}
 }
+
+func be16(v uint16) []byte { return binary.BigEndian.AppendUint16(nil, v) }

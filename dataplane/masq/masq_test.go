@@ -36,7 +36,8 @@ func TestRootMasqueradeTable(t *testing.T) {
 		return string(out)
 	}
 	r := masq.Rules{PodCIDR: netip.MustParsePrefix("10.244.1.0/24"),
-		NonMasquerade: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16"), netip.MustParsePrefix("172.16.0.0/12")}}
+		NonMasquerade: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16"), netip.MustParsePrefix("172.16.0.0/12")},
+		NodeAddr:      netip.MustParseAddr("192.168.1.1"), NodePortFirst: 30000, NodePortLast: 32767}
 	if err := masq.Sync(r, masq.InNetNS(fd)); err != nil {
 		t.Fatal(err)
 	}
@@ -45,6 +46,8 @@ func TestRootMasqueradeTable(t *testing.T) {
 		"type nat hook postrouting priority srcnat",
 		"ip saddr 10.244.1.0/24 ip daddr 10.244.0.0/16 return",
 		"ip saddr 10.244.1.0/24 ip daddr 172.16.0.0/12 return",
+		"ip saddr 10.244.1.0/24 tcp sport 30000-32767 snat to 192.168.1.1:32768-65535",
+		"ip saddr 10.244.1.0/24 udp sport 30000-32767 snat to 192.168.1.1:32768-65535",
 		"ip saddr 10.244.1.0/24 masquerade",
 	} {
 		if !strings.Contains(got, want) {
@@ -58,7 +61,7 @@ func TestRootMasqueradeTable(t *testing.T) {
 	if err := masq.Sync(r, masq.InNetNS(fd)); err != nil {
 		t.Fatal(err)
 	}
-	if got := list(); strings.Contains(got, "172.16.0.0/12") || strings.Count(got, "masquerade\n") != 1 {
+	if got := list(); strings.Contains(got, "172.16.0.0/12") || strings.Count(got, "return") != 1 || strings.Count(got, "snat to") != 2 || strings.Count(got, "/24 masquerade\n") != 1 {
 		t.Fatalf("second sync did not replace the rules:\n%s", got)
 	}
 	for i := 0; i < 2; i++ {
