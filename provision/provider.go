@@ -67,6 +67,9 @@ type CreateOptions struct {
 	// KubeconfigPath is the kubeconfig file to merge the cluster's context into; empty means the
 	// default ($KUBECONFIG or ~/.kube/config).
 	KubeconfigPath string
+	// Image is the self-image the nodes will run (nil with spec.dataplane.image). A provider whose
+	// nodes fetch it while they boot (AWS) publishes it during Create.
+	Image *install.SelfImage
 }
 
 // CreateOption sets a CreateOptions field.
@@ -78,6 +81,11 @@ func CreateWithRetain(retain bool) CreateOption { return func(o *CreateOptions) 
 // CreateWithKubeconfigPath names the kubeconfig file to merge the cluster's context into.
 func CreateWithKubeconfigPath(path string) CreateOption {
 	return func(o *CreateOptions) { o.KubeconfigPath = path }
+}
+
+// CreateWithImage gives Create the self-image the nodes will run.
+func CreateWithImage(img *install.SelfImage) CreateOption {
+	return func(o *CreateOptions) { o.Image = img }
 }
 
 // BuildCreateOptions applies opts to the zero options.
