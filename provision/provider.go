@@ -14,6 +14,7 @@ import (
 
 	"github.com/kubedirect/kubedirect/provision/install"
 	"github.com/kubedirect/kubedirect/provision/spec"
+	"github.com/kubedirect/kubedirect/provision/validate"
 )
 
 // ErrNotFound is returned (wrapped) when a named cluster does not exist.
@@ -126,4 +127,11 @@ type Describer interface {
 	Describe(c *spec.Cluster) string
 	// CreateStep names the progress step Create runs as; "" when Create reports its own steps (kind).
 	CreateStep(c *spec.Cluster) string
+}
+
+// ValidationTuner is implemented by providers whose nodes the validation's outside client reaches
+// differently from kind (addresses, ports the firewall admits); it returns an error, before anything
+// runs, when the cluster's settings cannot let the client through.
+type ValidationTuner interface {
+	TuneValidator(c *spec.Cluster, v *validate.Validator) error
 }

@@ -48,10 +48,11 @@ func newNodeCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			n.NodeName, err = awsprov.NodeName(cmd.Context())
+			id, err := awsprov.Whoami(cmd.Context())
 			if err != nil {
 				return err
 			}
+			n.NodeName, n.PublicIP = id.Hostname, id.PublicIP
 			_, err = n.SyncImage(cmd.Context())
 			return err
 		},

@@ -68,6 +68,7 @@ type Identity struct {
 	InstanceID string
 	PrivateIP  string
 	Hostname   string // the private DNS name, which kubelet registers the Node as
+	PublicIP   string // the public IPv4 address, "" without one
 }
 
 // ReadIdentity asks IMDSv2 (AWS_EC2_METADATA_SERVICE_ENDPOINT is honoured, as in the rehearsal).
@@ -92,6 +93,8 @@ func ReadIdentity(ctx context.Context, c *imds.Client) (*Identity, error) {
 	if id.Hostname, err = get("local-hostname"); err != nil {
 		return nil, err
 	}
+	// Not every instance has a public address: a missing one is no error.
+	id.PublicIP, _ = get("public-ipv4")
 	// kubelet names the Node after the short host name (ip-172-20-0-10), lower case.
 	id.Hostname = strings.ToLower(strings.SplitN(id.Hostname, ".", 2)[0])
 	return &id, nil
@@ -250,7 +253,7 @@ func (n *Node) Bootstrap(ctx context.Context, c *NodeConfig, run func(ctx contex
 	if err != nil {
 		return err
 	}
-	n.NodeName = id.Hostname
+	n.NodeName, n.PublicIP = id.Hostname, id.PublicIP
 	n.Log.Info("bootstrapping node", "cluster", c.Cluster, "group", c.NodeGroup, "instance", id.InstanceID, "ip", id.PrivateIP)
 	if c.DSR {
 		// Replies leave this node with another node's address as source: EC2 must not drop them.
@@ -383,15 +386,11 @@ func RunLogged(out io.Writer) func(ctx context.Context, name string, args ...str
 	}
 }
 
-// NodeName is the name this instance's Node has: its short private host name from IMDSv2.
-func NodeName(ctx context.Context) (string, error) {
+// Whoami reads this instance's identity from IMDSv2.
+func Whoami(ctx context.Context) (*Identity, error) {
 	cfg, err := config.LoadDefaultConfig(ctx)
 	if err != nil {
-		return "", fmt.Errorf("load AWS configuration: %w", err)
+		return nil, fmt.Errorf("load AWS configuration: %w", err)
 	}
-	id, err := ReadIdentity(ctx, imds.NewFromConfig(cfg))
-	if err != nil {
-		return "", err
-	}
-	return id.Hostname, nil
+	return ReadIdentity(ctx, imds.NewFromConfig(cfg))
 }

@@ -42,6 +42,8 @@ type Node struct {
 	Client kubernetes.Interface
 	// NodeName is this node's Node object.
 	NodeName string
+	// PublicIP is recorded on the Node (AnnotationPublicIPv4) for validation's outside client.
+	PublicIP string
 	// Log receives what the node does. Default: discarded.
 	Log *slog.Logger
 }
@@ -144,12 +146,21 @@ func (n *Node) SyncImage(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("sync image: get node %s: %w", n.NodeName, err)
 	}
-	if node.Annotations[AnnotationSelfImage] != img.Image.Tag {
-		patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{AnnotationSelfImage: img.Image.Tag}}})
+	marks := map[string]string{AnnotationSelfImage: img.Image.Tag}
+	if n.PublicIP != "" {
+		marks[AnnotationPublicIPv4] = n.PublicIP
+	}
+	for k, v := range marks {
+		if node.Annotations[k] == v {
+			delete(marks, k)
+		}
+	}
+	if len(marks) > 0 {
+		patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": marks}})
 		if _, err := n.Client.CoreV1().Nodes().Patch(ctx, n.NodeName, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 			return "", fmt.Errorf("sync image: mark node %s: %w", n.NodeName, err)
 		}
-		n.Log.Info("marked node", "node", n.NodeName, AnnotationSelfImage, img.Image.Tag)
+		n.Log.Info("marked node", "node", n.NodeName, "annotations", marks)
 	}
 	return img.Image.Tag, nil
 }

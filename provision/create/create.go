@@ -310,6 +310,12 @@ func Plan(ctx context.Context, p provision.Provider, c *spec.Cluster, w io.Write
 
 // Validator connects a validation to the cluster as its admin, through the provider's kubeconfig.
 func Validator(ctx context.Context, p provision.Provider, c *spec.Cluster, log *slog.Logger) (*validate.Validator, error) {
+	if t, ok := p.(provision.ValidationTuner); ok {
+		// Settings that keep the client out are reported before anything is asked of the cluster.
+		if err := t.TuneValidator(c, &validate.Validator{}); err != nil {
+			return nil, fmt.Errorf("validate cluster %q: %w", c.Metadata.Name, err)
+		}
+	}
 	ok, err := p.Exists(ctx, c)
 	if err != nil {
 		return nil, err
@@ -329,5 +335,11 @@ func Validator(ctx context.Context, p provision.Provider, c *spec.Cluster, log *
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client for %q: %w", c.Metadata.Name, err)
 	}
-	return &validate.Validator{Client: cs, Cluster: c.Metadata.Name, Prober: validate.HostProber{}, Log: log}, nil
+	v := &validate.Validator{Client: cs, Cluster: c.Metadata.Name, Prober: validate.HostProber{}, Log: log}
+	if t, ok := p.(provision.ValidationTuner); ok {
+		if err := t.TuneValidator(c, v); err != nil {
+			return nil, fmt.Errorf("validate cluster %q: %w", c.Metadata.Name, err)
+		}
+	}
+	return v, nil
 }
