@@ -471,10 +471,19 @@ func TestIAMPoliciesAreLeastPrivilege(t *testing.T) {
 func TestKubeconfigWaitsForTheControlPlane(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
+	if _, err := e.p.Create(ctx, e.c); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := e.p.Kubeconfig(ctx, e.c, 5*time.Millisecond); !errors.Is(err, ErrNoKubeconfig) {
 		t.Errorf("no kubeconfig yet: %v", err)
 	}
 	e.cloud.PutObject("example-kubedirect-state", "clusters/prod/"+FileKubeconfig, []byte("apiVersion: v1\n"))
+	// Published, but the load balancers' health checks have not passed yet.
+	e.cloud.SetTargetHealth("initial")
+	if _, err := e.p.Kubeconfig(ctx, e.c, 5*time.Millisecond); !errors.Is(err, ErrAPIUnhealthy) {
+		t.Errorf("kubeconfig while the targets are not healthy: %v, want %v", err, ErrAPIUnhealthy)
+	}
+	e.cloud.SetTargetHealth("")
 	b, err := e.p.Kubeconfig(ctx, e.c, time.Second)
 	if err != nil || string(b) != "apiVersion: v1\n" {
 		t.Errorf("kubeconfig: %q, %v", b, err)
