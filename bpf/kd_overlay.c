@@ -91,6 +91,14 @@ int from_overlay(struct __sk_buff *skb)
 			return kd_drop(skb, KD_DROP_REWRITE);
 		if (v && p.mf && kd_frag_record(&p, os, od, KD_FRAG_ROUTE, 0, now) < 0)
 			return kd_drop(skb, KD_DROP_FRAGMENT);
+		/* From a host-network client on another node (its route to our
+		 * pod CIDR): the stack delivers it, so its conntrack sees the
+		 * connection and the pod's replies are not new flows for the
+		 * masquerade (they would leave from the node's address). */
+		if (!v && (p.saddr & cfg->pod_mask) != cfg->pod_cidr && !kd_tunnel_node(p.saddr)) {
+			kd_count(KD_M_PASS, skb->len);
+			return kd_to_stack(skb);
+		}
 		rc = kd_to_endpoint(skb, p.daddr);
 		return rc >= 0 ? rc : kd_to_stack(skb);
 	}

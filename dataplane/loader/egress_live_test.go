@@ -72,6 +72,19 @@ func egressCases(t *testing.T, under, cli *netns, a, b *kdNode, mode uint8) {
 			t.Fatalf("server on B saw %s, want node A %s", got, a.ip)
 		}
 	})
+	t.Run("host client to a pod on another node, tcp and udp (replies not masqueraded)", func(t *testing.T) {
+		// as the agent: the node's stack reaches remote pod CIDRs through the overlay
+		sh(t, "ip", "-n", a.ns.name, "link", "set", "vxlan0", "arp", "off")
+		sh(t, "ip", "-n", a.ns.name, "route", "replace", b.cidr.String(), "dev", "vxlan0", "src", a.ip.String())
+		c := dial(t, a.ns, b.pods[0].ip.String()+":8080")
+		if got := ask(t, c); !strings.HasPrefix(got, a.ip.String()+":") {
+			t.Fatalf("pod saw %s, want node A %s", got, a.ip)
+		}
+		got, from := udpAsk(t, a.ns, b.pods[0].ip.String()+":5353")
+		if !strings.HasPrefix(got, a.ip.String()+":") || from != b.pods[0].ip.String()+":5353" {
+			t.Fatalf("udp reply %q from %s", got, from)
+		}
+	})
 	t.Run("pod with a source port in the NodePort range reaches another node", func(t *testing.T) {
 		// 30081 is a NodePort on A: a reply to A:30081 would be taken for a NodePort flow
 		var c net.Conn
