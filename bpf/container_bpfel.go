@@ -22,6 +22,7 @@ const (
 	ContainerMapKdConntrack    = "kd_conntrack"
 	ContainerMapKdEndpoints    = "kd_endpoints"
 	ContainerMapKdEvents       = "kd_events"
+	ContainerMapKdFrags        = "kd_frags"
 	ContainerMapKdMetrics      = "kd_metrics"
 	ContainerMapKdNodeAddrs    = "kd_node_addrs"
 	ContainerMapKdServices     = "kd_services"
@@ -88,6 +89,7 @@ type ContainerMapSpecs struct {
 	KdConntrack    *ebpf.MapSpec `ebpf:"kd_conntrack"`
 	KdEndpoints    *ebpf.MapSpec `ebpf:"kd_endpoints"`
 	KdEvents       *ebpf.MapSpec `ebpf:"kd_events"`
+	KdFrags        *ebpf.MapSpec `ebpf:"kd_frags"`
 	KdMetrics      *ebpf.MapSpec `ebpf:"kd_metrics"`
 	KdNodeAddrs    *ebpf.MapSpec `ebpf:"kd_node_addrs"`
 	KdServices     *ebpf.MapSpec `ebpf:"kd_services"`
@@ -128,6 +130,7 @@ type ContainerMaps struct {
 	KdConntrack    *ebpf.Map `ebpf:"kd_conntrack"`
 	KdEndpoints    *ebpf.Map `ebpf:"kd_endpoints"`
 	KdEvents       *ebpf.Map `ebpf:"kd_events"`
+	KdFrags        *ebpf.Map `ebpf:"kd_frags"`
 	KdMetrics      *ebpf.Map `ebpf:"kd_metrics"`
 	KdNodeAddrs    *ebpf.Map `ebpf:"kd_node_addrs"`
 	KdServices     *ebpf.Map `ebpf:"kd_services"`
@@ -144,6 +147,7 @@ func (m *ContainerMaps) Close() error {
 		m.KdConntrack,
 		m.KdEndpoints,
 		m.KdEvents,
+		m.KdFrags,
 		m.KdMetrics,
 		m.KdNodeAddrs,
 		m.KdServices,

@@ -38,7 +38,8 @@ int from_container(struct __sk_buff *skb)
 	__u64 now;
 	int err = 0, rc;
 	__u16 flags;
-	__be32 src;
+	__be32 src, os, od;
+	__u8 act;
 
 	if (!cfg)
 		return TC_ACT_OK;
@@ -56,16 +57,36 @@ int from_container(struct __sk_buff *skb)
 		if (v && (v->flags & (KD_CT_NODEPORT_LOCAL | KD_CT_NODEPORT_FWD)))
 			return kd_reply_out(skb, cfg, &p, v);
 	}
+	if (rc == KD_PARSE_FRAGMENT) {
+		/* A later fragment of a datagram translated here: same rewrite,
+		 * same way out. */
+		struct kd_frag_val *f = kd_frag_get(skb, &p, now, &err);
+
+		if (err)
+			return kd_drop(skb, KD_DROP_REWRITE);
+		if (f && f->action == KD_FRAG_ENCAP)
+			return kd_encap(skb, cfg, f->peer);
+		if (f && f->action == KD_FRAG_FIB)
+			return kd_fib_out(skb, &p);
+	}
 	if (rc != KD_PARSE_OK)
-		return kd_route(skb, cfg, &p); /* ICMP, fragments: plain routing */
+		return kd_route(skb, cfg, &p); /* ICMP, other fragments: plain routing */
+	os = p.saddr;
+	od = p.daddr;
 
 	/* Reply from a backend pod of a flow translated on this node. */
 	v = kd_revnat(skb, &p, now, &err);
 	if (err)
 		return kd_drop(skb, KD_DROP_REWRITE);
 	if (v) {
-		if (v->flags & (KD_CT_NODEPORT_LOCAL | KD_CT_NODEPORT_FWD))
+		if (v->flags & (KD_CT_NODEPORT_LOCAL | KD_CT_NODEPORT_FWD)) {
+			act = ((v->flags & KD_CT_NODEPORT_FWD) && !(v->flags & KD_CT_DSR)) ? KD_FRAG_ENCAP : KD_FRAG_FIB;
+			if (p.mf && kd_frag_record(&p, os, od, act, v->tunnel_peer, now) < 0)
+				return kd_drop(skb, KD_DROP_FRAGMENT);
 			return kd_reply_out(skb, cfg, &p, v);
+		}
+		if (p.mf && kd_frag_record(&p, os, od, KD_FRAG_ROUTE, 0, now) < 0)
+			return kd_drop(skb, KD_DROP_FRAGMENT);
 		return kd_route(skb, cfg, &p);
 	}
 
@@ -78,6 +99,8 @@ int from_container(struct __sk_buff *skb)
 		if ((v->flags & KD_CT_HAIRPIN) && kd_set_addr(skb, &p, 1, cfg->hairpin_addr) < 0)
 			return kd_drop(skb, KD_DROP_REWRITE);
 		kd_count(KD_M_DNAT, skb->len);
+		if (p.mf && kd_frag_record(&p, os, od, KD_FRAG_ROUTE, 0, now) < 0)
+			return kd_drop(skb, KD_DROP_FRAGMENT);
 		return kd_route(skb, cfg, &p);
 	}
 
@@ -111,6 +134,8 @@ int from_container(struct __sk_buff *skb)
 	if ((flags & KD_CT_HAIRPIN) && kd_set_addr(skb, &p, 1, src) < 0)
 		return kd_drop(skb, KD_DROP_REWRITE);
 	kd_count(KD_M_DNAT, skb->len);
+	if (p.mf && kd_frag_record(&p, os, od, KD_FRAG_ROUTE, 0, now) < 0)
+		return kd_drop(skb, KD_DROP_FRAGMENT);
 	return kd_route(skb, cfg, &p);
 }
 
@@ -118,13 +143,22 @@ SEC("tc")
 int to_container(struct __sk_buff *skb)
 {
 	struct kd_pkt p;
+	__u64 now = bpf_ktime_get_ns();
+	__be32 os, od;
 	int err = 0, rc;
 
 	rc = kd_parse(skb, &p);
+	if (rc == KD_PARSE_NOT_IPV4 || rc == KD_PARSE_MALFORMED)
+		return TC_ACT_OK;
+	os = p.saddr;
+	od = p.daddr;
 	if (rc == KD_PARSE_OTHER_L4)
-		kd_revnat_icmp(skb, &p, bpf_ktime_get_ns(), &err);
-	else if (rc == KD_PARSE_OK)
-		kd_revnat(skb, &p, bpf_ktime_get_ns(), &err);
+		kd_revnat_icmp(skb, &p, now, &err);
+	else if (rc == KD_PARSE_FRAGMENT)
+		kd_frag_get(skb, &p, now, &err);
+	else if (rc == KD_PARSE_OK && kd_revnat(skb, &p, now, &err) && p.mf && !err &&
+		 kd_frag_record(&p, os, od, KD_FRAG_ROUTE, 0, now) < 0)
+		return kd_drop(skb, KD_DROP_FRAGMENT);
 	if (err)
 		return kd_drop(skb, KD_DROP_REWRITE);
 	return TC_ACT_OK;

@@ -22,15 +22,28 @@ int from_netdev(struct __sk_buff *skb)
 	struct kd_backend_val be;
 	__u64 now;
 	__u16 flags;
-	int rc;
+	__be32 od;
+	int rc, err = 0;
 
 	if (!cfg)
 		return TC_ACT_OK;
 	rc = kd_parse(skb, &p);
 	if (rc == KD_PARSE_MALFORMED)
 		return kd_drop(skb, KD_DROP_MALFORMED);
+	if (rc == KD_PARSE_FRAGMENT) {
+		/* A later fragment of a datagram translated here. */
+		struct kd_frag_val *f = kd_frag_get(skb, &p, bpf_ktime_get_ns(), &err);
+
+		if (err)
+			return kd_drop(skb, KD_DROP_REWRITE);
+		if (f && f->action == KD_FRAG_ENCAP)
+			return kd_encap(skb, cfg, f->peer);
+		if (f)
+			return kd_deliver_dnat(skb, &p);
+	}
 	if (rc != KD_PARSE_OK)
 		return kd_pass(skb);
+	od = p.daddr;
 	if (p.proto == IPPROTO_UDP && p.dport == cfg->vxlan_port)
 		return kd_pass(skb); /* overlay traffic for the vxlan device */
 	now = bpf_ktime_get_ns();
@@ -39,12 +52,17 @@ int from_netdev(struct __sk_buff *skb)
 	kd_ct_key_fwd(&k, &p);
 	v = kd_ct_get(&k, &p, now);
 	if (v) {
-		if (v->flags & KD_CT_NODEPORT_REMOTE)
+		if (v->flags & KD_CT_NODEPORT_REMOTE) {
+			if (p.mf && kd_frag_record(&p, p.saddr, od, KD_FRAG_ENCAP, v->tunnel_peer, now) < 0)
+				return kd_drop(skb, KD_DROP_FRAGMENT);
 			return kd_encap(skb, cfg, v->tunnel_peer);
+		}
 		if (v->flags & KD_CT_NODEPORT_LOCAL) {
 			if (kd_dnat(skb, &p, v->nat_addr, v->nat_port) < 0)
 				return kd_drop(skb, KD_DROP_REWRITE);
 			kd_count(KD_M_DNAT, skb->len);
+			if (p.mf && kd_frag_record(&p, p.saddr, od, KD_FRAG_ROUTE, 0, now) < 0)
+				return kd_drop(skb, KD_DROP_FRAGMENT);
 			return kd_deliver_dnat(skb, &p);
 		}
 	}
@@ -68,6 +86,8 @@ int from_netdev(struct __sk_buff *skb)
 			return kd_drop(skb, rc);
 		kd_event(cfg, &p, KD_PROG_FROM_NETDEV, KD_M_ENCAP, 0, be.addr, be.port, be.node_ip,
 			 svc->svc_id);
+		if (p.mf && kd_frag_record(&p, p.saddr, od, KD_FRAG_ENCAP, be.node_ip, now) < 0)
+			return kd_drop(skb, KD_DROP_FRAGMENT);
 		return kd_encap(skb, cfg, be.node_ip);
 	}
 	flags = KD_CT_NODEPORT_LOCAL;
@@ -79,6 +99,8 @@ int from_netdev(struct __sk_buff *skb)
 	if (kd_dnat(skb, &p, be.addr, be.port) < 0)
 		return kd_drop(skb, KD_DROP_REWRITE);
 	kd_count(KD_M_DNAT, skb->len);
+	if (p.mf && kd_frag_record(&p, p.saddr, od, KD_FRAG_ROUTE, 0, now) < 0)
+		return kd_drop(skb, KD_DROP_FRAGMENT);
 	return kd_deliver_dnat(skb, &p);
 }
 
@@ -88,18 +110,45 @@ int to_netdev(struct __sk_buff *skb)
 	struct kd_config *cfg = kd_cfg();
 	struct kd_pkt p;
 	struct kd_ct_val *v;
-	int err = 0;
+	__u64 now;
+	__be32 os, od;
+	int err = 0, rc;
 
-	if (!cfg || kd_parse(skb, &p) != KD_PARSE_OK)
+	if (!cfg)
+		return TC_ACT_OK;
+	rc = kd_parse(skb, &p);
+	if (rc == KD_PARSE_FRAGMENT) {
+		/* A later fragment of a reply the stack fragmented. */
+		struct kd_frag_val *f = kd_frag_get(skb, &p, bpf_ktime_get_ns(), &err);
+
+		if (err)
+			return kd_drop(skb, KD_DROP_REWRITE);
+		if (f && f->action == KD_FRAG_ENCAP)
+			return kd_encap(skb, cfg, f->peer);
+		return TC_ACT_OK;
+	}
+	if (rc != KD_PARSE_OK)
 		return TC_ACT_OK;
 	if (p.proto == IPPROTO_UDP && p.dport == cfg->vxlan_port)
 		return TC_ACT_OK;
-	v = kd_revnat(skb, &p, bpf_ktime_get_ns(), &err);
+	now = bpf_ktime_get_ns();
+	os = p.saddr;
+	od = p.daddr;
+	v = kd_revnat(skb, &p, now, &err);
 	if (err)
 		return kd_drop(skb, KD_DROP_REWRITE);
 	/* A forwarded flow in tunnel mode goes back to the ingress node; dsr
 	 * and local flows continue out of this NIC as routed. */
-	if (v && (v->flags & KD_CT_NODEPORT_FWD) && !(v->flags & KD_CT_DSR))
+	if (v && (v->flags & KD_CT_NODEPORT_FWD) && !(v->flags & KD_CT_DSR)) {
+		if (p.mf && kd_frag_record(&p, os, od, KD_FRAG_ENCAP, v->tunnel_peer, now) < 0)
+			return kd_drop(skb, KD_DROP_FRAGMENT);
 		return kd_encap(skb, cfg, v->tunnel_peer);
+	}
+	if (v && p.mf && kd_frag_record(&p, os, od, KD_FRAG_ROUTE, 0, now) < 0)
+		return kd_drop(skb, KD_DROP_FRAGMENT);
+	/* dsr: the client's segments come through the tunnel, so the MSS a
+	 * host-network backend advertises must fit it. */
+	if (v && (v->flags & KD_CT_NODEPORT_FWD))
+		kd_clamp_syn(skb, cfg);
 	return TC_ACT_OK;
 }

@@ -48,6 +48,14 @@ int from_overlay(struct __sk_buff *skb)
 			kd_revnat_icmp(skb, &p, now, &err);
 			if (err)
 				return kd_drop(skb, KD_DROP_REWRITE);
+		} else {
+			/* A later fragment of a datagram translated here. */
+			struct kd_frag_val *f = kd_frag_get(skb, &p, bpf_ktime_get_ns(), &err);
+
+			if (err)
+				return kd_drop(skb, KD_DROP_REWRITE);
+			if (f && f->action == KD_FRAG_FIB)
+				return kd_fib_out(skb, &p);
 		}
 		rc = kd_to_endpoint(skb, p.daddr);
 		return rc >= 0 ? rc : kd_to_stack(skb);
@@ -68,15 +76,29 @@ int from_overlay(struct __sk_buff *skb)
 	v = bpf_map_lookup_elem(&kd_conntrack, &k);
 	if (v && (v->flags & KD_CT_NODEPORT_REMOTE) && v->expires >= now) {
 		kd_ct_get(&k, &p, now); /* refresh lifetime / TCP state */
+		if (p.mf && kd_frag_record(&p, p.saddr, p.daddr, KD_FRAG_FIB, 0, now) < 0)
+			return kd_drop(skb, KD_DROP_FRAGMENT);
 		return kd_fib_out(skb, &p);
 	}
 
 	/* A local pod: reverse NAT if it is the reply of a ClusterIP flow
 	 * whose client is here, then deliver. */
 	if (bpf_map_lookup_elem(&kd_endpoints, &p.daddr)) {
-		kd_revnat(skb, &p, now, &err);
+		__be32 os = p.saddr, od = p.daddr;
+
+		v = kd_revnat(skb, &p, now, &err);
 		if (err)
 			return kd_drop(skb, KD_DROP_REWRITE);
+		if (v && p.mf && kd_frag_record(&p, os, od, KD_FRAG_ROUTE, 0, now) < 0)
+			return kd_drop(skb, KD_DROP_FRAGMENT);
+		/* From a host-network client on another node (its route to our
+		 * pod CIDR): the stack delivers it, so its conntrack sees the
+		 * connection and the pod's replies are not new flows for the
+		 * masquerade (they would leave from the node's address). */
+		if (!v && (p.saddr & cfg->pod_mask) != cfg->pod_cidr && !kd_tunnel_node(p.saddr)) {
+			kd_count(KD_M_PASS, skb->len);
+			return kd_to_stack(skb);
+		}
 		rc = kd_to_endpoint(skb, p.daddr);
 		return rc >= 0 ? rc : kd_to_stack(skb);
 	}
@@ -94,18 +116,48 @@ int to_overlay(struct __sk_buff *skb)
 {
 	struct kd_config *cfg = kd_cfg();
 	struct bpf_tunnel_key tk = {};
+	struct kd_ct_val *v = NULL;
 	struct kd_pkt p;
-	__be32 node;
+	__be32 node, os, od, peer = 0;
+	int err = 0, rc;
 
 	if (!cfg)
 		return TC_ACT_OK;
 	if (bpf_skb_get_tunnel_key(skb, &tk, sizeof(tk), 0) == 0)
 		return TC_ACT_OK; /* key set by one of our programs */
-	if (kd_parse(skb, &p) == KD_PARSE_NOT_IPV4)
+	rc = kd_parse(skb, &p);
+	if (rc == KD_PARSE_NOT_IPV4 || rc == KD_PARSE_MALFORMED)
 		return TC_ACT_OK;
-	node = kd_tunnel_node(p.daddr);
+	os = p.saddr;
+	od = p.daddr;
+	if (rc == KD_PARSE_FRAGMENT) {
+		struct kd_frag_val *f = kd_frag_get(skb, &p, bpf_ktime_get_ns(), &err);
+
+		if (err)
+			return kd_drop(skb, KD_DROP_REWRITE);
+		if (f && f->action == KD_FRAG_ENCAP)
+			peer = f->peer;
+	}
+	/* A host-network backend's reply to a client in a remote pod CIDR, of a
+	 * flow translated here: reverse NAT as to_netdev does for clients
+	 * outside the cluster. */
+	if (rc == KD_PARSE_OK)
+		v = kd_revnat(skb, &p, bpf_ktime_get_ns(), &err);
+	else if (rc == KD_PARSE_OTHER_L4)
+		v = kd_revnat_icmp(skb, &p, bpf_ktime_get_ns(), &err);
+	if (err)
+		return kd_drop(skb, KD_DROP_REWRITE);
+	/* A forwarded flow in tunnel mode goes back to its ingress node. */
+	if (v && (v->flags & KD_CT_NODEPORT_FWD) && !(v->flags & KD_CT_DSR))
+		node = v->tunnel_peer;
+	else if (peer)
+		node = peer;
+	else
+		node = kd_tunnel_node(p.daddr);
 	if (!node)
 		return kd_drop(skb, KD_DROP_NO_TUNNEL);
+	if (v && p.mf && kd_frag_record(&p, os, od, KD_FRAG_ENCAP, node, bpf_ktime_get_ns()) < 0)
+		return kd_drop(skb, KD_DROP_FRAGMENT);
 	tk.remote_ipv4 = bpf_ntohl(node);
 	tk.tunnel_id = KD_VNI;
 	tk.tunnel_ttl = 64;

@@ -18,7 +18,18 @@ type packet struct {
 	ICMPType         uint8
 	ICMPCode         uint8
 	Payload          []byte
+	// ID and FragOff are the IPv4 identification and flags+fragment offset words.
+	ID, FragOff uint16
+	// TCPOpts are TCP options (a multiple of 4 bytes).
+	TCPOpts []byte
+	// L4 is a raw L4 part used instead of Proto's header and Payload (non-first fragments).
+	L4 []byte
 }
+
+const (
+	ipDF = 0x4000
+	ipMF = 0x2000
+)
 
 const (
 	tcpFIN = 0x01
@@ -59,12 +70,13 @@ func (p packet) bytes() []byte {
 	var l4 []byte
 	switch p.Proto {
 	case 6:
-		l4 = make([]byte, 20)
+		l4 = make([]byte, 20, 20+len(p.TCPOpts))
 		binary.BigEndian.PutUint16(l4[0:], p.SrcPort)
 		binary.BigEndian.PutUint16(l4[2:], p.DstPort)
 		binary.BigEndian.PutUint32(l4[4:], p.Seq)
 		binary.BigEndian.PutUint32(l4[8:], p.Ack)
-		l4[12] = 5 << 4
+		l4[12] = byte(5+len(p.TCPOpts)/4) << 4
+		l4 = append(l4, p.TCPOpts...)
 		l4[13] = p.TCPFlags
 		binary.BigEndian.PutUint16(l4[14:], 65535)
 		l4 = append(l4, p.Payload...)
@@ -87,6 +99,9 @@ func (p packet) bytes() []byte {
 	default:
 		l4 = append([]byte(nil), p.Payload...)
 	}
+	if p.L4 != nil {
+		l4 = p.L4
+	}
 	ttl := p.TTL
 	if ttl == 0 {
 		ttl = 64
@@ -94,6 +109,8 @@ func (p packet) bytes() []byte {
 	ip := make([]byte, 20)
 	ip[0] = 0x45
 	binary.BigEndian.PutUint16(ip[2:], uint16(20+len(l4)))
+	binary.BigEndian.PutUint16(ip[4:], p.ID)
+	binary.BigEndian.PutUint16(ip[6:], p.FragOff)
 	ip[8] = ttl
 	ip[9] = p.Proto
 	s, d := p.Src.As4(), p.Dst.As4()
@@ -133,7 +150,18 @@ func decode(b []byte) (packet, error) {
 	p.Proto = ip[9]
 	p.Src = netip.AddrFrom4([4]byte(ip[12:16]))
 	p.Dst = netip.AddrFrom4([4]byte(ip[16:20]))
+	p.ID = binary.BigEndian.Uint16(ip[4:])
+	p.FragOff = binary.BigEndian.Uint16(ip[6:])
 	l4 := ip[ihl:tot]
+	if p.FragOff&(ipMF|0x1fff) != 0 {
+		// a fragment: its L4 checksum covers the whole datagram
+		p.L4 = l4
+		if p.FragOff&0x1fff == 0 && len(l4) >= 4 {
+			p.SrcPort = binary.BigEndian.Uint16(l4[0:])
+			p.DstPort = binary.BigEndian.Uint16(l4[2:])
+		}
+		return p, nil
+	}
 	switch p.Proto {
 	case 6:
 		if len(l4) < 20 {
@@ -147,6 +175,7 @@ func decode(b []byte) (packet, error) {
 		p.Seq = binary.BigEndian.Uint32(l4[4:])
 		p.Ack = binary.BigEndian.Uint32(l4[8:])
 		p.TCPFlags = l4[13]
+		p.TCPOpts = l4[20 : int(l4[12]>>4)*4]
 		p.Payload = l4[int(l4[12]>>4)*4:]
 	case 17:
 		if len(l4) < 8 {

@@ -22,6 +22,7 @@ const (
 	SockMapKdConntrack       = "kd_conntrack"
 	SockMapKdEndpoints       = "kd_endpoints"
 	SockMapKdEvents          = "kd_events"
+	SockMapKdFrags           = "kd_frags"
 	SockMapKdMetrics         = "kd_metrics"
 	SockMapKdNodeAddrs       = "kd_node_addrs"
 	SockMapKdServices        = "kd_services"
@@ -92,6 +93,7 @@ type SockMapSpecs struct {
 	KdConntrack    *ebpf.MapSpec `ebpf:"kd_conntrack"`
 	KdEndpoints    *ebpf.MapSpec `ebpf:"kd_endpoints"`
 	KdEvents       *ebpf.MapSpec `ebpf:"kd_events"`
+	KdFrags        *ebpf.MapSpec `ebpf:"kd_frags"`
 	KdMetrics      *ebpf.MapSpec `ebpf:"kd_metrics"`
 	KdNodeAddrs    *ebpf.MapSpec `ebpf:"kd_node_addrs"`
 	KdServices     *ebpf.MapSpec `ebpf:"kd_services"`
@@ -132,6 +134,7 @@ type SockMaps struct {
 	KdConntrack    *ebpf.Map `ebpf:"kd_conntrack"`
 	KdEndpoints    *ebpf.Map `ebpf:"kd_endpoints"`
 	KdEvents       *ebpf.Map `ebpf:"kd_events"`
+	KdFrags        *ebpf.Map `ebpf:"kd_frags"`
 	KdMetrics      *ebpf.Map `ebpf:"kd_metrics"`
 	KdNodeAddrs    *ebpf.Map `ebpf:"kd_node_addrs"`
 	KdServices     *ebpf.Map `ebpf:"kd_services"`
@@ -148,6 +151,7 @@ func (m *SockMaps) Close() error {
 		m.KdConntrack,
 		m.KdEndpoints,
 		m.KdEvents,
+		m.KdFrags,
 		m.KdMetrics,
 		m.KdNodeAddrs,
 		m.KdServices,

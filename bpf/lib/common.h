@@ -101,8 +101,9 @@ enum {
 	KD_DROP_FIB,		/* no route for a reply */
 	KD_DROP_REWRITE,	/* a helper failed to rewrite the packet */
 	KD_DROP_CT_FULL,	/* could not create a conntrack entry */
-	KD_DROP_FRAGMENT,	/* non-first IPv4 fragment to a service */
+	KD_DROP_FRAGMENT,	/* first fragment of a translated datagram could not be tracked */
 	KD_DROP_CT_COLLISION,	/* reply tuple held by a live flow of another frontend */
+	KD_DROP_TOO_BIG,	/* DF packet too big for the tunnel: ICMP fragmentation needed sent */
 	KD_M_MAX = 32,
 };
 
@@ -200,6 +201,9 @@ struct kd_config {
 	__u8 mode;		/* KD_MODE_*: default external mode */
 	__u8 debug;		/* KD_DEBUG_* */
 	__u64 host_netns;	/* cookie of the node's network namespace: its sockets get NodePorts on 127.0.0.0/8 */
+	__u16 tunnel_mtu;	/* largest inner IPv4 packet the overlay carries unfragmented (NIC MTU - 50); 0: no check */
+	__u16 pad;
+	__u32 pad2;
 };
 
 /* kd_config.debug: KD_DEBUG_TRACE emits an event for every redirect (tests,
@@ -267,6 +271,32 @@ struct kd_sock_aff_key {
 	__u32 svc_id;
 	__u32 pad;
 };
+
+/* IPv4 fragments (kd_frags): only the first fragment of a datagram carries the
+ * ports, so the first fragment of a translated datagram records its address
+ * rewrite and its route under the addresses it arrived with and its IP id;
+ * the later fragments get the same (as Cilium tracks fragments). */
+struct kd_frag_key {
+	__be32 saddr;	/* as the fragments arrive (before translation) */
+	__be32 daddr;
+	__u16 id;	/* IP identification, network order */
+	__u8 proto;
+	__u8 pad;
+};
+
+struct kd_frag_val {
+	__u64 expires;		/* CLOCK_MONOTONIC ns */
+	__be32 saddr;		/* after translation */
+	__be32 daddr;
+	__be32 peer;		/* KD_FRAG_ENCAP: tunnel destination */
+	__u8 action;		/* KD_FRAG_* */
+	__u8 pad[3];
+};
+
+#define KD_FRAG_ROUTE 0		/* as the program routes an untranslated packet by destination */
+#define KD_FRAG_ENCAP 1		/* into the tunnel to peer */
+#define KD_FRAG_FIB 2		/* out of a NIC towards the client (kd_fib_out) */
+#define KD_FRAG_TIMEOUT 30	/* seconds, the kernel's reassembly timeout */
 
 /* kd_event has no map value type, so it is absent from BTF; pin its layout
  * here (dataplane/maps checks the same numbers on the Go side). */

@@ -6,6 +6,7 @@
 #include "reject.h"
 #include "events.h"
 #include "icmp.h"
+#include "frag.h"
 
 /* kd_revnat looks the packet up as the reply of a translated flow and, if it
  * is one, rewrites the source back to the frontend (and, for hairpin flows,
@@ -62,6 +63,7 @@ static __always_inline int kd_forwarded_flow(struct __sk_buff *skb, struct kd_co
 	struct kd_ct_val *f;
 	struct kd_svc_val *svc;
 	struct kd_backend_val be;
+	__be32 od = p->daddr;
 	__u16 flags;
 	int rc;
 
@@ -71,6 +73,8 @@ static __always_inline int kd_forwarded_flow(struct __sk_buff *skb, struct kd_co
 		if (kd_dnat(skb, p, f->nat_addr, f->nat_port) < 0)
 			return kd_drop(skb, KD_DROP_REWRITE);
 		kd_count(KD_M_DNAT, skb->len);
+		if (p->mf && kd_frag_record(p, p->saddr, od, KD_FRAG_ROUTE, 0, now) < 0)
+			return kd_drop(skb, KD_DROP_FRAGMENT);
 		return kd_deliver_dnat(skb, p);
 	}
 	/* Forwarded traffic is trusted to be for a node address of the
@@ -94,6 +98,8 @@ static __always_inline int kd_forwarded_flow(struct __sk_buff *skb, struct kd_co
 	if (kd_dnat(skb, p, be.addr, be.port) < 0)
 		return kd_drop(skb, KD_DROP_REWRITE);
 	kd_count(KD_M_DNAT, skb->len);
+	if (p->mf && kd_frag_record(p, p->saddr, od, KD_FRAG_ROUTE, 0, now) < 0)
+		return kd_drop(skb, KD_DROP_FRAGMENT);
 	return kd_deliver_dnat(skb, p);
 }
 
@@ -105,5 +111,9 @@ static __always_inline int kd_reply_out(struct __sk_buff *skb, struct kd_config 
 {
 	if ((v->flags & KD_CT_NODEPORT_FWD) && !(v->flags & KD_CT_DSR))
 		return kd_encap(skb, cfg, v->tunnel_peer);
+	/* dsr: the client's segments come through the tunnel, so the MSS the
+	 * backend advertises must fit it. */
+	if (v->flags & KD_CT_NODEPORT_FWD)
+		kd_clamp_syn(skb, cfg);
 	return kd_fib_out(skb, p);
 }

@@ -2,6 +2,7 @@
 #pragma once
 #include "nat.h"
 #include "events.h"
+#include "mtu.h"
 
 /* VNI used on the collect-metadata vxlan device; every node uses the same. */
 #define KD_VNI 1
@@ -38,9 +39,16 @@ static __always_inline int kd_to_endpoint(struct __sk_buff *skb, __be32 daddr)
 static __always_inline int kd_encap(struct __sk_buff *skb, struct kd_config *cfg, __be32 node_ip)
 {
 	struct bpf_tunnel_key key = {};
+	int rc;
 
 	if (!node_ip || !cfg->vxlan_ifindex)
 		return kd_drop(skb, KD_DROP_NO_TUNNEL);
+	rc = kd_tunnel_fit(skb, cfg);
+	if (rc >= 0) {
+		kd_count(KD_M_DROP, skb->len);
+		kd_count(KD_DROP_TOO_BIG, skb->len);
+		return rc;
+	}
 	key.remote_ipv4 = bpf_ntohl(node_ip); /* the helper takes host order */
 	key.tunnel_id = KD_VNI;
 	key.tunnel_ttl = 64;
@@ -60,6 +68,15 @@ static __always_inline __be32 kd_tunnel_node(__be32 daddr)
 	return t ? t->node_ip : 0;
 }
 
+/* kd_to_stack hands a packet to the local stack; packets decapsulated by the
+ * vxlan device carry the sender's inner MAC, so mark them for this host. */
+static __always_inline int kd_to_stack(struct __sk_buff *skb)
+{
+	if (skb->pkt_type != 0 /* PACKET_HOST */)
+		bpf_skb_change_type(skb, 0);
+	return TC_ACT_OK;
+}
+
 /* kd_fib_out sends a packet towards an off-cluster client: FIB lookup for the
  * egress NIC and neighbour MAC; if the neighbour is unresolved let the kernel
  * resolve it (bpf_redirect_neigh). */
@@ -72,7 +89,9 @@ static __always_inline int kd_fib_out(struct __sk_buff *skb, struct kd_pkt *p)
 	f.l4_protocol = p->proto;
 	f.sport = bpf_htons(p->sport);
 	f.dport = bpf_htons(p->dport);
-	f.tot_len = p->tot_len;
+	/* tot_len stays 0: the kernel then checks the skb itself against the
+	 * egress MTU, segment by segment for GSO packets (a GRO'd reply carries
+	 * the total length of all its segments). */
 	f.ipv4_src = p->saddr;
 	f.ipv4_dst = p->daddr;
 	f.ifindex = skb->ingress_ifindex ? skb->ingress_ifindex : skb->ifindex;
@@ -87,14 +106,11 @@ static __always_inline int kd_fib_out(struct __sk_buff *skb, struct kd_pkt *p)
 		kd_count(KD_M_FIB_OUT, skb->len);
 		return bpf_redirect_neigh(f.ifindex, NULL, 0, 0);
 	}
+	/* The client is this node (a host-network client of another node's
+	 * NodePort whose backend runs here, dsr): the local stack takes it. */
+	if (rc == BPF_FIB_LKUP_RET_NOT_FWDED) {
+		kd_count(KD_M_PASS, skb->len);
+		return kd_to_stack(skb);
+	}
 	return kd_drop(skb, KD_DROP_FIB);
-}
-
-/* kd_to_stack hands a packet to the local stack; packets decapsulated by the
- * vxlan device carry the sender's inner MAC, so mark them for this host. */
-static __always_inline int kd_to_stack(struct __sk_buff *skb)
-{
-	if (skb->pkt_type != 0 /* PACKET_HOST */)
-		bpf_skb_change_type(skb, 0);
-	return TC_ACT_OK;
 }

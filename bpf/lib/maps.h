@@ -90,6 +90,13 @@ struct {
 	__uint(max_entries, 65536);
 } kd_sock_affinity SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct kd_frag_key);
+	__type(value, struct kd_frag_val);
+	__uint(max_entries, 8192);
+} kd_frags SEC(".maps");
+
 static __always_inline struct kd_config *kd_cfg(void)
 {
 	__u32 zero = 0;

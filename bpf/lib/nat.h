@@ -2,6 +2,15 @@
 #pragma once
 #include "parse.h"
 
+/* kd_csum_fold folds a bpf_csum_diff sum into an Internet checksum. */
+static __always_inline __u16 kd_csum_fold(__s64 s)
+{
+	__u32 c = (__u32)s;
+	c = (c & 0xffff) + (c >> 16);
+	c = (c & 0xffff) + (c >> 16);
+	return (__u16)~c;
+}
+
 static __always_inline __u32 kd_l4_csum_off(struct kd_pkt *p)
 {
 	return p->l4_off + (p->proto == IPPROTO_TCP ? offsetof(struct tcphdr, check)

@@ -27,7 +27,8 @@ struct kd_pkt {
 	__u8 proto;
 	__u8 tcp_flags;		/* FIN 0x01 SYN 0x02 RST 0x04 ACK 0x10 */
 	__u8 ihl_words;
-	__u8 pad[3];
+	__u8 mf;		/* more fragments: a first (or middle) fragment */
+	__be16 ip_id;		/* IP identification */
 };
 
 #define KD_TCP_FIN 0x01
@@ -65,6 +66,8 @@ static __always_inline int kd_parse(struct __sk_buff *skb, struct kd_pkt *p)
 	p->tcp_flags = 0;
 	p->sport = 0;
 	p->dport = 0;
+	p->mf = !!(ip->frag_off & bpf_htons(KD_IP_MF));
+	p->ip_id = ip->id;
 	if (p->tot_len < ip->ihl * 4)
 		return KD_PARSE_MALFORMED;
 	if (ip->frag_off & bpf_htons(KD_IP_OFFMASK))

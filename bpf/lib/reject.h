@@ -6,14 +6,6 @@
 #pragma once
 #include "fwd.h"
 
-static __always_inline __u16 kd_csum_fold(__s64 s)
-{
-	__u32 c = (__u32)s;
-	c = (c & 0xffff) + (c >> 16);
-	c = (c & 0xffff) + (c >> 16);
-	return (__u16)~c;
-}
-
 /* The leading pad puts the IP header on a 4-byte boundary: BPF stack
  * accesses must be aligned. Only eth onwards is written to the packet. */
 struct kd_rst_hdr {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/kubedirect/kubedirect/dataplane/agent"
 	"github.com/kubedirect/kubedirect/dataplane/config"
+	"github.com/kubedirect/kubedirect/dataplane/masq"
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -55,6 +56,15 @@ the maps pinned under the config's bpffsPath, and keeps them in sync with the AP
 			return a.Run(cmd.Context())
 		},
 	}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "cleanup",
+		Short: "Remove the node state the agent installs outside its BPF pins (the pod egress masquerade table)",
+		Long: `cleanup runs on a node being uninstalled, in the node's network namespace. The agent keeps its
+nftables table (ip kubedirect) when it stops, so pods keep reaching the outside across agent restarts;
+this removes it. A missing table is not an error.`,
+		Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error { return masq.Remove() },
+	})
 	cmd.Flags().StringVar(&cfgPath, "config", config.DefaultPath, "agent configuration file (defaults apply when the default path is absent)")
 	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig (default: in-cluster service account)")
 	cmd.Flags().StringVar(&nodeName, "node-name", os.Getenv("NODE_NAME"), "this node's name (default $NODE_NAME)")

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 
-	"github.com/kubedirect/kubedirect/provision/kind"
+	"github.com/kubedirect/kubedirect/internal/progress"
+	"github.com/kubedirect/kubedirect/provision"
 	"github.com/kubedirect/kubedirect/provision/spec"
 	"github.com/spf13/cobra"
 )
@@ -15,20 +18,33 @@ type clusterRef struct {
 }
 
 func (r *clusterRef) addFlags(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&r.name, "name", "", "cluster name")
+	cmd.Flags().StringVar(&r.name, "name", "", "cluster name (kind, or aws with --state-store)")
 	cmd.Flags().StringVarP(&r.file, "file", "f", "", `cluster spec file ("-" reads standard input)`)
 	cmd.MarkFlagsOneRequired("name", "file")
 	cmd.MarkFlagsMutuallyExclusive("name", "file")
 }
 
-// resolve returns the cluster's spec: loaded from the file, or a kind cluster of that name.
-func (r *clusterRef) resolve(g *globals) (*spec.Cluster, error) {
+// resolve returns the cluster's provider and spec: the spec file's, or the provider that has a
+// cluster of that name (kind, or the state store's). A cluster that is nowhere wraps
+// provision.ErrNotFound.
+func (r *clusterRef) resolve(ctx context.Context, g *globals, p *progress.Printer) (provision.Provider, *spec.Cluster, error) {
 	if r.file != "" {
-		return spec.LoadFile(r.file, g.stdin)
+		c, err := spec.LoadFile(r.file, g.stdin)
+		if err != nil {
+			return nil, nil, err
+		}
+		prov, err := g.provider(c, p)
+		return prov, c, err
 	}
-	c := &spec.Cluster{APIVersion: spec.APIVersion, Kind: spec.Kind, Metadata: spec.ObjectMeta{Name: r.name}, Spec: spec.ClusterSpec{Provider: spec.ProviderKind}}
-	c.SetDefaults()
-	return c, nil
+	return g.find(ctx, r.name, p)
+}
+
+// clusterName is the name the reference gives, for messages before the spec is known.
+func (r *clusterRef) clusterName(c *spec.Cluster) string {
+	if c != nil {
+		return c.Metadata.Name
+	}
+	return r.name
 }
 
 func newDeleteCommand(g *globals) *cobra.Command {
@@ -40,25 +56,26 @@ func newDeleteCommand(g *globals) *cobra.Command {
 		Short: "Delete a cluster and everything kubedirect made for it",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := ref.resolve(g)
-			if err != nil {
-				return err
-			}
-			if c.Spec.Provider != spec.ProviderKind {
-				return deleteAWS(cmd.Context(), g, c)
-			}
+			ctx := cmd.Context()
 			p := g.printer()
-			provider := kind.NewProvider(kind.WithLogger(p.KindLogger(g.logger())))
-			exists, err := provider.Exists(cmd.Context(), c.Metadata.Name)
+			prov, c, err := ref.resolve(ctx, g, p)
+			if errors.Is(err, provision.ErrNotFound) {
+				p.Println(fmt.Sprintf("Cluster %q does not exist; nothing to delete.", ref.clusterName(c)))
+				return nil
+			}
 			if err != nil {
 				return err
 			}
-			if !exists {
+			ok, err := prov.Exists(ctx, c)
+			if err != nil {
+				return err
+			}
+			if !ok {
 				p.Println(fmt.Sprintf("Cluster %q does not exist; nothing to delete.", c.Metadata.Name))
 				return nil
 			}
 			return p.Step(fmt.Sprintf("Deleting cluster %q", c.Metadata.Name), func() error {
-				return provider.Delete(cmd.Context(), c.Metadata.Name, kubeconfig)
+				return prov.Delete(ctx, c, provision.DeleteWithKubeconfigPath(kubeconfig))
 			})
 		},
 	}

@@ -26,7 +26,7 @@ func newEchoCommand(g *globals) *cobra.Command {
 	}
 	cmd.Flags().IntVar(&s.HTTPPort, "http-port", 8080, "HTTP port (0 disables)")
 	cmd.Flags().IntVar(&s.UDPPort, "udp-port", 8081, "UDP port (0 disables)")
-	cmd.AddCommand(newEchoClientCommand(g))
+	cmd.AddCommand(newEchoClientCommand(g), newEchoProbeCommand(g))
 	return cmd
 }
 
@@ -53,5 +53,58 @@ func newEchoClientCommand(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Second, "give up after this long")
+	return cmd
+}
+
+func newEchoProbeCommand(g *globals) *cobra.Command {
+	var o echo.ProbeOptions
+	var maxFailures int
+	cmd := &cobra.Command{
+		Use:   "probe URL",
+		Short: "Call a server repeatedly (http://, udp:// or tcp://host:port) and report every attempt",
+		Long: `probe calls URL --count times, --interval apart, and prints one JSON line per attempt, then a
+summary line: attempts that succeeded and failed, the pods that answered in order, the slowest attempt,
+the successes in a row at the end (tailOK).
+It fails when more than --max-failures attempts failed. The end-to-end cases run it inside pods.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.URL = args[0]
+			var sum struct {
+				OK, Failed int
+				Pods       []string
+				Last       string
+				MaxMillis  int64
+				TailOK     int
+			}
+			enc := json.NewEncoder(g.stdout)
+			echo.Probe(cmd.Context(), o, func(r echo.ProbeResult) {
+				_ = enc.Encode(r)
+				if !r.OK {
+					sum.Failed++
+					sum.TailOK = 0
+					return
+				}
+				sum.OK++
+				sum.TailOK++
+				sum.MaxMillis = max(sum.MaxMillis, r.Millis)
+				if r.Pod != "" && (len(sum.Pods) == 0 || sum.Pods[len(sum.Pods)-1] != r.Pod) {
+					sum.Pods = append(sum.Pods, r.Pod)
+				}
+				sum.Last = r.Pod
+			})
+			_ = enc.Encode(map[string]any{"summary": true, "ok": sum.OK, "failed": sum.Failed, "pods": sum.Pods,
+				"last": sum.Last, "maxMs": sum.MaxMillis, "tailOK": sum.TailOK})
+			if sum.Failed > maxFailures {
+				return fmt.Errorf("echo probe: %d of %d attempts failed", sum.Failed, sum.OK+sum.Failed)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().IntVar(&o.Count, "count", 1, "attempts")
+	cmd.Flags().DurationVar(&o.Interval, "interval", 100*time.Millisecond, "time between the starts of two attempts")
+	cmd.Flags().DurationVar(&o.Timeout, "timeout", 2*time.Second, "bound of each attempt")
+	cmd.Flags().IntVar(&o.SourcePort, "source-port", 0, "UDP: send from this local port every time")
+	cmd.Flags().IntVar(&o.Size, "size", 0, "UDP: ask for a reply of this many bytes")
+	cmd.Flags().IntVar(&maxFailures, "max-failures", 0, "failed attempts allowed")
 	return cmd
 }

@@ -4,7 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"github.com/kubedirect/kubedirect/provision/kind"
+	"github.com/kubedirect/kubedirect/provision/providers"
 	"github.com/spf13/cobra"
 )
 
@@ -13,35 +13,39 @@ func newGetCommand(g *globals) *cobra.Command {
 	var output string
 	clusters := &cobra.Command{
 		Use:   "clusters",
-		Short: "List the kubedirect clusters on kind",
+		Short: "List the kubedirect clusters (on kind, and in the state store when one is given)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if output != "name" && output != "json" {
 				return fmt.Errorf("flag --output: unsupported value %q (want name or json)", output)
 			}
-			names, err := kind.NewProvider().List(cmd.Context())
+			ps, err := providers.Configured(g.env(nil))
 			if err != nil {
 				return err
 			}
-			switch output {
-			case "json":
-				type row struct {
-					Name     string `json:"name"`
-					Provider string `json:"provider"`
+			type row struct {
+				Name     string `json:"name"`
+				Provider string `json:"provider"`
+			}
+			rows := []row{}
+			for _, p := range ps {
+				names, err := p.List(cmd.Context())
+				if err != nil {
+					return err
 				}
-				rows := []row{}
 				for _, n := range names {
-					rows = append(rows, row{n, "kind"})
+					rows = append(rows, row{n, string(p.Name())})
 				}
+			}
+			if output == "json" {
 				enc := json.NewEncoder(g.stdout)
 				enc.SetIndent("", "  ")
 				return enc.Encode(rows)
-			default:
-				for _, n := range names {
-					fmt.Fprintln(g.stdout, n)
-				}
-				return nil
 			}
+			for _, r := range rows {
+				fmt.Fprintln(g.stdout, r.Name)
+			}
+			return nil
 		},
 	}
 	clusters.Flags().StringVarP(&output, "output", "o", "name", "output format: name or json")

@@ -7,12 +7,11 @@ import (
 	"time"
 
 	"github.com/kubedirect/kubedirect/internal/progress"
-	"github.com/kubedirect/kubedirect/provision/kind"
+	"github.com/kubedirect/kubedirect/provision"
+	"github.com/kubedirect/kubedirect/provision/create"
 	"github.com/kubedirect/kubedirect/provision/spec"
 	"github.com/kubedirect/kubedirect/provision/validate"
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 )
 
 // validateRetryInterval is the pause between attempts under --wait.
@@ -43,11 +42,7 @@ Exit status: 0 when everything passed, 2 when a check failed, 1 when validation 
 			if output != "table" && output != "json" {
 				return fmt.Errorf("flag --output: unsupported value %q (want table or json)", output)
 			}
-			c, err := ref.resolve(g)
-			if err != nil {
-				return err
-			}
-			return runValidate(cmd.Context(), g, c, wait, output)
+			return runValidateRef(cmd.Context(), g, ref, wait, output)
 		},
 	}
 	ref.addFlags(cluster)
@@ -63,32 +58,34 @@ type validationRunner interface {
 }
 
 // validatorFor connects to the cluster as its admin; tests replace it.
+// c is a spec, or only a name (no provider), which is then looked up.
 var validatorFor = func(ctx context.Context, g *globals, c *spec.Cluster) (validationRunner, error) {
-	name := c.Metadata.Name
-	if c.Spec.Provider != spec.ProviderKind {
-		return nil, fmt.Errorf("validate cluster %q: the aws provider is not built yet", name)
+	var p provision.Provider
+	var err error
+	if c.Spec.Provider == "" {
+		p, c, err = g.find(ctx, c.Metadata.Name, nil)
+	} else {
+		p, err = g.provider(c, nil)
 	}
-	provider := kind.NewProvider()
-	ok, err := provider.Exists(ctx, name)
 	if err != nil {
 		return nil, err
 	}
-	if !ok {
-		return nil, fmt.Errorf("validate cluster: kind cluster %q: %w", name, kind.ErrNotFound)
+	return create.Validator(ctx, p, c, g.logger())
+}
+
+// runValidateRef validates the cluster the reference names.
+func runValidateRef(ctx context.Context, g *globals, ref *clusterRef, wait time.Duration, output string) error {
+	var c *spec.Cluster
+	if ref.file != "" {
+		var err error
+		if c, err = spec.LoadFile(ref.file, g.stdin); err != nil {
+			return err
+		}
+	} else {
+		// The spec is looked up by name only when the validation connects (tests replace that).
+		c = &spec.Cluster{Metadata: spec.ObjectMeta{Name: ref.name}}
 	}
-	kc, err := provider.Kubeconfig(ctx, name, false)
-	if err != nil {
-		return nil, fmt.Errorf("kubeconfig of %q: %w", name, err)
-	}
-	rc, err := clientcmd.RESTConfigFromKubeConfig([]byte(kc))
-	if err != nil {
-		return nil, fmt.Errorf("kubeconfig of %q: %w", name, err)
-	}
-	cs, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return nil, fmt.Errorf("kubernetes client for %q: %w", name, err)
-	}
-	return &validate.Validator{Client: cs, Cluster: name, Prober: validate.HostProber{}, Log: g.logger()}, nil
+	return runValidate(ctx, g, c, wait, output)
 }
 
 // runValidate validates the cluster, prints the report on standard output (progress goes to standard
@@ -129,12 +126,7 @@ func runValidate(ctx context.Context, g *globals, c *spec.Cluster, wait time.Dur
 		return werr
 	}
 	if !rep.Passed {
-		return &exitError{code: 2, err: fmt.Errorf("validate cluster %q: %d checks %w", name, rep.Failures(), errValidationFailed)}
+		return &exitError{code: 2, err: fmt.Errorf("validate cluster %q: %d checks %w", name, rep.Failures(), create.ErrValidationFailed)}
 	}
 	return nil
-}
-
-// validateKind is the last step of `create cluster --wait`: the same validation as `validate cluster`.
-func validateKind(ctx context.Context, g *globals, c *spec.Cluster, wait time.Duration, output string) error {
-	return runValidate(ctx, g, c, wait, output)
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/kubedirect/kubedirect/dataplane/cni"
 	"github.com/kubedirect/kubedirect/dataplane/maps"
+	"github.com/kubedirect/kubedirect/dataplane/masq"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
@@ -152,6 +153,9 @@ func (a *Agent) syncNodes(first bool) error {
 	if err := a.writeConfig(self); err != nil {
 		errs = append(errs, err)
 	}
+	if err := a.syncMasquerade(self); err != nil {
+		errs = append(errs, err)
+	}
 	changed := !first && !reflect.DeepEqual(sortedNodes(topo), sortedNodes(a.topo))
 	a.topo = topo
 	a.mu.Lock()
@@ -225,11 +229,40 @@ func (a *Agent) writeConfig(self NodeInfo) error {
 	}
 	if l, err := netlink.LinkByName(a.netdev); err == nil {
 		c.NetdevIfindex = uint32(l.Attrs().Index)
+		if mtu := l.Attrs().MTU - cni.VXLANOverhead; mtu > 0 && mtu <= 0xffff {
+			c.TunnelMTU = uint16(mtu)
+		}
 	}
 	if old, err := a.dp.Maps.GetConfig(); err == nil && old == c {
 		return nil
 	}
 	return a.dp.Maps.SetConfig(c)
+}
+
+// syncMasquerade (re)writes the pod egress masquerade table for this node's pod range, so pod traffic
+// to anything outside the non-masquerade CIDRs (nodes, the API server, the internet) leaves with the
+// node's address: underlays such as an AWS VPC drop packets from pod addresses they do not know. It
+// runs on every node sync, which also repairs a table someone flushed.
+func (a *Agent) syncMasquerade(self NodeInfo) error {
+	r := masq.Rules{PodCIDR: self.PodCIDR, NodeAddr: self.InternalIP}
+	// pods' source ports inside the NodePort range are moved above it: from_netdev must never take a
+	// reply for a NodePort flow
+	if pr, err := parsePortRanges(a.cfg.NodePortRange); err == nil && len(pr) == 1 && pr[0].first > 0 && pr[0].last < 65535 {
+		r.NodePortFirst, r.NodePortLast = uint16(pr[0].first), uint16(pr[0].last)
+	}
+	cidrs := a.cfg.NonMasqueradeCIDRs
+	if len(cidrs) == 0 {
+		// no cluster range configured: at least this node's pods talk to each other unmasqueraded
+		cidrs = []string{self.PodCIDR.String()}
+	}
+	for _, c := range cidrs {
+		p, err := netip.ParsePrefix(c)
+		if err != nil {
+			return fmt.Errorf("parse nonMasqueradeCIDRs %q: %w", c, err)
+		}
+		r.NonMasquerade = append(r.NonMasquerade, p)
+	}
+	return masq.Sync(r)
 }
 
 // setupNode finds the NIC, creates the vxlan device, sets the sysctls the datapath needs, attaches the
@@ -250,6 +283,11 @@ func (a *Agent) setupNode(self NodeInfo) error {
 	}
 	mtu := nic.Attrs().MTU - cni.VXLANOverhead
 	if a.cfg.MTU != 0 {
+		if a.cfg.MTU > mtu {
+			// pods would send packets the tunnel cannot carry whole: TCP is clamped and DF packets get
+			// ICMP fragmentation needed, but everything else is fragmented on the underlay
+			a.log.Warn("configured pod MTU leaves no room for VXLAN", "mtu", a.cfg.MTU, "nicMTU", nic.Attrs().MTU, "max", mtu)
+		}
 		mtu = a.cfg.MTU
 	}
 	if err := ensureVXLAN(a.cfg.VXLANPort, mtu); err != nil {

@@ -152,6 +152,9 @@ func Translate(svc *corev1.Service, slices []*discoveryv1.EndpointSlice, topo *T
 	}
 	if svc.Spec.Type == corev1.ServiceTypeLoadBalancer {
 		for _, in := range svc.Status.LoadBalancer.Ingress {
+			if in.IPMode != nil && *in.IPMode == corev1.LoadBalancerIPModeProxy {
+				continue // the load balancer proxies to the nodes: its address is not ours to take (kube-proxy skips it too)
+			}
 			if a, ok := parseAddr(in.IP); ok && !containsAddr(extIPs, a) {
 				extIPs = append(extIPs, a)
 			}

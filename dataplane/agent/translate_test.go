@@ -295,3 +295,24 @@ func TestTranslateHealthCheckNodePortCountsLocalReadyEndpoints(t *testing.T) {
 		t.Errorf("Cluster policy: health check port %d, want none", st.HealthCheckNodePort)
 	}
 }
+
+// A load balancer with ipMode Proxy sends to the nodes from its own address: kube-proxy does not take its
+// ingress IP as a frontend, so node traffic to that address still reaches the load balancer.
+func TestTranslateIngressIPModeProxyIsNotAFrontend(t *testing.T) {
+	svc := svcOf(corev1.ServiceTypeLoadBalancer, corev1.ServicePort{Port: 443, NodePort: 30443})
+	svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{
+		{IP: "198.51.100.1", IPMode: ptr(corev1.LoadBalancerIPModeProxy)},
+		{IP: "198.51.100.2", IPMode: ptr(corev1.LoadBalancerIPModeVIP)},
+	}
+	st, err := Translate(svc, nil, testTopo())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := st.Ports[0]
+	if _, ok := p.Frontends[key("198.51.100.1", 443, maps.ProtoTCP, maps.ScopeExternal)]; ok {
+		t.Error("ipMode Proxy ingress IP is a frontend")
+	}
+	if _, ok := p.Frontends[key("198.51.100.2", 443, maps.ProtoTCP, maps.ScopeExternal)]; !ok {
+		t.Error("ipMode VIP ingress IP is not a frontend")
+	}
+}

@@ -30,6 +30,10 @@ type Config struct {
 	NodePortRange string `yaml:"nodePortRange" json:"nodePortRange"`
 	// MTU of pod interfaces; 0 means the underlay's MTU minus 50 (VXLAN overhead).
 	MTU int `yaml:"mtu" json:"mtu"`
+	// NonMasqueradeCIDRs are the destinations pod traffic reaches with the pod's own address (as
+	// ip-masq-agent's nonMasqueradeCIDRs); traffic from this node's pods to anything else leaves with
+	// the node's address. Default: [PodCIDR]. 0.0.0.0/0 turns masquerading off.
+	NonMasqueradeCIDRs []string `yaml:"nonMasqueradeCIDRs,omitempty" json:"nonMasqueradeCIDRs,omitempty"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `yaml:"logLevel" json:"logLevel"`
 	// MapSizes are the BPF map capacities.
@@ -97,6 +101,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.CNIDataDir == "" {
 		c.CNIDataDir = DefaultCNIDataDir
+	}
+	if len(c.NonMasqueradeCIDRs) == 0 && c.PodCIDR != "" {
+		c.NonMasqueradeCIDRs = []string{c.PodCIDR}
 	}
 	if c.MapSizes.Services == 0 {
 		c.MapSizes.Services = 65536

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -35,6 +36,21 @@ type Reply struct {
 	Path string `json:"path,omitempty"`
 	// Payload is the UDP datagram received (empty for HTTP).
 	Payload string `json:"payload,omitempty"`
+	// Padding fills a UDP reply to the size the datagram asked for ("size=N").
+	Padding string `json:"padding,omitempty"`
+}
+
+// SizePrefix starts a UDP datagram that asks for a reply of a given size in bytes: "size=8000".
+const SizePrefix = "size="
+
+// reply encodes r, padded with Padding to size bytes when size is larger than the plain answer.
+func (r Reply) encode(size int) []byte {
+	out, _ := json.Marshal(r)
+	if size > len(out)+len(`,"padding":""`) && size <= 65000 {
+		r.Padding = strings.Repeat("x", size-len(out)-len(`,"padding":""`))
+		out, _ = json.Marshal(r)
+	}
+	return out
 }
 
 // SourceIP is the IP part of Source.
@@ -97,7 +113,13 @@ func (s *Server) Run(ctx context.Context) error {
 				errs <- fmt.Errorf("serve http: %w", err)
 			}
 		}()
-		go func() { <-ctx.Done(); _ = srv.Close() }()
+		go func() {
+			// graceful: answer what is in flight, close idle keep-alive connections with a FIN
+			<-ctx.Done()
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(sctx)
+		}()
 		log.Info("echo http listening", "addr", ln.Addr().String())
 	}
 	if s.UDPPort != 0 {
@@ -144,7 +166,12 @@ func serveUDP(pc net.PacketConn, pod, node string, log *slog.Logger) {
 			}
 			return
 		}
-		out, _ := json.Marshal(Reply{Source: addr.String(), Local: pc.LocalAddr().String(), Protocol: "udp", Pod: pod, Node: node, Payload: string(buf[:n])})
+		payload := string(buf[:n])
+		size := 0
+		if v, ok := strings.CutPrefix(payload, SizePrefix); ok {
+			size, _ = strconv.Atoi(strings.TrimSpace(v))
+		}
+		out := Reply{Source: addr.String(), Local: pc.LocalAddr().String(), Protocol: "udp", Pod: pod, Node: node, Payload: payload}.encode(size)
 		if _, err := pc.WriteTo(out, addr); err != nil {
 			log.Debug("udp write", "peer", addr.String(), "err", err)
 		}
@@ -175,25 +202,41 @@ func GetHTTP(ctx context.Context, url string) (Reply, error) {
 
 // UDP sends one datagram to addr (host:port) from a new socket and decodes the reply.
 func UDP(ctx context.Context, addr string) (Reply, error) {
+	return UDPFrom(ctx, addr, 0, 0)
+}
+
+// UDPFrom sends one datagram to addr from local port srcPort (0: any) asking for a reply of size
+// bytes (0: the plain answer) and decodes the reply, which must arrive whole.
+func UDPFrom(ctx context.Context, addr string, srcPort, size int) (Reply, error) {
 	var r Reply
-	var d net.Dialer
+	d := net.Dialer{}
+	if srcPort != 0 {
+		d.LocalAddr = &net.UDPAddr{Port: srcPort}
+	}
 	conn, err := d.DialContext(ctx, "udp", addr)
 	if err != nil {
 		return r, fmt.Errorf("dial udp %s: %w", addr, err)
 	}
 	defer conn.Close()
+	msg := []byte("ping")
+	if size > 0 {
+		msg = []byte(SizePrefix + strconv.Itoa(size))
+	}
 	deadline, ok := ctx.Deadline()
 	if !ok {
 		deadline = time.Now().Add(2 * time.Second)
 	}
 	_ = conn.SetDeadline(deadline)
-	if _, err := conn.Write([]byte("ping")); err != nil {
+	if _, err := conn.Write(msg); err != nil {
 		return r, fmt.Errorf("send udp %s: %w", addr, err)
 	}
 	buf := make([]byte, 65535)
 	n, err := conn.Read(buf)
 	if err != nil {
 		return r, fmt.Errorf("read udp %s: %w", addr, err)
+	}
+	if size > 0 && n != size {
+		return r, fmt.Errorf("read udp %s: reply of %d bytes, asked for %d", addr, n, size)
 	}
 	if err := json.Unmarshal(buf[:n], &r); err != nil {
 		return r, fmt.Errorf("decode udp reply from %s: %w", addr, err)
@@ -242,3 +285,67 @@ func (c *Conn) Get(timeout time.Duration) (Reply, error) {
 
 // Close closes the connection.
 func (c *Conn) Close() error { return c.c.Close() }
+
+// ProbeOptions configure Probe.
+type ProbeOptions struct {
+	// URL is http://host:port/path (a GET on a new connection), udp://host:port (one datagram) or
+	// tcp://host:port (a connection only, for servers that are not echo servers).
+	URL string
+	// Count attempts, Interval apart (from the start of one to the start of the next).
+	Count    int
+	Interval time.Duration
+	// Timeout bounds each attempt.
+	Timeout time.Duration
+	// SourcePort fixes the UDP client's local port (0: a new one each time).
+	SourcePort int
+	// Size asks UDP servers for a reply of this many bytes (0: the plain answer).
+	Size int
+}
+
+// ProbeResult is one attempt of Probe.
+type ProbeResult struct {
+	Seq    int    `json:"seq"`
+	OK     bool   `json:"ok"`
+	Pod    string `json:"pod,omitempty"`
+	Millis int64  `json:"ms"`
+	Err    string `json:"err,omitempty"`
+}
+
+// Probe calls o.URL o.Count times and reports each attempt to report.
+func Probe(ctx context.Context, o ProbeOptions, report func(ProbeResult)) {
+	if o.Count <= 0 {
+		o.Count = 1
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 2 * time.Second
+	}
+	for i := 0; i < o.Count && ctx.Err() == nil; i++ {
+		start := time.Now()
+		actx, cancel := context.WithTimeout(ctx, o.Timeout)
+		var r Reply
+		var err error
+		switch {
+		case strings.HasPrefix(o.URL, "udp://"):
+			r, err = UDPFrom(actx, strings.TrimPrefix(o.URL, "udp://"), o.SourcePort, o.Size)
+		case strings.HasPrefix(o.URL, "tcp://"):
+			var c net.Conn
+			if c, err = (&net.Dialer{}).DialContext(actx, "tcp", strings.TrimPrefix(o.URL, "tcp://")); err == nil {
+				_ = c.Close()
+			}
+		default:
+			r, err = GetHTTP(actx, o.URL)
+		}
+		cancel()
+		res := ProbeResult{Seq: i, OK: err == nil, Pod: r.Pod, Millis: time.Since(start).Milliseconds()}
+		if err != nil {
+			res.Err = err.Error()
+		}
+		report(res)
+		if wait := o.Interval - time.Since(start); wait > 0 && i+1 < o.Count {
+			select {
+			case <-ctx.Done():
+			case <-time.After(wait):
+			}
+		}
+	}
+}

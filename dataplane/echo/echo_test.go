@@ -68,3 +68,37 @@ func TestServerReportsSource(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The e2e checks that a large UDP reply crosses a NodePort whole: the server pads its answer to the
+// size asked for, from a fixed client port too.
+func TestUDPReplyOfRequestedSizeFromFixedPort(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	port := freePort(t)
+	s := &Server{UDPPort: port, Pod: "p1"}
+	go func() { _ = s.Run(ctx) }()
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	src := freePort(t)
+	var r Reply
+	var err error
+	for range 50 {
+		uctx, ucancel := context.WithTimeout(ctx, time.Second)
+		r, err = UDPFrom(uctx, addr, src, 8000)
+		ucancel()
+		if err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Pod != "p1" || r.Source != "127.0.0.1:"+strconv.Itoa(src) || len(r.Padding) < 7000 {
+		t.Errorf("reply from %s, pod %s, padding %d", r.Source, r.Pod, len(r.Padding))
+	}
+	var results []ProbeResult
+	Probe(ctx, ProbeOptions{URL: "udp://" + addr, Count: 3, SourcePort: src, Size: 1500}, func(p ProbeResult) { results = append(results, p) })
+	if len(results) != 3 || !results[2].OK || results[2].Pod != "p1" {
+		t.Errorf("probe %+v", results)
+	}
+}

@@ -537,3 +537,45 @@ func TestRootLabServicesMapFull(t *testing.T) {
 		t.Errorf("%d of the fill services answer, agent programmed %d (+kubernetes)", served, st.Services)
 	}
 }
+
+// TestRootLabHostNetworkNodePorts: a host-network client reaches a NodePort on 127.0.0.1 and on a node
+// address that is not the NIC's, added after the agent started (kube-proxy's iptables mode serves
+// NodePorts on every local address and on localhost).
+func TestRootLabHostNetworkNodePorts(t *testing.T) {
+	testutil.RequireRoot(t)
+	l := newLab(t, "tunnel")
+	ctx := context.Background()
+	far := addPod(t, l, "node-3", "far")
+	svc := service(t, l, "np-hostnet", corev1.ServiceTypeNodePort, nil, far)
+	httpPort, _ := nodePorts(svc)
+	n1, err := l.Node("node-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"link", "add", "kd-extra", "type", "veth", "peer", "name", "kd-extra-peer"},
+		{"addr", "add", "198.51.100.7/32", "dev", "kd-extra"},
+		{"link", "set", "kd-extra", "up"},
+		{"link", "set", "kd-extra-peer", "up"},
+	} {
+		if out, err := exec.Command("ip", append([]string{"-n", n1.NetNS}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v: %s", args, err, out)
+		}
+	}
+	for _, host := range []string{"127.0.0.1", "198.51.100.7", n1.IP} {
+		url := "http://" + net.JoinHostPort(host, strconv.Itoa(httpPort)) + "/"
+		err := eventually(5*time.Second, func() error {
+			r, err := l.HostNetworkHTTP(ctx, "node-1", url)
+			if err != nil {
+				return err
+			}
+			if r.Pod != far.Name {
+				return fmt.Errorf("answered by %s, want %s", r.Pod, far.Name)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Errorf("host-network client on node-1 -> %s: %v", url, err)
+		}
+	}
+}

@@ -99,7 +99,11 @@ type pod struct {
 func addPod(t *testing.T, node *netns, name string, ip netip.Addr) *pod {
 	p := &pod{ns: newNetns(t, "kdp-"), ip: ip, hostIf: "h-" + name}
 	sh(t, "ip", "-n", node.name, "link", "add", p.hostIf, "type", "veth", "peer", "name", "eth0", "netns", p.ns.name)
-	sh(t, "ip", "-n", node.name, "link", "set", p.hostIf, "up")
+	// as the CNI plugin: both ends leave room for VXLAN's 50 bytes on a 1500-byte underlay
+	sh(t, "ip", "-n", node.name, "link", "set", p.hostIf, "mtu", "1450", "up")
+	sh(t, "ip", "-n", p.ns.name, "link", "set", "eth0", "mtu", "1450")
+	// as the CNI plugin: the node's stack reaches the pod (replies it un-masquerades, host clients)
+	sh(t, "ip", "-n", node.name, "route", "add", ip.String()+"/32", "dev", p.hostIf, "scope", "link")
 	p.hostIdx, p.hostMAC = node.ifindexMAC(t, p.hostIf)
 	_, p.mac = p.ns.ifindexMAC(t, "eth0")
 	n := p.ns.name

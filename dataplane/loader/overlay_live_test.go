@@ -218,6 +218,7 @@ func liveOverlay(t *testing.T, mode uint8) {
 			t.Fatalf("backend saw %s, want %s", got, pa.ip)
 		}
 	})
+	egressCases(t, under, cli, a, b, mode)
 	t.Run("established nodePort connection survives a datapath restart on both nodes", func(t *testing.T) {
 		c := dial(t, cli, a.ip.String()+":30080")
 		if got := ask(t, c); !strings.HasPrefix(got, cliIP.String()+":") {

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -292,6 +293,23 @@ func sockHelperMode(t *testing.T, mode string) {
 		}
 		for _, d := range splitList(os.Getenv("KD_SOCK_UDP")) {
 			fmt.Printf("udp %s errno=%s\n", d, rawErr(t, syscall.SOCK_DGRAM, d))
+		}
+	case "ask":
+		// echoServer backends: send a line, read the peer address they saw.
+		for _, d := range splitList(os.Getenv("KD_SOCK_TCP")) {
+			c, err := net.DialTimeout("tcp4", d, 3*time.Second)
+			if err != nil {
+				fmt.Printf("tcp %s err=%v\n", d, err)
+				continue
+			}
+			c.SetDeadline(time.Now().Add(3 * time.Second))
+			buf := make([]byte, 64)
+			n := 0
+			if _, err = io.WriteString(c, "hi\n"); err == nil {
+				n, err = c.Read(buf)
+			}
+			fmt.Printf("tcp %s peer=%s saw=%s err=%v\n", d, c.RemoteAddr(), strings.TrimSpace(string(buf[:n])), err)
+			c.Close()
 		}
 	case "connect":
 		for _, d := range splitList(os.Getenv("KD_SOCK_TCP")) {
@@ -609,6 +627,101 @@ func TestRootSockLocalhostNodePort(t *testing.T) {
 	out = runSockHelper(t, cgfd, true, "KD_SOCK_HELPER=refuse", "KD_SOCK_LOUP=1", "KD_SOCK_TCP=127.0.0.1:30082")
 	if want := "tcp 127.0.0.1:30082 errno=connection refused"; !strings.Contains(out, want) {
 		t.Errorf("pod: helper output lacks %q (its own loopback has no listener)", want)
+	}
+}
+
+// TestRootSockPodThroughContainerPrograms: pods on a node with the tc
+// programs on their veths and the socket hooks on their cgroup (as on a
+// real node, where the hooks sit at the root cgroup). The hook translates a
+// pod's connect() before from_container sees a packet; the two must agree:
+// the backend sees the pod's address, the pod sees the ClusterIP as its peer,
+// hairpin (a pod reaching itself through its Service) works, iTP Local stays
+// on this node, and UDP answers come from the ClusterIP.
+func TestRootSockPodThroughContainerPrograms(t *testing.T) {
+	d, cgfd := sockSetup(t)
+	node := newNetns(t, "kdn-")
+	p1 := addPod(t, node, "p1", netip.MustParseAddr("10.244.1.10"))
+	p2 := addPod(t, node, "p2", netip.MustParseAddr("10.244.1.11"))
+	p3 := addPod(t, node, "p3", netip.MustParseAddr("10.244.1.12"))
+	pods := []*pod{p1, p2, p3}
+	must(t, node.do(func() error {
+		for _, p := range pods {
+			if err := d.AttachContainer(p.hostIdx); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	t.Cleanup(func() {
+		node.do(func() error {
+			for _, p := range pods {
+				d.DetachContainer(p.hostIdx)
+			}
+			return nil
+		})
+	})
+	echoServer(t, p1.ns, 8080)
+	echoServer(t, p2.ns, 8080)
+	for _, p := range []*pod{p2, p3} {
+		var ln net.PacketConn
+		must(t, p.ns.do(func() (err error) { ln, err = net.ListenPacket("udp4", ":5353"); return err }))
+		t.Cleanup(func() { ln.Close() })
+		go udpEchoBackend(ln, "be"+p.ip.String())
+	}
+	m := d.Maps
+	must(t, m.SetConfig(maps.Config{NodeIP: maps.Addr4(netip.MustParseAddr("192.168.77.1")), HairpinAddr: maps.Addr4(maps.DefaultHairpinAddr), VXLANPort: 8472}))
+	for _, p := range pods {
+		must(t, m.SetEndpoint(p.ip, maps.EndpointValue{Ifindex: uint32(p.hostIdx), MAC: p.mac, HostMAC: p.hostMAC}))
+	}
+	local := func(p *pod, port uint16) maps.BackendValue {
+		return maps.BackendValue{Addr: maps.Addr4(p.ip), Port: port, Flags: maps.BackendLocal}
+	}
+	svc := func(id uint32, vip string, port uint16, proto uint8, flags uint32, all, loc []maps.BackendValue) {
+		for i, b := range all {
+			must(t, m.UpdateBackend(maps.BackendKey{ServiceID: id, Slot: uint16(i), Table: maps.TableAll}, b))
+		}
+		for i, b := range loc {
+			must(t, m.UpdateBackend(maps.BackendKey{ServiceID: id, Slot: uint16(i), Table: maps.TableLocal}, b))
+		}
+		must(t, m.UpdateService(maps.NewServiceKey(netip.MustParseAddr(vip), port, proto, maps.ScopeCluster),
+			maps.ServiceValue{ID: id, Count: uint16(len(all)), LocalCount: uint16(len(loc)), Flags: flags}))
+	}
+	svc(1, "10.96.0.10", 80, maps.ProtoTCP, 0, []maps.BackendValue{local(p2, 8080)}, []maps.BackendValue{local(p2, 8080)})
+	udpBes := []maps.BackendValue{local(p2, 5353), local(p3, 5353)}
+	svc(2, "10.96.0.10", 53, maps.ProtoUDP, 0, udpBes, udpBes)
+	svc(3, "10.96.0.12", 80, maps.ProtoTCP, 0, []maps.BackendValue{local(p1, 8080)}, []maps.BackendValue{local(p1, 8080)})
+	// iTP Local: p2 here, and an endpoint on another node (no tunnel: a
+	// packet sent there would be lost).
+	remote := maps.BackendValue{Addr: maps.Addr4(netip.MustParseAddr("10.244.2.5")), NodeIP: maps.Addr4(netip.MustParseAddr("192.168.77.2")), Port: 8080, Flags: maps.BackendRemote}
+	svc(4, "10.96.0.13", 80, maps.ProtoTCP, maps.SvcInternalLocal, []maps.BackendValue{remote, local(p2, 8080)}, []maps.BackendValue{local(p2, 8080)})
+
+	inPod := func(env ...string) string {
+		t.Helper()
+		cmd := exec.Command("nsenter", "--net=/run/netns/"+p1.ns.name, os.Args[0], "-test.run=^TestSockHelper$", "-test.v")
+		cmd.Env = append(os.Environ(), env...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: cgfd}
+		out, err := cmd.CombinedOutput()
+		t.Logf("helper in p1 %v:\n%s", env, out)
+		if err != nil {
+			t.Fatalf("helper: %v", err)
+		}
+		return string(out)
+	}
+	out := inPod("KD_SOCK_HELPER=ask", "KD_SOCK_TCP=10.96.0.10:80,10.96.0.12:80,10.96.0.13:80,10.96.0.13:80,10.96.0.13:80,10.96.0.13:80")
+	for _, want := range []string{
+		"tcp 10.96.0.10:80 peer=10.96.0.10:80 saw=10.244.1.10:",
+		"tcp 10.96.0.12:80 peer=10.96.0.12:80 saw=",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("pod p1: helper output lacks %q", want)
+		}
+	}
+	if n := strings.Count(out, "tcp 10.96.0.13:80 peer=10.96.0.13:80 saw=10.244.1.10:"); n != 4 {
+		t.Errorf("iTP Local: %d of 4 connections reached p2 from p1", n)
+	}
+	from, bes := replies(inPod("KD_SOCK_HELPER=udp-unconnected", "KD_SOCK_DST=10.96.0.10:53", "KD_SOCK_ROUNDS=10"))
+	if len(from) != 20 || len(distinct(from)) != 1 || from[0] != "10.96.0.10:53" || len(distinct(bes)) != 1 {
+		t.Errorf("UDP from p1: answers from %v by %v, want 20 from 10.96.0.10:53 by one backend", distinct(from), distinct(bes))
 	}
 }
 

@@ -18,9 +18,9 @@ import (
 //
 //	kd_svc_key 8, kd_svc_val 16, kd_backend_key 8, kd_backend_val 12,
 //	kd_ct_key 16, kd_ct_val 32, kd_affinity_key 8, kd_affinity_val 24,
-//	kd_tunnel_key 8, kd_tunnel_val 8, kd_endpoint_val 20, kd_config 40,
+//	kd_tunnel_key 8, kd_tunnel_val 8, kd_endpoint_val 20, kd_config 48,
 //	kd_metric 16, kd_event 40, kd_sock_key 16, kd_sock_val 16,
-//	kd_sock_aff_key 16.
+//	kd_sock_aff_key 16, kd_frag_key 12, kd_frag_val 24.
 func TestLayoutMatchesBTF(t *testing.T) {
 	cases := []struct {
 		c string
@@ -43,6 +43,8 @@ func TestLayoutMatchesBTF(t *testing.T) {
 		{"kd_sock_key", maps.SockKey{}},
 		{"kd_sock_val", maps.SockValue{}},
 		{"kd_sock_aff_key", maps.SockAffinityKey{}},
+		{"kd_frag_key", maps.FragKey{}},
+		{"kd_frag_val", maps.FragValue{}},
 	}
 	for _, load := range []struct {
 		name string

@@ -29,6 +29,7 @@ type Set struct {
 	Events    *ebpf.Map
 	SockNAT   *ebpf.Map
 	SockAff   *ebpf.Map
+	Frags     *ebpf.Map
 }
 
 // FromMap builds a Set from maps keyed by name (missing names stay nil).
@@ -38,7 +39,7 @@ func FromMap(m map[string]*ebpf.Map) *Set {
 		Affinity: m[NameAffinity], Tunnel: m[NameTunnel], Endpoints: m[NameEndpoints],
 		NodeAddrs: m[NameNodeAddrs], Config: m[NameConfig], Metrics: m[NameMetrics],
 		Events: m[NameEvents], SockNAT: m[NameSockNAT],
-		SockAff: m[NameSockAff],
+		SockAff: m[NameSockAff], Frags: m[NameFrags],
 	}
 }
 
@@ -49,7 +50,7 @@ func (s *Set) ByName() map[string]*ebpf.Map {
 		NameAffinity: s.Affinity, NameTunnel: s.Tunnel, NameEndpoints: s.Endpoints,
 		NameNodeAddrs: s.NodeAddrs, NameConfig: s.Config, NameMetrics: s.Metrics,
 		NameEvents: s.Events, NameSockNAT: s.SockNAT,
-		NameSockAff: s.SockAff,
+		NameSockAff: s.SockAff, NameFrags: s.Frags,
 	}
 }
 

@@ -11,6 +11,9 @@ import (
 	"time"
 )
 
+// NamePrefix starts the name of every map (the C side's kd_ prefix).
+const NamePrefix = "kd_"
+
 // Map names, also the file names under the pin directory.
 const (
 	NameServices  = "kd_services"
@@ -25,12 +28,13 @@ const (
 	NameEvents    = "kd_events"
 	NameSockNAT   = "kd_sock_nat"
 	NameSockAff   = "kd_sock_affinity"
+	NameFrags     = "kd_frags"
 )
 
 // Names lists every map the programs use.
 var Names = []string{NameServices, NameBackends, NameConntrack, NameAffinity, NameTunnel,
 	NameEndpoints, NameNodeAddrs, NameConfig, NameMetrics, NameEvents, NameSockNAT,
-	NameSockAff}
+	NameSockAff, NameFrags}
 
 // IP protocol numbers used in keys.
 const (
@@ -229,6 +233,12 @@ type Config struct {
 	// HostNetns is the cookie of the node's network namespace (SO_NETNS_COOKIE): sockets
 	// there reach NodePorts on 127.0.0.0/8, as kube-proxy's localhost NodePorts. 0: none.
 	HostNetns uint64
+	// TunnelMTU is the largest inner IPv4 packet the overlay carries without fragmenting (the NIC's MTU
+	// minus the 50 bytes of VXLAN): larger DF packets get ICMP fragmentation needed, TCP SYNs into the
+	// tunnel have their MSS clamped to it. 0 disables both.
+	TunnelMTU uint16
+	Pad       uint16
+	Pad2      uint32
 }
 
 // Metric is struct kd_metric (one per CPU in the map).
@@ -325,6 +335,7 @@ const (
 	DropCTFull
 	DropFragment
 	DropCTCollision
+	DropTooBig
 	// MetricSlots is the size of kd_metrics.
 	MetricSlots = 32
 )
@@ -339,7 +350,7 @@ var VerdictNames = map[int]string{
 var DropReasonNames = map[int]string{
 	DropMalformed: "malformed", DropNoBackend: "no_backend", DropNoLocalBackend: "no_local_backend",
 	DropNoTunnel: "no_tunnel", DropFIB: "fib", DropRewrite: "rewrite", DropCTFull: "ct_full",
-	DropFragment: "fragment", DropCTCollision: "ct_collision",
+	DropFragment: "fragment", DropCTCollision: "ct_collision", DropTooBig: "too_big",
 }
 
 // Addr4 returns a's 4 bytes (zero for an invalid or IPv6 address).
@@ -353,4 +364,23 @@ func Addr4(a netip.Addr) [4]byte {
 // NewServiceKey builds a service key; pass an invalid netip.Addr{} for the NodePort wildcard.
 func NewServiceKey(addr netip.Addr, port uint16, proto, scope uint8) ServiceKey {
 	return ServiceKey{Addr: Addr4(addr), Port: port, Proto: proto, Scope: scope}
+}
+
+// FragKey is struct kd_frag_key: a fragmented datagram as its fragments arrive.
+type FragKey struct {
+	SrcAddr [4]byte
+	DstAddr [4]byte
+	ID      uint16 // IP identification, network order
+	Proto   uint8
+	Pad     uint8
+}
+
+// FragValue is struct kd_frag_val: the first fragment's translation and route, for the later fragments.
+type FragValue struct {
+	Expires uint64 // CLOCK_MONOTONIC ns
+	SrcAddr [4]byte
+	DstAddr [4]byte
+	Peer    [4]byte
+	Action  uint8 // 0 route by destination, 1 tunnel to Peer, 2 out of a NIC
+	Pad     [3]uint8
 }

@@ -1,7 +1,7 @@
 // Package aws creates kubedirect clusters on AWS with aws-sdk-go-v2, the way kOps does: every resource
 // (VPC, subnets, internet gateway, route table, security groups and their rules, IAM roles and instance
-// profiles, key pair, the API's network load balancer, launch templates and auto scaling groups, and the
-// state-store objects) is a task with Find (nil when absent), a comparison of key fields, Render
+// profiles, key pair, the API's network load balancers (internet-facing for the operator, internal
+// for the nodes), launch templates and auto scaling groups, and the state-store objects) is a task with Find (nil when absent), a comparison of key fields, Render
 // (create, or change in place, or refuse a change that needs replacement) and a tag-driven Delete.
 // Tasks run in dependency order and retry on AWS's eventual consistency and throttling; a retried
 // Render looks the resource up again first. Tags are set when a resource is created, so create resumes
@@ -19,6 +19,7 @@
 // its own source/destination check. The node roles may read only what they need (see model.policy).
 //
 // The provider talks to AWS only through the narrow interfaces of api.go (which the SDK clients satisfy),
-// so tests use the stateful fakes of package fake, and PlanOffline needs no credentials at all.
+// so tests use the stateful fakes of package fake, and PlanOffline needs no credentials at all. The
+// same scenario suite also runs the real SDK clients against moto, an AWS emulator, with IAM enforced.
 // RequiredActions lists the IAM actions the operator's identity needs; UserPolicy renders them.
 package aws

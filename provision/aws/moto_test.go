@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -357,6 +358,8 @@ func TestMotoCreateUsesCanonicalsUbuntuImage(t *testing.T) {
 	}
 }
 
+var lackingUsers atomic.Int32
+
 // TestMotoOperatorPolicyIsEnforced: an operator whose policy lacks one action the provider needs
 // cannot create the cluster, and the error says a permission is missing.
 func TestMotoOperatorPolicyIsEnforced(t *testing.T) {
@@ -369,7 +372,8 @@ func TestMotoOperatorPolicyIsEnforced(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lacking, err := s.user(ctx, admin.IAM.(*iam.Client), "kubedirect-test-lacking", doc)
+	// A new user each run: -count=N runs this test N times against the same moto.
+	lacking, err := s.user(ctx, admin.IAM.(*iam.Client), fmt.Sprintf("kubedirect-test-lacking-%d", lackingUsers.Add(1)), doc)
 	if err != nil {
 		t.Fatal(err)
 	}

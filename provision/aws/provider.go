@@ -346,7 +346,7 @@ func (r *run) latestImage(ctx context.Context, arch string) (string, error) {
 var ErrNoKubeconfig = errors.New("the control plane has not published the admin kubeconfig")
 
 // Kubeconfig waits up to timeout for the admin kubeconfig the control plane publishes to the state
-// store, and returns it.
+// store and for the API's load balancers to have a healthy control plane, and returns it.
 func (p *Provider) Kubeconfig(ctx context.Context, c *spec.Cluster, timeout time.Duration) ([]byte, error) {
 	names, err := clusterNames(c)
 	if err != nil {
@@ -361,6 +361,11 @@ func (p *Provider) Kubeconfig(ctx context.Context, c *spec.Cluster, timeout time
 	for {
 		b, err := s.get(ctx, FileKubeconfig)
 		if err == nil {
+			// The CLI talks to the API through the load balancers next: wait until they route to it
+			// (health checks pass about 20 s after the API server listens; at least 30 polls).
+			if err := p.WaitAPIHealthy(ctx, c, max(time.Until(deadline), 30*p.poll)); err != nil {
+				return nil, err
+			}
 			return b, nil
 		}
 		if !errors.Is(err, errNoObject) {

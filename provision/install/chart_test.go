@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -256,8 +257,9 @@ func TestConfigMapIsAgentConfig(t *testing.T) {
 	want := config.Config{PodCIDR: "10.244.0.0/16", ServiceCIDR: "10.96.0.0/16", Encapsulation: "vxlan", VXLANPort: 8472,
 		ExternalServiceMode: "dsr", NodePortRange: "30000-32767", LogLevel: "debug",
 		MapSizes:   config.MapSizes{Services: 65536, Backends: 65536, Conntrack: 1024},
-		HealthAddr: ":9890", ProxyHealthAddr: ":10256", BPFFSPath: "/sys/fs/bpf/kubedirect", CNIDataDir: "/run/kubedirect"}
-	if *cfg != want {
+		HealthAddr: ":9890", ProxyHealthAddr: ":10256", BPFFSPath: "/sys/fs/bpf/kubedirect", CNIDataDir: "/run/kubedirect",
+		NonMasqueradeCIDRs: []string{"10.244.0.0/16"}}
+	if !reflect.DeepEqual(*cfg, want) {
 		t.Errorf("agent config\n got %+v\nwant %+v", *cfg, want)
 	}
 }

@@ -1,0 +1,75 @@
+package masq_test
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"net/netip"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/kubedirect/kubedirect/dataplane/masq"
+	"github.com/kubedirect/kubedirect/internal/testutil"
+)
+
+// TestRootMasqueradeTable: Sync writes the table nft shows (non-masquerade returns first, then
+// masquerade for the node's pod range), a second Sync with other CIDRs replaces rather than appends,
+// and Remove deletes it, twice without error.
+func TestRootMasqueradeTable(t *testing.T) {
+	testutil.RequireRoot(t)
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	name := "kdm-" + hex.EncodeToString(b)
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
+	fd, err := unix.Open("/run/netns/"+name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	list := func() string {
+		out, _ := exec.Command("ip", "netns", "exec", name, "nft", "list", "table", "ip", masq.Table).CombinedOutput()
+		return string(out)
+	}
+	r := masq.Rules{PodCIDR: netip.MustParsePrefix("10.244.1.0/24"),
+		NonMasquerade: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16"), netip.MustParsePrefix("172.16.0.0/12")},
+		NodeAddr:      netip.MustParseAddr("192.168.1.1"), NodePortFirst: 30000, NodePortLast: 32767}
+	if err := masq.Sync(r, masq.InNetNS(fd)); err != nil {
+		t.Fatal(err)
+	}
+	got := list()
+	for _, want := range []string{
+		"type nat hook postrouting priority srcnat",
+		"ip saddr 10.244.1.0/24 ip daddr 10.244.0.0/16 return",
+		"ip saddr 10.244.1.0/24 ip daddr 172.16.0.0/12 return",
+		"ip saddr 10.244.1.0/24 tcp sport 30000-32767 snat to 192.168.1.1:32768-65535",
+		"ip saddr 10.244.1.0/24 udp sport 30000-32767 snat to 192.168.1.1:32768-65535",
+		"ip saddr 10.244.1.0/24 masquerade",
+	} {
+		if !strings.Contains(got, want) {
+			t.Fatalf("table lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Index(got, "return") > strings.Index(got, "masquerade\n") {
+		t.Fatalf("masquerade before the exceptions:\n%s", got)
+	}
+	r.NonMasquerade = r.NonMasquerade[:1]
+	if err := masq.Sync(r, masq.InNetNS(fd)); err != nil {
+		t.Fatal(err)
+	}
+	if got := list(); strings.Contains(got, "172.16.0.0/12") || strings.Count(got, "return") != 1 || strings.Count(got, "snat to") != 2 || strings.Count(got, "/24 masquerade\n") != 1 {
+		t.Fatalf("second sync did not replace the rules:\n%s", got)
+	}
+	for i := 0; i < 2; i++ {
+		if err := masq.Remove(masq.InNetNS(fd)); err != nil {
+			t.Fatalf("remove %d: %v", i, err)
+		}
+	}
+	if got := list(); !strings.Contains(got, "No such file") {
+		t.Fatalf("table still there: %s", got)
+	}
+}
