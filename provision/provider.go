@@ -14,6 +14,7 @@ import (
 
 	"github.com/kubedirect/kubedirect/provision/install"
 	"github.com/kubedirect/kubedirect/provision/spec"
+	"github.com/kubedirect/kubedirect/provision/validate"
 )
 
 // ErrNotFound is returned (wrapped) when a named cluster does not exist.
@@ -67,6 +68,9 @@ type CreateOptions struct {
 	// KubeconfigPath is the kubeconfig file to merge the cluster's context into; empty means the
 	// default ($KUBECONFIG or ~/.kube/config).
 	KubeconfigPath string
+	// Image is the self-image the nodes will run (nil with spec.dataplane.image). A provider whose
+	// nodes fetch it while they boot (AWS) publishes it during Create.
+	Image *install.SelfImage
 }
 
 // CreateOption sets a CreateOptions field.
@@ -78,6 +82,11 @@ func CreateWithRetain(retain bool) CreateOption { return func(o *CreateOptions) 
 // CreateWithKubeconfigPath names the kubeconfig file to merge the cluster's context into.
 func CreateWithKubeconfigPath(path string) CreateOption {
 	return func(o *CreateOptions) { o.KubeconfigPath = path }
+}
+
+// CreateWithImage gives Create the self-image the nodes will run.
+func CreateWithImage(img *install.SelfImage) CreateOption {
+	return func(o *CreateOptions) { o.Image = img }
 }
 
 // BuildCreateOptions applies opts to the zero options.
@@ -118,4 +127,11 @@ type Describer interface {
 	Describe(c *spec.Cluster) string
 	// CreateStep names the progress step Create runs as; "" when Create reports its own steps (kind).
 	CreateStep(c *spec.Cluster) string
+}
+
+// ValidationTuner is implemented by providers whose nodes the validation's outside client reaches
+// differently from kind (addresses, ports the firewall admits); it returns an error, before anything
+// runs, when the cluster's settings cannot let the client through.
+type ValidationTuner interface {
+	TuneValidator(c *spec.Cluster, v *validate.Validator) error
 }

@@ -78,7 +78,7 @@ dataplane that keeps the client's source IP on NodePort traffic, and proves it e
 		newGetCommand(g),
 		newExportCommand(g),
 		newVersionCommand(g),
-		newEchoCommand(g), newCNICommand(g), newAgentCommand(g), newLabCommand(g),
+		newEchoCommand(g), newCNICommand(g), newAgentCommand(g), newLabCommand(g), newNodeCommand(g),
 		newValidateCommand(g),
 	)
 	return root

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/cilium/ebpf"
 
@@ -49,7 +50,10 @@ type Options struct {
 	// keep the size they were created with.
 	MapSizes MapSizes
 	// ReplaceIncompatible recreates (empty) a pinned map whose layout changed
-	// instead of failing with ErrIncompatibleMap.
+	// instead of failing with ErrIncompatibleMap, and unpins the maps an older
+	// version pinned that this one no longer declares. An agent upgrade needs
+	// it: whatever it loses the agent rewrites from the API server, except the
+	// flows tracked in a replaced conntrack map.
 	ReplaceIncompatible bool
 	// ForceClsact attaches tc programs with clsact/cls_bpf even when tcx is
 	// available.
@@ -80,6 +84,10 @@ type Datapath struct {
 	Programs Programs
 	// Adopted lists the maps that were already pinned and reused as they were.
 	Adopted []string
+	// Replaced lists the pinned maps recreated because their layout changed,
+	// Unpinned the pinned maps of an older version that no program uses now
+	// (both only with Options.ReplaceIncompatible).
+	Replaced, Unpinned []string
 
 	opts   Options
 	colls  []*ebpf.Collection
@@ -177,17 +185,34 @@ func Load(ctx context.Context, opts Options) (*Datapath, error) {
 		if n := opts.size(name); n != 0 {
 			ms.MaxEntries = n
 		}
-		m, adopted, err := openOrCreate(ms, filepath.Join(opts.PinDir, name), opts.ReplaceIncompatible)
+		m, how, err := openOrCreate(ms, filepath.Join(opts.PinDir, name), opts.ReplaceIncompatible)
 		if err != nil {
 			return fail(err)
 		}
-		if adopted {
+		switch how {
+		case pinAdopted:
 			d.Adopted = append(d.Adopted, name)
+		case pinReplaced:
+			d.Replaced = append(d.Replaced, name)
 		}
 		byName[name] = m
 	}
 	if len(d.Adopted) > 0 {
 		d.log.Info("adopted pinned BPF maps", "dir", opts.PinDir, "maps", d.Adopted)
+	}
+	if len(d.Replaced) > 0 {
+		d.log.Warn("recreated pinned BPF maps whose layout changed (an upgrade): their entries are gone",
+			"dir", opts.PinDir, "maps", d.Replaced)
+	}
+	if opts.ReplaceIncompatible {
+		unpinned, err := unpinUnknownMaps(opts.PinDir)
+		if err != nil {
+			return fail(err)
+		}
+		d.Unpinned = unpinned
+		if len(unpinned) > 0 {
+			d.log.Info("unpinned BPF maps of an older version", "dir", opts.PinDir, "maps", unpinned)
+		}
 	}
 	for _, spec := range all {
 		// Each object defines every map; they must all use the same ones,
@@ -232,34 +257,70 @@ func Load(ctx context.Context, opts Options) (*Datapath, error) {
 	return d, nil
 }
 
+// pinOutcome says what openOrCreate did with a map's pin.
+type pinOutcome int
+
+const (
+	pinCreated  pinOutcome = iota // nothing was pinned: a new map
+	pinAdopted                    // the pinned map is reused as it is
+	pinReplaced                   // the pinned map had another layout: a new, empty one replaces it
+)
+
 // openOrCreate adopts the map pinned at path, or creates and pins a new one.
-func openOrCreate(ms *ebpf.MapSpec, path string, replace bool) (*ebpf.Map, bool, error) {
+func openOrCreate(ms *ebpf.MapSpec, path string, replace bool) (*ebpf.Map, pinOutcome, error) {
+	how := pinCreated
 	m, err := ebpf.LoadPinnedMap(path, nil)
 	switch {
 	case err == nil:
 		info, ierr := m.Info()
 		if ierr == nil && info.Type == ms.Type && info.KeySize == ms.KeySize && info.ValueSize == ms.ValueSize {
-			return m, true, nil
+			return m, pinAdopted, nil
 		}
 		m.Close()
 		if !replace {
-			return nil, false, fmt.Errorf("adopt %s: %w", path, ErrIncompatibleMap)
+			return nil, how, fmt.Errorf("adopt %s: %w", path, ErrIncompatibleMap)
 		}
 		if err := os.Remove(path); err != nil {
-			return nil, false, fmt.Errorf("remove incompatible map %s: %w", path, err)
+			return nil, how, fmt.Errorf("remove incompatible map %s: %w", path, err)
 		}
+		how = pinReplaced
 	case !errors.Is(err, os.ErrNotExist):
-		return nil, false, fmt.Errorf("open pinned map %s: %w", path, err)
+		return nil, how, fmt.Errorf("open pinned map %s: %w", path, err)
 	}
 	m, err = ebpf.NewMap(ms)
 	if err != nil {
-		return nil, false, fmt.Errorf("create map %s: %w", ms.Name, err)
+		return nil, how, fmt.Errorf("create map %s: %w", ms.Name, err)
 	}
 	if err := m.Pin(path); err != nil {
 		m.Close()
-		return nil, false, fmt.Errorf("pin map %s: %w", path, err)
+		return nil, how, fmt.Errorf("pin map %s: %w", path, err)
 	}
-	return m, false, nil
+	return m, how, nil
+}
+
+// unpinUnknownMaps removes the maps pinned directly under dir (links live in
+// dir/links) whose names no program declares any more: a map an older version
+// renamed or dropped would otherwise stay in the kernel for good.
+func unpinUnknownMaps(dir string) ([]string, error) {
+	known := map[string]bool{}
+	for _, n := range maps.Names {
+		known[n] = true
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("list pinned maps: %w", err)
+	}
+	var removed []string
+	for _, e := range entries {
+		if e.IsDir() || known[e.Name()] || !strings.HasPrefix(e.Name(), maps.NamePrefix) {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+			return removed, fmt.Errorf("unpin stale map %s: %w", e.Name(), err)
+		}
+		removed = append(removed, e.Name())
+	}
+	return removed, nil
 }
 
 // PinDir returns the directory maps and links are pinned under.

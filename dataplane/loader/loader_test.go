@@ -68,6 +68,11 @@ func TestRootIncompatiblePinnedMap(t *testing.T) {
 	must(t, err)
 	must(t, old.Pin(filepath.Join(dir, maps.NameServices)))
 	old.Close()
+	// A map an older version pinned and this one no longer declares (kd_sock_revnat became kd_sock_nat).
+	stale, err := ebpf.NewMap(&ebpf.MapSpec{Name: "kd_sock_revnat", Type: ebpf.Hash, KeySize: 8, ValueSize: 16, MaxEntries: 16})
+	must(t, err)
+	must(t, stale.Pin(filepath.Join(dir, "kd_sock_revnat")))
+	stale.Close()
 	if _, err := loader.Load(context.Background(), loader.Options{PinDir: dir}); !errors.Is(err, loader.ErrIncompatibleMap) {
 		t.Fatalf("load over an incompatible pin: %v, want ErrIncompatibleMap", err)
 	}
@@ -78,5 +83,18 @@ func TestRootIncompatiblePinnedMap(t *testing.T) {
 		if n == maps.NameServices {
 			t.Fatal("incompatible map was adopted")
 		}
+	}
+	if len(d.Replaced) != 1 || d.Replaced[0] != maps.NameServices {
+		t.Errorf("Replaced = %v, want [%s]", d.Replaced, maps.NameServices)
+	}
+	if len(d.Unpinned) != 1 || d.Unpinned[0] != "kd_sock_revnat" {
+		t.Errorf("Unpinned = %v, want [kd_sock_revnat]", d.Unpinned)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "kd_sock_revnat")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the stale pin is still there: %v", err)
+	}
+	// The new map works: the datapath's own pin is a fresh, empty services map.
+	if _, err := os.Stat(filepath.Join(dir, maps.NameServices)); err != nil {
+		t.Errorf("services map not pinned: %v", err)
 	}
 }

@@ -11,6 +11,9 @@ import (
 	"time"
 )
 
+// NamePrefix starts the name of every map (the C side's kd_ prefix).
+const NamePrefix = "kd_"
+
 // Map names, also the file names under the pin directory.
 const (
 	NameServices  = "kd_services"

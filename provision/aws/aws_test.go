@@ -102,45 +102,6 @@ func TestDryRunPlanOfExampleIsGolden(t *testing.T) {
 	}
 }
 
-func TestUserDataIsGolden(t *testing.T) {
-	c := loadExample(t)
-	m, err := newModel(c, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	const endpoint = "kubedirect-prod-api-int-0123456789abcdef.elb.eu-west-1.amazonaws.com"
-	const public = "kubedirect-prod-api-0123456789abcdef.elb.eu-west-1.amazonaws.com"
-	for _, g := range c.Spec.NodeGroups {
-		ud, err := RenderUserData(m.bootstrap(g, endpoint, public))
-		if err != nil {
-			t.Fatal(err)
-		}
-		golden(t, "userdata-"+g.Name+".golden", ud)
-		s := string(ud)
-		if !strings.Contains(s, "kubelet=1.34.4-1.1 kubeadm=1.34.4-1.1") || !strings.Contains(s, "pkgs.k8s.io/core:/stable:/v1.34/deb/") {
-			t.Errorf("%s: does not install kubelet and kubeadm 1.34.4 from the upstream packages", g.Name)
-		}
-		if !strings.Contains(s, "--no-source-dest-check") {
-			t.Errorf("%s: dsr mode does not turn off the source/destination check", g.Name)
-		}
-		if g.Role == spec.RoleControlPlane {
-			for _, want := range []string{"--skip-phases=addon/kube-proxy", `"$STATE/kubeconfig/admin.conf"`, "podSubnet: 10.244.0.0/16", "controlPlaneEndpoint: \"$API_ENDPOINT:6443\""} {
-				if !strings.Contains(s, want) {
-					t.Errorf("control plane user-data lacks %q", want)
-				}
-			}
-		} else if !strings.Contains(s, `"$STATE/bootstrap/token"`) || !strings.Contains(s, "kubeadm join") {
-			t.Errorf("worker user-data does not join with the token from the state store")
-		}
-	}
-	c.Spec.Networking.ExternalServiceMode = spec.ModeTunnel
-	m, _ = newModel(c, "")
-	ud, _ := RenderUserData(m.bootstrap(c.Spec.NodeGroups[1], endpoint, public))
-	if strings.Contains(string(ud), "source-dest-check") {
-		t.Error("tunnel mode touches the source/destination check")
-	}
-}
-
 func TestCreateOnEmptyAccountMakesTheCluster(t *testing.T) {
 	e := newEnv(t)
 	plan, err := e.p.Create(context.Background(), e.c)

@@ -16,7 +16,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/kubedirect/kubedirect/provision"
-	"github.com/kubedirect/kubedirect/provision/install"
 	"github.com/kubedirect/kubedirect/provision/spec"
 )
 
@@ -69,12 +68,28 @@ func (a *clusterProvider) WritePlan(_ context.Context, c *spec.Cluster, w io.Wri
 // context into the kubeconfig file.
 func (a *clusterProvider) Create(ctx context.Context, c *spec.Cluster, opts ...provision.CreateOption) error {
 	o := provision.BuildCreateOptions(opts...)
+	// The nodes fetch the kubedirect binary while they boot (user-data retries until it is there):
+	// publish it before they launch; if the store is not usable yet, Create says why, then try again.
+	publish := func() error { return nil }
+	if o.Image != nil {
+		arch, err := a.NodeArch(c)
+		if err != nil {
+			return err
+		}
+		publish = func() error { return a.publishBinary(ctx, c, arch, o.Image.Binary()) }
+	}
+	published := publish() == nil
 	plan, err := a.p.Create(ctx, c)
 	if plan != nil {
 		a.p.log.Info("AWS resources: " + plan.Summary())
 	}
 	if err != nil {
 		return fmt.Errorf("create cluster %q: %w", c.Metadata.Name, err)
+	}
+	if !published {
+		if err := publish(); err != nil {
+			return fmt.Errorf("create cluster %q: %w", c.Metadata.Name, err)
+		}
 	}
 	if _, err := a.p.Kubeconfig(ctx, c, ControlPlaneTimeout); err != nil {
 		return fmt.Errorf("create cluster %q: %w (%s)", c.Metadata.Name, err, a.NodeLogHint(c, "the control-plane node"))
@@ -279,11 +294,6 @@ func (a *clusterProvider) NodeArch(c *spec.Cluster) (string, error) {
 		return "", fmt.Errorf("node groups of %q mix architectures (%s): set spec.dataplane.image to a multi-architecture image", c.Metadata.Name, strings.Join(archs, ", "))
 	}
 	return archs[0], nil
-}
-
-// DeliverImage is not available yet on AWS.
-func (a *clusterProvider) DeliverImage(context.Context, *spec.Cluster, *install.SelfImage, []byte) error {
-	return provision.ErrNoImageDelivery
 }
 
 // NodeLogHint says where a node's bootstrap log is.

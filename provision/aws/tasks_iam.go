@@ -114,7 +114,7 @@ func (m *model) policy(role string) policyDocument {
 	}
 	doc.Statement = append(doc.Statement, statement{Sid: "ReadStateStore", Effect: "Allow", Action: stringList{"s3:GetObject"}, Resource: read})
 	if role == roleControlPlane {
-		doc.Statement = append(doc.Statement, statement{Sid: "PublishKubeconfig", Effect: "Allow", Action: stringList{"s3:PutObject"}, Resource: stringList{obj(FileKubeconfig)}})
+		doc.Statement = append(doc.Statement, statement{Sid: "PublishKubeconfig", Effect: "Allow", Action: stringList{"s3:PutObject"}, Resource: stringList{obj(FileKubeconfig), obj(FileToken)}}) // and renews the join token
 	}
 	if m.dsr {
 		doc.Statement = append(doc.Statement, statement{

@@ -3,6 +3,7 @@ package aws
 import (
 	"bytes"
 	_ "embed"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"text/template"
@@ -32,6 +33,12 @@ type Bootstrap struct {
 	ServiceCIDR       string
 	DSR               bool
 	PublishKey        string // state-store key the control plane publishes the API's address and CA to
+	Arch              string // the node group's architecture
+	Bucket            string // the state store's bucket
+	S3Endpoint        string // the region's S3 endpoint (path-style requests, so any bucket name works)
+	BinaryKey         string // object key of the kubedirect binary for Arch
+	DigestKey         string // object key of its SHA-256
+	ConfigJSON        string // the NodeConfig `kubedirect node bootstrap` reads
 }
 
 // RenderUserData renders the bootstrap script of a node.
@@ -50,7 +57,16 @@ func (m *model) bootstrap(g spec.NodeGroup, apiEndpoint, publicAPIEndpoint strin
 	if parts := strings.SplitN(v, ".", 3); len(parts) == 3 {
 		minor = parts[0] + "." + parts[1]
 	}
+	arch := arch(machineType(g))
+	cfg, _ := json.MarshalIndent(NodeConfig{
+		Cluster: m.names.Cluster, NodeGroup: g.Name, ControlPlane: g.Role == spec.RoleControlPlane,
+		KubernetesVersion: v, Region: m.region, StateStore: m.spec.Spec.AWS.StateStore,
+		APIEndpoint: apiEndpoint, PublicAPIEndpoint: publicAPIEndpoint,
+		PodCIDR: m.spec.Spec.Networking.PodCIDR, ServiceCIDR: m.spec.Spec.Networking.ServiceCIDR, DSR: m.dsr, Arch: arch,
+	}, "", "  ")
 	return Bootstrap{
+		Arch: arch, Bucket: m.names.Bucket(), S3Endpoint: "https://s3." + m.region + ".amazonaws.com",
+		BinaryKey: m.names.StateKey(BinaryFile(arch)), DigestKey: m.names.StateKey(DigestFile(arch)), ConfigJSON: string(cfg),
 		Cluster: m.names.Cluster, NodeGroup: g.Name, Role: string(g.Role), ControlPlane: g.Role == spec.RoleControlPlane,
 		KubernetesVersion: v, MinorVersion: minor, PackageVersion: strings.TrimPrefix(v, "v") + "-1.1",
 		Region: m.region, StateStore: strings.TrimSuffix(m.names.StateStore(), "/"), APIEndpoint: apiEndpoint, PublicAPIEndpoint: publicAPIEndpoint,

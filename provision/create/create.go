@@ -70,6 +70,7 @@ type run struct {
 	pr         *progress.Printer
 	existed    bool
 	image      install.Image
+	self       *install.SelfImage
 	skipChart  bool
 	kubeconfig []byte
 }
@@ -84,7 +85,7 @@ type Step struct {
 
 // Steps are create's actions in order.
 func Steps() []func(r *run) []Step {
-	return []func(r *run) []Step{infrastructure, deliverImage, installChart, waitReady, validateCluster}
+	return []func(r *run) []Step{buildImage, infrastructure, deliverImage, installChart, waitReady, validateCluster}
 }
 
 // Cluster creates the cluster c describes with p, or, when it exists, converges it (the provider's
@@ -166,7 +167,7 @@ func infrastructure(r *run) []Step {
 		name = d.CreateStep(r.c)
 	}
 	return []Step{{Name: name, Run: func(ctx context.Context, r *run) error {
-		err := r.p.Create(ctx, r.c, provision.CreateWithRetain(r.o.Retain), provision.CreateWithKubeconfigPath(r.o.KubeconfigPath))
+		err := r.p.Create(ctx, r.c, provision.CreateWithRetain(r.o.Retain), provision.CreateWithKubeconfigPath(r.o.KubeconfigPath), provision.CreateWithImage(r.self))
 		if err != nil {
 			return err
 		}
@@ -175,43 +176,47 @@ func infrastructure(r *run) []Step {
 	}}}
 }
 
-// deliverImage builds kubedirect's self-image and brings it to the nodes, unless the spec names a
-// published image or the provider cannot deliver one.
-func deliverImage(r *run) []Step {
+// buildImage builds kubedirect's self-image for the nodes (before the infrastructure: nodes that fetch
+// it while they boot need it published early), unless the spec names a published image.
+func buildImage(r *run) []Step {
 	if r.c.Spec.Dataplane.Image != "" {
 		r.image = install.PublishedImage(r.c.Spec.Dataplane.Image)
 		return nil
 	}
-	var self *install.SelfImage
-	return []Step{
-		{Name: "Building the kubedirect image", Run: func(ctx context.Context, r *run) error {
-			arch, err := r.p.NodeArch(r.c)
-			if err != nil {
-				return err
-			}
-			bin, from, err := r.o.NodeBinary(ctx, arch)
-			if err != nil {
-				return err
-			}
-			r.o.Log.Debug("node binary", "from", from, "bytes", len(bin))
-			self, err = install.BuildSelfImage(bin, arch)
-			if err != nil {
-				return err
-			}
-			r.image = self.Image
-			return nil
-		}},
-		{Name: "", Run: func(ctx context.Context, r *run) error {
-			return r.pr.Step(fmt.Sprintf("Loading image %s into the nodes", self.Image.Ref()), func() error {
-				err := r.p.DeliverImage(ctx, r.c, self, r.kubeconfig)
-				if errors.Is(err, provision.ErrNoImageDelivery) {
-					r.skipChart = true
-					return nil
-				}
-				return err
-			})
-		}},
+	return []Step{{Name: "Building the kubedirect image", Run: func(ctx context.Context, r *run) error {
+		arch, err := r.p.NodeArch(r.c)
+		if err != nil {
+			return err
+		}
+		bin, from, err := r.o.NodeBinary(ctx, arch)
+		if err != nil {
+			return err
+		}
+		r.o.Log.Debug("node binary", "from", from, "bytes", len(bin))
+		r.self, err = install.BuildSelfImage(bin, arch)
+		if err != nil {
+			return err
+		}
+		r.image = r.self.Image
+		return nil
+	}}}
+}
+
+// deliverImage brings the self-image to every node, unless the provider cannot.
+func deliverImage(r *run) []Step {
+	if r.c.Spec.Dataplane.Image != "" {
+		return nil
 	}
+	return []Step{{Name: "", Run: func(ctx context.Context, r *run) error {
+		return r.pr.Step(fmt.Sprintf("Loading image %s into the nodes", r.self.Image.Ref()), func() error {
+			err := r.p.DeliverImage(ctx, r.c, r.self, r.kubeconfig)
+			if errors.Is(err, provision.ErrNoImageDelivery) {
+				r.skipChart = true
+				return nil
+			}
+			return err
+		})
+	}}}
 }
 
 // installChart installs or upgrades the chart with Helm.
@@ -305,6 +310,12 @@ func Plan(ctx context.Context, p provision.Provider, c *spec.Cluster, w io.Write
 
 // Validator connects a validation to the cluster as its admin, through the provider's kubeconfig.
 func Validator(ctx context.Context, p provision.Provider, c *spec.Cluster, log *slog.Logger) (*validate.Validator, error) {
+	if t, ok := p.(provision.ValidationTuner); ok {
+		// Settings that keep the client out are reported before anything is asked of the cluster.
+		if err := t.TuneValidator(c, &validate.Validator{}); err != nil {
+			return nil, fmt.Errorf("validate cluster %q: %w", c.Metadata.Name, err)
+		}
+	}
 	ok, err := p.Exists(ctx, c)
 	if err != nil {
 		return nil, err
@@ -324,5 +335,11 @@ func Validator(ctx context.Context, p provision.Provider, c *spec.Cluster, log *
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client for %q: %w", c.Metadata.Name, err)
 	}
-	return &validate.Validator{Client: cs, Cluster: c.Metadata.Name, Prober: validate.HostProber{}, Log: log}, nil
+	v := &validate.Validator{Client: cs, Cluster: c.Metadata.Name, Prober: validate.HostProber{}, Log: log}
+	if t, ok := p.(provision.ValidationTuner); ok {
+		if err := t.TuneValidator(c, v); err != nil {
+			return nil, fmt.Errorf("validate cluster %q: %w", c.Metadata.Name, err)
+		}
+	}
+	return v, nil
 }

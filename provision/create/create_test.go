@@ -29,8 +29,13 @@ func (f *fakeProvider) WritePlan(_ context.Context, c *spec.Cluster, w io.Writer
 	return err
 }
 func (f *fakeProvider) Create(_ context.Context, _ *spec.Cluster, opts ...provision.CreateOption) error {
-	f.calls = append(f.calls, "create")
-	f.retained = provision.BuildCreateOptions(opts...).Retain
+	o := provision.BuildCreateOptions(opts...)
+	if o.Image != nil {
+		f.calls = append(f.calls, "create with image")
+	} else {
+		f.calls = append(f.calls, "create")
+	}
+	f.retained = o.Retain
 	if f.createErr == nil {
 		f.exists = true
 	}
@@ -92,7 +97,7 @@ func TestProviderWithoutImageDeliveryIsUpWithoutDataplane(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}
 	}
-	if got := strings.Join(f.calls, ","); got != "create,kubeconfig,deliver "+install.TagFor([]byte("a node binary")) {
+	if got := strings.Join(f.calls, ","); got != "create with image,kubeconfig,deliver "+install.TagFor([]byte("a node binary")) {
 		t.Errorf("calls %s", got)
 	}
 }

@@ -40,9 +40,13 @@ type SelfImage struct {
 	// Image is the self-image's reference (SelfImageRepository:bin-<hash>) and pull policy Never.
 	Image Image
 	// ID is the image's config digest ("sha256:..."), which container runtimes report as its ID.
-	ID  string
-	img v1.Image
+	ID     string
+	img    v1.Image
+	binary []byte
 }
+
+// Binary is the kubedirect binary the image holds.
+func (s *SelfImage) Binary() []byte { return s.binary }
 
 // TagFor returns the self-image tag for a binary's content: a rebuilt binary gets a new tag, so it is
 // loaded again and the DaemonSet rolls.
@@ -94,9 +98,10 @@ func BuildSelfImage(binary []byte, arch string) (*SelfImage, error) {
 		return nil, fmt.Errorf("self-image id: %w", err)
 	}
 	return &SelfImage{
-		Image: Image{Repository: SelfImageRepository, Tag: TagFor(binary), PullPolicy: "Never"},
-		ID:    id.String(),
-		img:   img,
+		Image:  Image{Repository: SelfImageRepository, Tag: TagFor(binary), PullPolicy: "Never"},
+		ID:     id.String(),
+		img:    img,
+		binary: binary,
 	}, nil
 }
 

@@ -219,7 +219,7 @@ func observe(ctx context.Context, p Prober, c Case, addr, expected string, nodeI
 
 // baseline asks the host-network echo on every node, over both protocols, until it answers or timeout
 // ends, and returns the source IP it saw per node and protocol with one check each.
-func baseline(ctx context.Context, p Prober, nodes []ProbeNode, httpPort, udpPort int, timeout, callTimeout time.Duration) (map[string]map[corev1.Protocol]string, []Check) {
+func baseline(ctx context.Context, p Prober, nodes []ProbeNode, httpPort, udpPort int, timeout, callTimeout time.Duration, hint string) (map[string]map[corev1.Protocol]string, []Check) {
 	seen := map[string]map[corev1.Protocol]string{}
 	var checks []Check
 	for _, n := range nodes {
@@ -250,7 +250,7 @@ func baseline(ctx context.Context, p Prober, nodes []ProbeNode, httpPort, udpPor
 			if ip := seen[n.Name][proto]; ip != "" {
 				c.Detail = "client seen as " + ip + " at " + addr
 			} else {
-				c.Result, c.Detail = Fail, fmt.Sprintf("%s: %v (the client must reach the node addresses directly: not possible with Docker Desktop or a remote Docker daemon)", addr, lastErr)
+				c.Result, c.Detail = Fail, fmt.Sprintf("%s: %v (%s)", addr, lastErr, hint)
 			}
 			checks = append(checks, c)
 		}

@@ -26,6 +26,8 @@ const (
 	DefaultPodTimeout       = 2 * time.Minute
 	DefaultRowTimeout       = 10 * time.Second
 	DefaultCallTimeout      = 2 * time.Second
+	// DefaultReachHint explains an unreachable node on kind.
+	DefaultReachHint = "the client must reach the node addresses directly: not possible with Docker Desktop or a remote Docker daemon"
 	// NamespacePrefix starts the name of every probe namespace.
 	NamespacePrefix = "kubedirect-validate-"
 )
@@ -55,11 +57,19 @@ type Validator struct {
 	PodTimeout, RowTimeout, CallTimeout time.Duration
 	// PollInterval is how often pods are polled. Default: 1s.
 	PollInterval time.Duration
+	// Address is the address of a node the outside client calls. Default: NodeIP (the InternalIP).
+	Address func(*corev1.Node) string
+	// ReachHint says, when the client cannot reach a node's host-network echo, what must allow it.
+	// Default: DefaultReachHint.
+	ReachHint string
 	// Log receives progress details. Default: discarded.
 	Log *slog.Logger
 }
 
 func (v *Validator) defaults() {
+	if v.ReachHint == "" {
+		v.ReachHint = DefaultReachHint
+	}
 	if v.Prober == nil {
 		v.Prober = HostProber{}
 	}
@@ -192,6 +202,17 @@ func blockingFailures(checks []Check) string {
 // is cancelled, e.g. by Ctrl-C).
 func (v *Validator) prove(ctx context.Context, rep *Report, nodeList []corev1.Node) (err error) {
 	nodes := ProbeNodes(nodeList)
+	if v.Address != nil {
+		byName := map[string]*corev1.Node{}
+		for i := range nodeList {
+			byName[nodeList[i].Name] = &nodeList[i]
+		}
+		for i := range nodes {
+			if a := v.Address(byName[nodes[i].Name]); a != "" {
+				nodes[i].IP = a
+			}
+		}
+	}
 	if v.Image == "" {
 		rep.Checks = append(rep.Checks, Check{Name: "source-IP proof", Target: "cluster", Result: Fail, Detail: "no echo image: the agent DaemonSet names none"})
 		return nil
@@ -268,7 +289,7 @@ func (v *Validator) prove(ctx context.Context, rep *Report, nodeList []corev1.No
 		return nil
 	}
 
-	base, checks := baseline(ctx, v.Prober, nodes, v.BaselineHTTPPort, v.BaselineUDPPort, v.RowTimeout, v.CallTimeout)
+	base, checks := baseline(ctx, v.Prober, nodes, v.BaselineHTTPPort, v.BaselineUDPPort, v.RowTimeout, v.CallTimeout, v.ReachHint)
 	rep.Checks = append(rep.Checks, checks...)
 	nodeIPs := map[string]string{}
 	for _, n := range nodes {

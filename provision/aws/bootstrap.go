@@ -1,0 +1,396 @@
+package aws
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+)
+
+// NodeConfig is what user-data tells `kubedirect node bootstrap` (as /etc/kubedirect/bootstrap.json):
+// nothing secret; the CA and the join token come from the state store with the instance's role.
+type NodeConfig struct {
+	Cluster           string `json:"cluster"`
+	NodeGroup         string `json:"nodeGroup"`
+	ControlPlane      bool   `json:"controlPlane"`
+	KubernetesVersion string `json:"kubernetesVersion"`
+	Region            string `json:"region"`
+	// StateStore is the spec's s3://bucket[/prefix].
+	StateStore string `json:"stateStore"`
+	// APIEndpoint is the internal API load balancer (what nodes use), PublicAPIEndpoint the
+	// internet-facing one (what the operator uses); host names without port.
+	APIEndpoint       string `json:"apiEndpoint"`
+	PublicAPIEndpoint string `json:"publicAPIEndpoint"`
+	PodCIDR           string `json:"podCIDR"`
+	ServiceCIDR       string `json:"serviceCIDR"`
+	DSR               bool   `json:"dsr"`
+	Arch              string `json:"arch"`
+}
+
+// Paths on a node.
+const (
+	NodeConfigPath    = "/etc/kubedirect/bootstrap.json"
+	KubeletKubeconfig = "/etc/kubernetes/kubelet.conf"
+	kubeadmConfigPath = "/etc/kubernetes/kubeadm.yaml"
+	pkiDir            = "/etc/kubernetes/pki"
+	systemdDir        = "/etc/systemd/system"
+)
+
+// LoadNodeConfig reads the node's bootstrap configuration.
+func LoadNodeConfig(path string) (*NodeConfig, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read node config: %w", err)
+	}
+	var c NodeConfig
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, fmt.Errorf("decode node config %s: %w", path, err)
+	}
+	return &c, nil
+}
+
+// Identity is what the node learns about itself from the instance metadata service (IMDSv2).
+type Identity struct {
+	InstanceID string
+	PrivateIP  string
+	Hostname   string // the private DNS name, which kubelet registers the Node as
+	PublicIP   string // the public IPv4 address, "" without one
+}
+
+// ReadIdentity asks IMDSv2 (AWS_EC2_METADATA_SERVICE_ENDPOINT is honoured, as in the rehearsal).
+func ReadIdentity(ctx context.Context, c *imds.Client) (*Identity, error) {
+	get := func(path string) (string, error) {
+		out, err := c.GetMetadata(ctx, &imds.GetMetadataInput{Path: path})
+		if err != nil {
+			return "", fmt.Errorf("read instance metadata %s: %w", path, err)
+		}
+		defer out.Content.Close()
+		b, err := io.ReadAll(out.Content)
+		return strings.TrimSpace(string(b)), err
+	}
+	var id Identity
+	var err error
+	if id.InstanceID, err = get("instance-id"); err != nil {
+		return nil, err
+	}
+	if id.PrivateIP, err = get("local-ipv4"); err != nil {
+		return nil, err
+	}
+	if id.Hostname, err = get("local-hostname"); err != nil {
+		return nil, err
+	}
+	// Not every instance has a public address: a missing one is no error.
+	id.PublicIP, _ = get("public-ipv4")
+	// kubelet names the Node after the short host name (ip-172-20-0-10), lower case.
+	id.Hostname = strings.ToLower(strings.SplitN(id.Hostname, ".", 2)[0])
+	return &id, nil
+}
+
+var kubeadmInit = template.Must(template.New("init").Parse(`apiVersion: kubeadm.k8s.io/v1beta4
+kind: InitConfiguration
+bootstrapTokens:
+  - token: "{{.Token}}"
+    ttl: "{{.TokenTTL}}"
+    usages: [signing, authentication]
+    groups: ["system:bootstrappers:kubeadm:default-node-token"]
+localAPIEndpoint:
+  advertiseAddress: "{{.NodeIP}}"
+  bindPort: 6443
+nodeRegistration:
+  name: "{{.NodeName}}"
+  criSocket: unix:///run/containerd/containerd.sock
+---
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: ClusterConfiguration
+clusterName: {{.C.Cluster}}
+kubernetesVersion: {{.C.KubernetesVersion}}
+controlPlaneEndpoint: "{{.C.APIEndpoint}}:6443"
+apiServer:
+  certSANs: ["{{.C.APIEndpoint}}", "{{.C.PublicAPIEndpoint}}"]
+networking:
+  podSubnet: {{.C.PodCIDR}}
+  serviceSubnet: {{.C.ServiceCIDR}}
+`))
+
+var kubeadmJoin = template.Must(template.New("join").Parse(`apiVersion: kubeadm.k8s.io/v1beta4
+kind: JoinConfiguration
+discovery:
+  bootstrapToken:
+    apiServerEndpoint: "{{.C.APIEndpoint}}:6443"
+    token: "{{.Token}}"
+    caCertHashes: ["{{.CAHash}}"]
+nodeRegistration:
+  name: "{{.NodeName}}"
+  criSocket: unix:///run/containerd/containerd.sock
+`))
+
+// kubeadmParams fill the kubeadm configuration templates.
+type kubeadmParams struct {
+	C        *NodeConfig
+	Token    string
+	TokenTTL string
+	CAHash   string
+	NodeIP   string
+	NodeName string
+}
+
+// KubeadmConfig renders the control plane's InitConfiguration or a worker's JoinConfiguration.
+func KubeadmConfig(c *NodeConfig, id *Identity, token, caHash string) ([]byte, error) {
+	t := kubeadmJoin
+	if c.ControlPlane {
+		t = kubeadmInit
+	}
+	var buf bytes.Buffer
+	// The token in the state store is valid as long as the store says (BootstrapTokenTTL), so that a
+	// node added later still joins; kubeadm's TTL 0 would make it never expire.
+	err := t.Execute(&buf, kubeadmParams{C: c, Token: token, TokenTTL: BootstrapTokenTTL.String(), CAHash: caHash, NodeIP: id.PrivateIP, NodeName: id.Hostname})
+	if err != nil {
+		return nil, fmt.Errorf("render kubeadm configuration: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// BootstrapTokenTTL is the lifetime the control plane gives the join token it starts with.
+const BootstrapTokenTTL = 24 * time.Hour
+
+// TokenRenewInterval is how often the control plane replaces the join token in the state store; each
+// token lives BootstrapTokenTTL, so the one in the store is always valid for a node joining later.
+const TokenRenewInterval = 6 * time.Hour
+
+// RenewToken makes a new join token valid for BootstrapTokenTTL with kubeadm on the control plane and
+// writes it to the state store; the old one expires by itself.
+func (n *Node) RenewToken(ctx context.Context, output func(ctx context.Context, name string, args ...string) ([]byte, error)) error {
+	out, err := output(ctx, "kubeadm", "token", "create", "--ttl", BootstrapTokenTTL.String(), "--kubeconfig", "/etc/kubernetes/admin.conf")
+	if err != nil {
+		return fmt.Errorf("renew join token: %w", err)
+	}
+	token := strings.TrimSpace(string(out))
+	if !tokenPattern.MatchString(token) {
+		return fmt.Errorf("renew join token: kubeadm printed %q, not a token", token)
+	}
+	if err := (store{n.S3, n.Names}).put(ctx, FileToken, []byte(token)); err != nil {
+		return fmt.Errorf("renew join token: %w", err)
+	}
+	n.Log.Info("renewed the join token", "ttl", BootstrapTokenTTL)
+	return nil
+}
+
+var tokenPattern = regexp.MustCompile(`^[a-z0-9]{6}\.[a-z0-9]{16}$`)
+
+// tokenTimer are the control plane's units that renew the join token.
+func tokenTimer() map[string]string {
+	return map[string]string{
+		"kubedirect-token.service": fmt.Sprintf(`[Unit]
+Description=kubedirect: renew the join token in the state store
+After=kubelet.service
+
+[Service]
+Type=oneshot
+ExecStart=/usr/local/bin/kubedirect node renew-token --config %s
+`, NodeConfigPath),
+		"kubedirect-token.timer": fmt.Sprintf(`[Unit]
+Description=kubedirect: renew the join token
+
+[Timer]
+OnActiveSec=%ds
+OnUnitActiveSec=%ds
+
+[Install]
+WantedBy=timers.target
+`, int(TokenRenewInterval.Seconds()), int(TokenRenewInterval.Seconds())),
+	}
+}
+
+// imageTimer are the systemd units that keep the node's kubedirect binary and self-image current.
+func imageTimer(c *NodeConfig) map[string]string {
+	return map[string]string{
+		"kubedirect-image.service": fmt.Sprintf(`[Unit]
+Description=kubedirect: install the binary in the state store and import its image into containerd
+After=containerd.service
+
+[Service]
+Type=oneshot
+ExecStart=%s node sync-image --config %s
+`, "/usr/local/bin/kubedirect", NodeConfigPath),
+		"kubedirect-image.timer": `[Unit]
+Description=kubedirect: keep the agent image current
+
+[Timer]
+OnBootSec=10s
+OnUnitActiveSec=20s
+
+[Install]
+WantedBy=timers.target
+`,
+	}
+}
+
+// Bootstrap turns a fresh instance into a node of the cluster: IMDSv2 for its identity, the state
+// store for the CA (control plane), the join token and kubedirect's image, then kubeadm init (without
+// kube-proxy) or join. The control plane then publishes the API's addresses and the CA (no
+// credentials). A node that has joined before (a reboot) only refreshes its image.
+func (n *Node) Bootstrap(ctx context.Context, c *NodeConfig, run func(ctx context.Context, name string, args ...string) error) error {
+	n.defaults()
+	cfg, err := config.LoadDefaultConfig(ctx, config.WithRegion(c.Region))
+	if err != nil {
+		return fmt.Errorf("load AWS configuration: %w", err)
+	}
+	id, err := ReadIdentity(ctx, imds.NewFromConfig(cfg))
+	if err != nil {
+		return err
+	}
+	n.NodeName, n.PublicIP = id.Hostname, id.PublicIP
+	n.Log.Info("bootstrapping node", "cluster", c.Cluster, "group", c.NodeGroup, "instance", id.InstanceID, "ip", id.PrivateIP)
+	if c.DSR {
+		// Replies leave this node with another node's address as source: EC2 must not drop them.
+		_, err := ec2.NewFromConfig(cfg).ModifyInstanceAttribute(ctx, &ec2.ModifyInstanceAttributeInput{
+			InstanceId: aws.String(id.InstanceID), SourceDestCheck: &ec2types.AttributeBooleanValue{Value: aws.Bool(false)}})
+		if err != nil {
+			return fmt.Errorf("turn off source/destination check of %s: %w", id.InstanceID, err)
+		}
+	}
+	// The image before kubelet starts, so the agent's pod finds it.
+	if _, err := n.SyncImage(ctx); err != nil {
+		return err
+	}
+	for name, unit := range imageTimer(c) {
+		if err := os.WriteFile(filepath.Join(systemdDir, name), []byte(unit), 0o644); err != nil {
+			return fmt.Errorf("install %s: %w", name, err)
+		}
+	}
+	if err := run(ctx, "systemctl", "daemon-reload"); err != nil {
+		return err
+	}
+	if err := run(ctx, "systemctl", "enable", "--now", "kubedirect-image.timer"); err != nil {
+		return err
+	}
+	if _, err := os.Stat(KubeletKubeconfig); err == nil {
+		n.Log.Info("already joined; nothing more to do", "kubeconfig", KubeletKubeconfig)
+		return nil
+	}
+	st := store{n.S3, n.Names}
+	token, err := st.get(ctx, FileToken)
+	if err != nil {
+		return fmt.Errorf("read the join token: %w", err)
+	}
+	if c.ControlPlane {
+		return n.initControlPlane(ctx, c, id, strings.TrimSpace(string(token)), run)
+	}
+	hash, err := st.get(ctx, FileCACertHash)
+	if err != nil {
+		return fmt.Errorf("read the CA hash: %w", err)
+	}
+	kc, err := KubeadmConfig(c, id, strings.TrimSpace(string(token)), strings.TrimSpace(string(hash)))
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(kubeadmConfigPath), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(kubeadmConfigPath, kc, 0o600); err != nil {
+		return err
+	}
+	// The control plane may still be starting: retry, cleaning up after a failed try.
+	var joinErr error
+	for attempt := 1; attempt <= 60; attempt++ {
+		if joinErr = run(ctx, "kubeadm", "join", "--config", kubeadmConfigPath); joinErr == nil {
+			return nil
+		}
+		n.Log.Warn("kubeadm join failed; retrying in 10s", "attempt", attempt, "err", joinErr)
+		_ = run(ctx, "kubeadm", "reset", "-f")
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Second):
+		}
+	}
+	return fmt.Errorf("join the cluster through %s:6443: %w", c.APIEndpoint, joinErr)
+}
+
+func (n *Node) initControlPlane(ctx context.Context, c *NodeConfig, id *Identity, token string, run func(ctx context.Context, name string, args ...string) error) error {
+	st := store{n.S3, n.Names}
+	ca, err := st.get(ctx, FileCACert)
+	if err != nil {
+		return fmt.Errorf("read the cluster CA: %w", err)
+	}
+	key, err := st.get(ctx, FileCAKey)
+	if err != nil {
+		return fmt.Errorf("read the cluster CA key: %w", err)
+	}
+	if err := os.MkdirAll(pkiDir, 0o700); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(pkiDir, "ca.crt"), ca, 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(pkiDir, "ca.key"), key, 0o600); err != nil {
+		return err
+	}
+	kc, err := KubeadmConfig(c, id, token, "")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(kubeadmConfigPath, kc, 0o600); err != nil {
+		return err
+	}
+	// kube-proxy is not installed: kubedirect's dataplane replaces it.
+	if err := run(ctx, "kubeadm", "init", "--config", kubeadmConfigPath, "--skip-phases=addon/kube-proxy"); err != nil {
+		return err
+	}
+	info, err := ClusterInfoKubeconfig("https://"+c.PublicAPIEndpoint+":6443", "https://"+c.APIEndpoint+":6443", ca)
+	if err != nil {
+		return err
+	}
+	if err := st.put(ctx, FileKubeconfig, info); err != nil {
+		return err
+	}
+	for name, unit := range tokenTimer() {
+		if err := os.WriteFile(filepath.Join(systemdDir, name), []byte(unit), 0o644); err != nil {
+			return fmt.Errorf("install %s: %w", name, err)
+		}
+	}
+	if err := run(ctx, "systemctl", "daemon-reload"); err != nil {
+		return err
+	}
+	if err := run(ctx, "systemctl", "enable", "--now", "kubedirect-token.timer"); err != nil {
+		return err
+	}
+	n.Log.Info("control plane up; published the API's addresses", "file", n.Names.StateStore()+FileKubeconfig)
+	return nil
+}
+
+// RunLogged runs a command with its output in the node's log (the bootstrap log on a node).
+func RunLogged(out io.Writer) func(ctx context.Context, name string, args ...string) error {
+	return func(ctx context.Context, name string, args ...string) error {
+		fmt.Fprintf(out, "+ %s %s\n", name, strings.Join(args, " "))
+		cmd := exec.CommandContext(ctx, name, args...)
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("%s %s: %w", name, strings.Join(args, " "), err)
+		}
+		return nil
+	}
+}
+
+// Whoami reads this instance's identity from IMDSv2.
+func Whoami(ctx context.Context) (*Identity, error) {
+	cfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load AWS configuration: %w", err)
+	}
+	return ReadIdentity(ctx, imds.NewFromConfig(cfg))
+}
