@@ -440,17 +440,29 @@ func DecodeEvent(raw []byte) (Event, error) {
 // Returns the number of entries removed.
 func (s *Set) DeleteConntrackForBackend(addr netip.Addr, port uint16, proto uint8) (int, error) {
 	a := Addr4(addr)
+	return s.deleteConntrack(func(k *ConntrackKey, v *ConntrackValue) bool {
+		return k.Proto == proto && translatedTo(k, v, a, port)
+	})
+}
+
+// translatedTo reports whether entry k, v belongs to a flow translated to backend a:port: the forward
+// entry names it as its NAT target, the reply entry as its source.
+func translatedTo(k *ConntrackKey, v *ConntrackValue, a [4]byte, port uint16) bool {
+	if k.Dir == CTForward {
+		return v.NATAddr == a && v.NATPort == port
+	}
+	return k.Dir == CTReply && k.SrcAddr == a && k.SrcPort == port
+}
+
+// deleteConntrack removes every conntrack entry match selects, in one pass over the table (deleting
+// while iterating a hash map restarts the walk, so the keys are collected first).
+func (s *Set) deleteConntrack(match func(*ConntrackKey, *ConntrackValue) bool) (int, error) {
 	var k ConntrackKey
 	var v ConntrackValue
 	var del []ConntrackKey
 	it := s.Conntrack.Iterate()
 	for it.Next(&k, &v) {
-		if k.Proto != proto {
-			continue
-		}
-		fwd := k.Dir == CTForward && v.NATAddr == a && v.NATPort == port
-		rep := k.Dir == CTReply && k.SrcAddr == a && k.SrcPort == port
-		if fwd || rep {
+		if match(&k, &v) {
 			del = append(del, k)
 		}
 	}
@@ -482,28 +494,13 @@ func (s *Set) DeleteConntrackForBackends(serviceID uint32, proto uint8, backends
 	for _, b := range backends {
 		gone[be{Addr4(b.Addr()), b.Port()}] = true
 	}
-	var k ConntrackKey
-	var v ConntrackValue
-	var del []ConntrackKey
-	it := s.Conntrack.Iterate()
-	for it.Next(&k, &v) {
+	return s.deleteConntrack(func(k *ConntrackKey, v *ConntrackValue) bool {
 		if k.Proto != proto || v.ServiceID != serviceID {
-			continue
+			return false
 		}
-		fwd := k.Dir == CTForward && gone[be{v.NATAddr, v.NATPort}]
-		rep := k.Dir == CTReply && gone[be{k.SrcAddr, k.SrcPort}]
-		if fwd || rep {
-			del = append(del, k)
+		if k.Dir == CTForward {
+			return gone[be{v.NATAddr, v.NATPort}]
 		}
-	}
-	if err := it.Err(); err != nil {
-		return 0, fmt.Errorf("iterate conntrack: %w", err)
-	}
-	n := 0
-	for i := range del {
-		if s.Conntrack.Delete(&del[i]) == nil {
-			n++
-		}
-	}
-	return n, nil
+		return k.Dir == CTReply && gone[be{k.SrcAddr, k.SrcPort}]
+	})
 }

@@ -14,7 +14,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 )
 
 // How kubedirect's own image reaches AWS nodes without a registry: the CLI puts its (linux) binary in
@@ -52,11 +51,7 @@ func (a *clusterProvider) DeliverImage(ctx context.Context, c *spec.Cluster, img
 	if err := a.publishBinary(ctx, c, arch, bin); err != nil {
 		return err
 	}
-	rc, err := clientcmd.RESTConfigFromKubeConfig(kubeconfig)
-	if err != nil {
-		return fmt.Errorf("deliver image: %w", err)
-	}
-	cs, err := kubernetes.NewForConfig(rc)
+	cs, err := install.Clientset(kubeconfig)
 	if err != nil {
 		return fmt.Errorf("deliver image: %w", err)
 	}

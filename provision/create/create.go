@@ -18,8 +18,6 @@ import (
 	"github.com/kubedirect/kubedirect/provision/install"
 	"github.com/kubedirect/kubedirect/provision/spec"
 	"github.com/kubedirect/kubedirect/provision/validate"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 )
 
 // ErrValidationFailed marks a cluster that was made but failed a validation check; such a cluster is
@@ -327,13 +325,9 @@ func Validator(ctx context.Context, p provision.Provider, c *spec.Cluster, log *
 	if err != nil {
 		return nil, fmt.Errorf("kubeconfig of %q: %w", c.Metadata.Name, err)
 	}
-	rc, err := clientcmd.RESTConfigFromKubeConfig(kc)
+	cs, err := install.Clientset(kc)
 	if err != nil {
-		return nil, fmt.Errorf("kubeconfig of %q: %w", c.Metadata.Name, err)
-	}
-	cs, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return nil, fmt.Errorf("kubernetes client for %q: %w", c.Metadata.Name, err)
+		return nil, fmt.Errorf("cluster %q: %w", c.Metadata.Name, err)
 	}
 	v := &validate.Validator{Client: cs, Cluster: c.Metadata.Name, Prober: validate.HostProber{}, Log: log}
 	if t, ok := p.(provision.ValidationTuner); ok {

@@ -98,17 +98,9 @@ func WaitAgents(ctx context.Context, kubeconfig []byte, timeout time.Duration) e
 	if timeout == 0 {
 		timeout = DefaultTimeout
 	}
-	getter, err := NewRESTClientGetter(kubeconfig, Namespace)
+	cs, err := Clientset(kubeconfig)
 	if err != nil {
 		return err
-	}
-	rc, err := getter.ToRESTConfig()
-	if err != nil {
-		return err
-	}
-	cs, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return fmt.Errorf("kubernetes client: %w", err)
 	}
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -200,6 +192,19 @@ func podProblems(ctx context.Context, cs kubernetes.Interface, namespace, select
 type RESTClientGetter struct {
 	cc        clientcmd.ClientConfig
 	namespace string
+}
+
+// Clientset returns a Kubernetes client for the cluster kubeconfig (its current context) reaches.
+func Clientset(kubeconfig []byte) (*kubernetes.Clientset, error) {
+	rc, err := clientcmd.RESTConfigFromKubeConfig(kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig: %w", err)
+	}
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	return cs, nil
 }
 
 // NewRESTClientGetter parses kubeconfig; namespace is the default namespace of Helm's client.

@@ -10,7 +10,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 )
 
@@ -54,17 +53,9 @@ func WaitNodesAndAgents(ctx context.Context, kubeconfig []byte, want int, timeou
 	if timeout == 0 {
 		timeout = DefaultTimeout
 	}
-	getter, err := NewRESTClientGetter(kubeconfig, Namespace)
+	cs, err := Clientset(kubeconfig)
 	if err != nil {
 		return err
-	}
-	rc, err := getter.ToRESTConfig()
-	if err != nil {
-		return err
-	}
-	cs, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return fmt.Errorf("kubernetes client: %w", err)
 	}
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
