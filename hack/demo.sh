@@ -15,7 +15,9 @@ SPEC=${1:-examples/kind.yaml}
 BIN=${BIN:-bin/kubedirect}
 [ -x "$BIN" ] || CGO_ENABLED=0 go build -trimpath -o "$BIN" ./cmd/kubedirect
 
-eval "$("$ROOT/hack/docker.sh" up)"
+# a daemon that does not come up must stop the run here with its reason, not later as an unset DOCKER_HOST
+docker_env=$("$ROOT/hack/docker.sh" up) || { echo "FAIL: no Docker daemon: hack/docker.sh up failed (its log is above)" >&2; exit 1; }
+eval "$docker_env"
 private=false
 [ "$DOCKER_HOST" = "unix://${KUBEDIRECT_DOCKER_RUN:-/run/kubedirect-docker}/docker.sock" ] && private=true
 

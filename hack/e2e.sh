@@ -91,7 +91,9 @@ stage_begin "docker daemon"
 if ! { [ -n "${DOCKER_HOST:-}" ] || [ -S /var/run/docker.sock ]; } || ! timeout 10 docker version >/dev/null 2>&1; then
   "$ROOT/hack/docker.sh" status || started_docker=true
 fi
-eval "$("$ROOT/hack/docker.sh" up)"
+# a daemon that does not come up must stop the run here with its reason, not later as an unset DOCKER_HOST
+docker_env=$("$ROOT/hack/docker.sh" up) || { echo "FAIL: no Docker daemon: hack/docker.sh up failed (its log is above)" >&2; exit 1; }
+eval "$docker_env"
 private=false
 [ "$DOCKER_HOST" = "unix://${KUBEDIRECT_DOCKER_RUN:-/run/kubedirect-docker}/docker.sock" ] && private=true
 echo "DOCKER_HOST=$DOCKER_HOST (private: $private, started by this run: $started_docker)"
