@@ -15,20 +15,6 @@ char __license[] SEC("license") = "GPL";
 #define KD_SOCK_DGRAM 2
 #define KD_ECONNREFUSED 111
 
-/* kd_sock_slot_holds reports whether slot of table still holds addr:port (a
- * remembered backend is still an endpoint of the service). */
-static __always_inline int kd_sock_slot_holds(struct kd_svc_val *svc, __u8 table, __u16 slot, __be32 addr,
-					      __u16 port)
-{
-	struct kd_backend_key bk = { .svc_id = svc->svc_id, .slot = slot, .table = table };
-	struct kd_backend_val *be;
-
-	if (slot >= (table == KD_BE_TABLE_LOCAL ? svc->local_count : svc->count))
-		return 0;
-	be = bpf_map_lookup_elem(&kd_backends, &bk);
-	return be && be->addr == addr && be->port == port;
-}
-
 /* kd_sock_nodeport_addr reports whether a NodePort on addr is this node's:
  * one of its addresses, or 127.0.0.0/8 from the node's own network namespace
  * (kube-proxy serves localhost NodePorts; a pod's loopback is its own). */
@@ -136,7 +122,7 @@ static __always_inline int kd_sock_xlate(struct bpf_sock_addr *ctx)
 	/* UDP: every datagram of a socket to this frontend goes to the same
 	 * backend while it stays an endpoint (what a conntrack entry gives). */
 	cur = p.proto == IPPROTO_UDP ? bpf_map_lookup_elem(&kd_sock_nat, &fk) : NULL;
-	if (cur && cur->table == table && kd_sock_slot_holds(svc, table, cur->slot, cur->backend_addr, cur->backend_port)) {
+	if (cur && cur->table == table && kd_slot_holds(svc, table, cur->slot, cur->backend_addr, cur->backend_port)) {
 		sv = *cur;
 	} else {
 		if (kd_sock_pick(ctx, svc, table, now, &sv) < 0) {

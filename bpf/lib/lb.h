@@ -24,20 +24,26 @@ static __always_inline int kd_is_node_addr(__be32 a)
 	return bpf_map_lookup_elem(&kd_node_addrs, &a) != NULL;
 }
 
-/* kd_affinity_valid reports whether an affinity entry still names a backend
- * of svc: the slot it was picked from is within the table's count and holds
- * the same address and port. Entries of a deleted service, of a reused
- * service id or of a removed backend fail and are replaced. */
-static __always_inline int kd_affinity_valid(struct kd_svc_val *svc, struct kd_affinity_val *a)
+/* kd_slot_holds reports whether slot of svc's table is within the table's
+ * count and still holds addr:port: a remembered backend (an affinity entry,
+ * a UDP socket's backend) is still an endpoint of the service. */
+static __always_inline int kd_slot_holds(struct kd_svc_val *svc, __u8 table, __u16 slot, __be32 addr, __u16 port)
 {
-	struct kd_backend_key bk = { .svc_id = svc->svc_id, .slot = a->slot, .table = a->table };
+	struct kd_backend_key bk = { .svc_id = svc->svc_id, .slot = slot, .table = table };
 	struct kd_backend_val *be;
-	__u16 n = a->table == KD_BE_TABLE_LOCAL ? svc->local_count : svc->count;
 
-	if (a->slot >= n)
+	if (slot >= (table == KD_BE_TABLE_LOCAL ? svc->local_count : svc->count))
 		return 0;
 	be = bpf_map_lookup_elem(&kd_backends, &bk);
-	return be && be->addr == a->backend.addr && be->port == a->backend.port;
+	return be && be->addr == addr && be->port == port;
+}
+
+/* kd_affinity_valid reports whether an affinity entry still names a backend
+ * of svc. Entries of a deleted service, of a reused service id or of a
+ * removed backend fail and are replaced. */
+static __always_inline int kd_affinity_valid(struct kd_svc_val *svc, struct kd_affinity_val *a)
+{
+	return kd_slot_holds(svc, a->table, a->slot, a->backend.addr, a->backend.port);
 }
 
 /* kd_pick chooses a backend from table (ALL or LOCAL) into *out. Per-flow
