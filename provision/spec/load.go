@@ -74,6 +74,9 @@ func decode(data []byte) (*Cluster, []error, error) {
 	if root.Kind == 0 || len(root.Content) == 0 {
 		return nil, nil, fmt.Errorf("%w: the document is empty", ErrInvalid)
 	}
+	if doc := root.Content[0]; doc.Kind != yaml.MappingNode {
+		return nil, nil, fmt.Errorf("%w: line %d: the document is %s, want a Cluster (a mapping of apiVersion, kind, metadata and spec)", ErrInvalid, doc.Line, nodeKind(doc))
+	}
 	var problems []error
 	paths := map[int]string{}
 	unknownFields(root.Content[0], reflect.TypeOf(Cluster{}), "", paths, &problems)
@@ -93,6 +96,19 @@ func decode(data []byte) (*Cluster, []error, error) {
 		problems = append(problems, errors.New("the file holds more than one document; give one Cluster"))
 	}
 	return &c, problems, nil
+}
+
+// nodeKind names a YAML node's kind for a user.
+func nodeKind(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		return fmt.Sprintf("the value %q", n.Value)
+	case yaml.AliasNode:
+		return "an alias"
+	}
+	return "not a mapping"
 }
 
 // unknownFields walks a YAML node next to the Go type it decodes into and reports mapping keys that

@@ -121,6 +121,13 @@ func TestLoadRejectsNonSpecs(t *testing.T) {
 			t.Errorf("%s: Load error = %v, want ErrInvalid", name, err)
 		}
 	}
+	// A document that is no mapping gets one line saying so, not a list of every missing field.
+	for doc, want := range map[string]string{"0": `line 1: the document is the value "0", want a Cluster`, "- 1\n- 2\n": "line 1: the document is a list, want a Cluster"} {
+		_, err := Load([]byte(doc))
+		if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("Load(%q) = %v, want one line with %q", doc, err, want)
+		}
+	}
 }
 
 func TestParseStateStore(t *testing.T) {
