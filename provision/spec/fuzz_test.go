@@ -15,6 +15,10 @@ import (
 // problemLine is one item of Load's error list: a field path, then what is wrong with it.
 var problemLine = regexp.MustCompile(`^  - [a-zA-Z][a-zA-Z0-9]*(\[[0-9]+\])?(\.[a-zA-Z][a-zA-Z0-9]*(\[[0-9]+\])?)*: `)
 
+// unknownLine names an unknown field: the last element is the key as the user wrote it, quoted
+// unless it is a plain word.
+var unknownLine = regexp.MustCompile(`^  - ([a-zA-Z][a-zA-Z0-9]*(\[[0-9]+\])?\.)*([A-Za-z0-9_-]+|"([^"\\]|\\.)*"): (unknown field|set twice)`)
+
 // notOfAField are the problems that concern the whole document, not one field.
 var notOfAField = []string{"  - the file holds more than one document"}
 
@@ -44,7 +48,7 @@ func FuzzLoad(f *testing.F) {
 				return // the document is not YAML, or empty: there is no field to name
 			}
 			for _, l := range lines[1:] {
-				if !problemLine.MatchString(l) && !hasAnyPrefix(l, notOfAField) {
+				if !problemLine.MatchString(l) && !unknownLine.MatchString(l) && !hasAnyPrefix(l, notOfAField) {
 					t.Fatalf("problem without a field path: %q\nin:\n%s", l, err)
 				}
 			}

@@ -88,6 +88,9 @@ func decode(data []byte) (*Cluster, []error, error) {
 			return nil, nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 		}
 		for _, msg := range te.Errors {
+			if duplicateKey.MatchString(msg) {
+				continue // reported with its path by unknownFields
+			}
 			problems = append(problems, withPath(msg, paths))
 		}
 	}
@@ -120,12 +123,18 @@ func unknownFields(n *yaml.Node, t reflect.Type, path string, paths map[int]stri
 	switch {
 	case n.Kind == yaml.MappingNode && t.Kind() == reflect.Struct:
 		fields := yamlFields(t)
+		seen := map[string]int{} // key -> line
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			key, val := n.Content[i], n.Content[i+1]
 			p := joinPath(path, key.Value)
+			if first, dup := seen[key.Value]; dup {
+				*problems = append(*problems, fmt.Errorf("%s: set twice (lines %d and %d)", keyPath(path, key.Value), first, key.Line))
+				continue
+			}
+			seen[key.Value] = key.Line
 			ft, ok := fields[key.Value]
 			if !ok {
-				*problems = append(*problems, fmt.Errorf("%s: unknown field (line %d)%s", p, key.Line, suggest(key.Value, fields)))
+				*problems = append(*problems, fmt.Errorf("%s: unknown field (line %d)%s", keyPath(path, key.Value), key.Line, suggest(key.Value, fields)))
 				continue
 			}
 			paths[val.Line] = p
@@ -133,10 +142,20 @@ func unknownFields(n *yaml.Node, t reflect.Type, path string, paths map[int]stri
 		}
 	case n.Kind == yaml.SequenceNode && t.Kind() == reflect.Slice:
 		for i, item := range n.Content {
-			unknownFields(item, t.Elem(), fmt.Sprintf("%s[%d]", path, i), paths, problems)
+			p := fmt.Sprintf("%s[%d]", path, i)
+			if _, ok := paths[item.Line]; !ok { // an item on a line of its own: type errors there are its
+				paths[item.Line] = p
+			}
+			unknownFields(item, t.Elem(), p, paths, problems)
 		}
 	}
 }
+
+// duplicateKey matches yaml.v3's message for a key given twice in one mapping.
+var duplicateKey = regexp.MustCompile(`^line \d+: mapping key ".*" already defined at line \d+$`)
+
+// plainKey matches the keys that can be shown unquoted in a field path.
+var plainKey = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
 // typeErrorPattern matches yaml.v3's "line N: cannot unmarshal ..." messages.
 var typeErrorPattern = regexp.MustCompile(`^line (\d+): (.*)$`)
@@ -194,6 +213,15 @@ func suggest(key string, fields map[string]reflect.Type) string {
 		}
 	}
 	return ""
+}
+
+// keyPath is the path of a key the user wrote, quoted when it is no plain word (empty, or with spaces
+// or colons) so that the path still reads.
+func keyPath(parent, key string) string {
+	if !plainKey.MatchString(key) {
+		key = strconv.Quote(key)
+	}
+	return joinPath(parent, key)
 }
 
 func joinPath(parent, child string) string {
