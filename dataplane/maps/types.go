@@ -102,7 +102,7 @@ const (
 	TCPSeenReply   uint8 = 1 << 5 // a forward-only entry saw the backend's side
 )
 
-// Conntrack lifetimes (lib/common.h KD_CT_*_TIMEOUT).
+// Conntrack lifetimes (lib/common.h enum kd_timeout).
 const (
 	CTSynTimeout     = 60 * time.Second
 	CTTCPTimeout     = 21600 * time.Second
@@ -381,6 +381,16 @@ type FragValue struct {
 	SrcAddr [4]byte
 	DstAddr [4]byte
 	Peer    [4]byte
-	Action  uint8 // 0 route by destination, 1 tunnel to Peer, 2 out of a NIC
+	Action  uint8 // Frag*
 	Pad     [3]uint8
 }
+
+// What the later fragments of a datagram get (FragValue.Action).
+const (
+	FragRoute uint8 = 0 // routed by destination, as an untranslated packet
+	FragEncap uint8 = 1 // into the tunnel to Peer
+	FragFIB   uint8 = 2 // out of a NIC towards the client
+)
+
+// FragTimeout is the lifetime of a kd_frags entry (the kernel's reassembly timeout).
+const FragTimeout = 30 * time.Second
