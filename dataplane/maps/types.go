@@ -11,30 +11,8 @@ import (
 	"time"
 )
 
-// NamePrefix starts the name of every map (the C side's kd_ prefix).
+// NamePrefix starts the name of every map (the C side's kd_ prefix); Set's tags hold the names.
 const NamePrefix = "kd_"
-
-// Map names, also the file names under the pin directory.
-const (
-	NameServices  = "kd_services"
-	NameBackends  = "kd_backends"
-	NameConntrack = "kd_conntrack"
-	NameAffinity  = "kd_affinity"
-	NameTunnel    = "kd_tunnel"
-	NameEndpoints = "kd_endpoints"
-	NameNodeAddrs = "kd_node_addrs"
-	NameConfig    = "kd_config"
-	NameMetrics   = "kd_metrics"
-	NameEvents    = "kd_events"
-	NameSockNAT   = "kd_sock_nat"
-	NameSockAff   = "kd_sock_affinity"
-	NameFrags     = "kd_frags"
-)
-
-// Names lists every map the programs use.
-var Names = []string{NameServices, NameBackends, NameConntrack, NameAffinity, NameTunnel,
-	NameEndpoints, NameNodeAddrs, NameConfig, NameMetrics, NameEvents, NameSockNAT,
-	NameSockAff, NameFrags}
 
 // IP protocol numbers used in keys.
 const (
