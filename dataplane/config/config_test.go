@@ -9,14 +9,20 @@ import (
 	"github.com/kubedirect/kubedirect/provision/spec"
 )
 
+// load writes body as an agent config file and loads it.
+func load(t *testing.T, body string) (*Config, error) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return Load(path)
+}
+
 // TestEmptyConfigIsDefaultSpec: an agent whose config file sets nothing runs exactly as the chart
 // configures it for a cluster spec that sets nothing.
 func TestEmptyConfigIsDefaultSpec(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "config.yaml")
-	if err := os.WriteFile(path, []byte("{}\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	got, err := Load(path)
+	got, err := load(t, "{}\n")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,11 +39,7 @@ func TestEmptyConfigIsDefaultSpec(t *testing.T) {
 // TestLoadRejectsUnknownMode: a config naming a mode the dataplane does not have fails to load
 // instead of silently running as tunnel.
 func TestLoadRejectsUnknownMode(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "config.yaml")
-	if err := os.WriteFile(path, []byte("externalServiceMode: DSR\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := Load(path); err == nil {
+	if _, err := load(t, "externalServiceMode: DSR\n"); err == nil {
 		t.Fatal("Load accepted externalServiceMode DSR")
 	}
 }
