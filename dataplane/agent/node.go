@@ -14,6 +14,7 @@ import (
 	"github.com/kubedirect/kubedirect/dataplane/cni"
 	"github.com/kubedirect/kubedirect/dataplane/maps"
 	"github.com/kubedirect/kubedirect/dataplane/masq"
+	"github.com/kubedirect/kubedirect/provision/spec"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
@@ -185,7 +186,7 @@ func (a *Agent) writeConfig(self NodeInfo) error {
 		HairpinAddr: maps.Addr4(maps.DefaultHairpinAddr),
 		VXLANPort:   uint16(a.cfg.VXLANPort),
 	}
-	if a.cfg.ExternalServiceMode == "dsr" {
+	if a.cfg.ExternalServiceMode == spec.ModeDSR {
 		c.Mode = maps.ModeDSR
 	}
 	// the agent runs in the node's network namespace (hostNetwork)
