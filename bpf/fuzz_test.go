@@ -169,11 +169,7 @@ func drops(t *testing.T, h *harness) uint64 {
 
 // forgetFlows empties the maps that hold per-flow state (conntrack, affinity, fragments).
 func forgetFlows(t *testing.T, h *harness) {
-	for _, name := range []string{"kd_conntrack", "kd_affinity", "kd_frags"} {
-		m := h.d.Maps.ByName()[name]
-		if m == nil {
-			t.Fatalf("no map %s", name)
-		}
+	for _, m := range []*ebpf.Map{h.d.Maps.Conntrack, h.d.Maps.Affinity, h.d.Maps.Frags} {
 		var keys [][]byte
 		var k, v []byte
 		it := m.Iterate()
