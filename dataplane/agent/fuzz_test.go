@@ -3,7 +3,6 @@ package agent
 import (
 	"fmt"
 	"net/netip"
-	"sort"
 	"testing"
 
 	"github.com/kubedirect/kubedirect/dataplane/maps"
@@ -263,12 +262,7 @@ func tableHolds(m *memTable, ports []PortState) error {
 	nFE, nBE := 0, 0
 	for _, ps := range ports {
 		id, first := uint32(0), true
-		keys := make([]maps.ServiceKey, 0, len(ps.Frontends))
 		for k := range ps.Frontends {
-			keys = append(keys, k)
-		}
-		sort.Slice(keys, func(a, b int) bool { return fmt.Sprint(keys[a]) < fmt.Sprint(keys[b]) })
-		for _, k := range keys {
 			v, ok := m.svcs[k]
 			if !ok {
 				return fmt.Errorf("%s: frontend %+v missing", ps.Name, k)
