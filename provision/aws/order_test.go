@@ -39,7 +39,7 @@ func TestEveryTaskRunsAfterItsDependencies(t *testing.T) {
 		"example":      func(*model) {},
 		"ssh key":      func(m *model) { m.sshKey = "ssh-ed25519 AAAA test" },
 		"existing vpc": func(m *model) { m.existingVPC = "vpc-0123" },
-		"another zone":    func(m *model) { m.zones = append(m.zones, "eu-west-1z") },
+		"another zone": func(m *model) { m.zones = append(m.zones, "eu-west-1z") },
 	} {
 		t.Run(name, func(t *testing.T) {
 			m, err := newModel(loadExample(t), "")
