@@ -107,7 +107,8 @@ type Agent struct {
 	tunnels   map[netip.Prefix]netip.Addr
 	nodeAddrs map[netip.Addr]bool
 	netdev    string
-	failedEP  map[netip.Addr]bool // endpoints goroutine only
+	endpoints map[netip.Addr]maps.EndpointValue // endpoints goroutine only: what the map holds
+	failedEP  map[netip.Addr]bool               // endpoints goroutine only
 
 	mu     sync.Mutex
 	status Status
@@ -150,7 +151,8 @@ func New(o Options) (*Agent, error) {
 	}
 	return &Agent{cfg: o.Config, node: o.NodeName, kc: o.Client, log: o.Logger.With("node", o.NodeName),
 		tunnels: map[netip.Prefix]netip.Addr{}, nodeAddrs: map[netip.Addr]bool{}, failedEP: map[netip.Addr]bool{},
-		status: Status{Node: o.NodeName, skipped: map[string]string{}}}, nil
+		endpoints: map[netip.Addr]maps.EndpointValue{},
+		status:    Status{Node: o.NodeName, skipped: map[string]string{}}}, nil
 }
 
 // Run loads the datapath (adopting pinned maps), waits for this node's Node object, programs the full
@@ -270,7 +272,10 @@ func (a *Agent) waitForNode(ctx context.Context) error {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
-		err := a.syncNodes(true)
+		err := a.adoptNodes()
+		if err == nil {
+			err = a.syncNodes()
+		}
 		if err == nil {
 			return nil
 		}
@@ -297,7 +302,10 @@ func (a *Agent) initialSync(ctx context.Context) error {
 	if err := a.prog.FinishAdoption(); err != nil {
 		a.log.Error("remove stale services", "err", err)
 	}
-	if err := a.syncEndpoints(true); err != nil {
+	if err := a.adoptEndpoints(); err != nil {
+		a.log.Error("adopt endpoints", "err", err)
+	}
+	if err := a.syncEndpoints(); err != nil {
 		a.log.Error("sync endpoints", "err", err)
 	}
 	a.mu.Lock()
@@ -315,7 +323,7 @@ func (a *Agent) runWorker(ctx context.Context) {
 			return
 		}
 		if key == nodesKey {
-			if err := a.syncNodes(false); err != nil {
+			if err := a.syncNodes(); err != nil {
 				a.log.Error("sync nodes", "err", err)
 			}
 		} else if retry := a.syncService(ctx, key); retry && a.queue.NumRequeues(key) < 5 {
@@ -466,70 +474,85 @@ func (a *Agent) runEndpoints(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if err := a.syncEndpoints(false); err != nil {
+		if err := a.syncEndpoints(); err != nil {
 			a.log.Error("sync endpoints", "err", err)
 		}
 	}
 }
 
-// syncEndpoints makes the endpoints map hold the pods the CNI plugin attached (its IPAM files) and
-// attaches the container programs to their veths. On the first call it also re-attaches (updates) the
-// programs of every known pod and removes map entries of pods that are gone.
-func (a *Agent) syncEndpoints(first bool) error {
-	eps, err := cni.Store{Dir: cni.IPAMDir(a.cfg.CNIDataDir)}.List()
+// adoptEndpoints takes the pods a previous agent programmed (the pinned endpoints map) as what the
+// datapath holds, and swaps this agent's container programs into the attachments of those that are
+// still wanted; syncEndpoints then writes only the differences.
+func (a *Agent) adoptEndpoints() error {
+	want, err := a.desiredEndpoints()
 	if err != nil {
 		return err
 	}
-	want := map[netip.Addr]maps.EndpointValue{}
-	for _, ep := range eps {
-		if ep.HostIfindex == 0 {
-			continue // ADD still running
-		}
-		v := maps.EndpointValue{Ifindex: uint32(ep.HostIfindex)}
-		copy(v.MAC[:], parseMAC(ep.PodMAC))
-		copy(v.HostMAC[:], parseMAC(ep.HostMAC))
-		want[ep.IP] = v
-	}
-	have := map[netip.Addr]maps.EndpointValue{}
-	if err := a.dp.Maps.IterateEndpoints(func(ip netip.Addr, v maps.EndpointValue) bool { have[ip] = v; return true }); err != nil {
-		return fmt.Errorf("read endpoints map: %w", err)
-	}
 	var errs []error
-	for ip, v := range want {
-		if old, ok := have[ip]; ok && old == v && !first {
-			continue
+	err = a.dp.Maps.IterateEndpoints(func(ip netip.Addr, v maps.EndpointValue) bool {
+		if w, ok := want[ip]; ok && w == v {
+			errs = append(errs, a.programEndpoint(ip, v))
 		}
-		if err := a.dp.AttachContainer(int(v.Ifindex)); err != nil {
-			if !a.failedEP[ip] { // a stale IPAM file of a pod whose veth is gone: say it once
-				errs = append(errs, fmt.Errorf("attach pod %s: %w", ip, err))
-			}
-			a.failedEP[ip] = true
-			continue
-		}
-		delete(a.failedEP, ip)
-		if err := a.dp.Maps.SetEndpoint(ip, v); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if err := cni.MarkProgrammed(a.cfg.CNIDataDir, ip, int(v.Ifindex)); err != nil {
-			errs = append(errs, err)
-		}
-		a.log.Info("pod endpoint programmed", "ip", ip, "ifindex", v.Ifindex)
+		a.endpoints[ip] = v
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("adopt endpoints: %w", err)
 	}
-	for ip, v := range have {
-		if _, ok := want[ip]; ok {
-			continue
-		}
-		_ = a.dp.DetachContainer(int(v.Ifindex))
-		if err := a.dp.Maps.DeleteEndpoint(ip); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		cni.UnmarkProgrammed(a.cfg.CNIDataDir, ip)
-		a.log.Info("pod endpoint removed", "ip", ip)
+	return errors.Join(errs...)
+}
+
+func (a *Agent) desiredEndpoints() (map[netip.Addr]maps.EndpointValue, error) {
+	eps, err := cni.Store{Dir: cni.IPAMDir(a.cfg.CNIDataDir)}.List()
+	if err != nil {
+		return nil, err
 	}
+	return desiredEndpoints(eps), nil
+}
+
+// syncEndpoints makes the endpoints map hold the pods the CNI plugin attached (its IPAM files), with
+// the container programs attached to their veths.
+func (a *Agent) syncEndpoints() error {
+	want, err := a.desiredEndpoints()
+	if err != nil {
+		return err
+	}
+	err = reconcile(a.endpoints, want, a.programEndpoint, a.removeEndpoint)
 	a.mu.Lock()
 	a.status.Endpoints = len(want)
 	a.mu.Unlock()
-	return errors.Join(errs...)
+	return err
+}
+
+// programEndpoint attaches the container programs to a pod's veth, writes its endpoint and tells the
+// CNI plugin it is programmed.
+func (a *Agent) programEndpoint(ip netip.Addr, v maps.EndpointValue) error {
+	if err := a.dp.AttachContainer(int(v.Ifindex)); err != nil {
+		err = fmt.Errorf("attach pod %s: %w", ip, err)
+		if a.failedEP[ip] { // a stale IPAM file of a pod whose veth is gone: say it once, retry quietly
+			return fmt.Errorf("%w: %w", errReported, err)
+		}
+		a.failedEP[ip] = true
+		return err
+	}
+	delete(a.failedEP, ip)
+	if err := a.dp.Maps.SetEndpoint(ip, v); err != nil {
+		return err
+	}
+	if err := cni.MarkProgrammed(a.cfg.CNIDataDir, ip, int(v.Ifindex)); err != nil {
+		return err
+	}
+	a.log.Info("pod endpoint programmed", "ip", ip, "ifindex", v.Ifindex)
+	return nil
+}
+
+// removeEndpoint detaches a gone pod's veth programs and deletes its endpoint.
+func (a *Agent) removeEndpoint(ip netip.Addr, v maps.EndpointValue) error {
+	_ = a.dp.DetachContainer(int(v.Ifindex))
+	if err := a.dp.Maps.DeleteEndpoint(ip); err != nil {
+		return err
+	}
+	cni.UnmarkProgrammed(a.cfg.CNIDataDir, ip)
+	a.log.Info("pod endpoint removed", "ip", ip)
+	return nil
 }
