@@ -176,9 +176,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	// ReplaceIncompatible: an upgrade whose map layouts changed must come up (the agent rewrites
 	// services, backends, tunnels, endpoints and config from the API server); only the flows of a
 	// replaced conntrack map are lost, which the loader logs.
-	dp, err := loader.Load(ctx, loader.Options{PinDir: a.cfg.BPFFSPath, Logger: a.log, ReplaceIncompatible: true, MapSizes: loader.MapSizes{
-		Services: uint32(a.cfg.MapSizes.Services), Backends: uint32(a.cfg.MapSizes.Backends),
-		Conntrack: uint32(a.cfg.MapSizes.Conntrack)}})
+	dp, err := loader.Load(ctx, loader.Options{PinDir: a.cfg.BPFFSPath, Logger: a.log, ReplaceIncompatible: true, MapSizes: a.cfg.MapSizes})
 	if err != nil {
 		return fmt.Errorf("load datapath: %w", err)
 	}
