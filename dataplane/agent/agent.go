@@ -545,7 +545,10 @@ func (a *Agent) endpointReply(r cni.Request, err error) cni.Reply {
 	case err != nil:
 		return cni.Reply{Error: err.Error()}
 	}
-	return cni.Reply{Error: fmt.Sprintf("pod %s not %sed by the agent", r.IP, r.Op)}
+	if r.Op == cni.OpDel {
+		return cni.Reply{Error: fmt.Sprintf("pod %s is still programmed", r.IP)}
+	}
+	return cni.Reply{Error: fmt.Sprintf("pod %s (ifindex %d) is not programmed", r.IP, r.HostIfindex)}
 }
 
 // adoptEndpoints takes the pods a previous agent programmed (the pinned endpoints map) as what the
