@@ -125,7 +125,7 @@ func (p *Provider) newRun(c *spec.Cluster, cl *Clients, offline bool) (*run, []t
 func (m *model) tasks() []task {
 	var ts []task
 	ts = append(ts,
-		&secretTask{m: m, key: "pki", files: []string{FileCACert, FileCAKey, FileCACertHash}, generate: generateCA},
+		&secretTask{m: m, key: "pki", files: pkiFiles, generate: generatePKI},
 		&secretTask{m: m, key: "token", files: []string{FileToken}, generate: generateToken},
 	)
 	if m.existingVPC != "" {
