@@ -13,10 +13,13 @@ var cloudControllerFS embed.FS
 
 // CloudControllerChart returns the chart of the AWS cloud controller manager, which create installs on
 // AWS clusters, rooted at its directory.
-func CloudControllerChart() fs.FS {
-	sub, err := fs.Sub(cloudControllerFS, CloudControllerChartDir)
+func CloudControllerChart() fs.FS { return mustSub(cloudControllerFS, CloudControllerChartDir) }
+
+// mustSub is dir of an embedded file system; dir is a constant its embed directive guarantees.
+func mustSub(fsys fs.FS, dir string) fs.FS {
+	sub, err := fs.Sub(fsys, dir)
 	if err != nil {
-		panic(err) // the path is a constant that the embed directive above guarantees
+		panic(err)
 	}
 	return sub
 }
