@@ -21,13 +21,14 @@ static __always_inline int kd_drop(struct __sk_buff *skb, __u32 reason)
 }
 
 /* kd_to_endpoint redirects to a local pod (through its veth peer) after
- * setting the MACs the pod expects. Returns -1 if daddr is not a local pod. */
+ * setting the MACs the pod expects. Returns KD_GO_ON if daddr is not a local
+ * pod. */
 static __always_inline int kd_to_endpoint(struct __sk_buff *skb, __be32 daddr)
 {
 	struct kd_endpoint_val *ep = bpf_map_lookup_elem(&kd_endpoints, &daddr);
 
 	if (!ep)
-		return -1;
+		return KD_GO_ON;
 	if (kd_set_macs(skb, ep->mac, ep->host_mac) < 0)
 		return kd_drop(skb, KD_DROP_REWRITE);
 	kd_count(KD_M_LOCAL, skb->len);
@@ -44,7 +45,7 @@ static __always_inline int kd_encap(struct __sk_buff *skb, struct kd_config *cfg
 	if (!node_ip || !cfg->vxlan_ifindex)
 		return kd_drop(skb, KD_DROP_NO_TUNNEL);
 	rc = kd_tunnel_fit(skb, cfg);
-	if (rc >= 0) {
+	if (rc != KD_GO_ON) {
 		kd_count(KD_M_DROP, skb->len);
 		kd_count(KD_DROP_TOO_BIG, skb->len);
 		return rc;

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kubedirect/kubedirect/dataplane/agent/agentstatus"
 	"github.com/kubedirect/kubedirect/dataplane/cni"
 	"github.com/kubedirect/kubedirect/dataplane/config"
 	"github.com/kubedirect/kubedirect/dataplane/loader"
@@ -108,38 +109,17 @@ type Agent struct {
 	nodeAddrs map[netip.Addr]bool
 	netdev    string
 	endpoints map[netip.Addr]maps.EndpointValue // endpoints goroutine only: what the map holds
+	cniReqs   chan cniRequest                   // CNI plugin requests for the endpoints goroutine
 	failedEP  map[netip.Addr]bool               // endpoints goroutine only
 
 	mu     sync.Mutex
 	status Status
-}
-
-// Status is the agent's /status document.
-type Status struct {
-	// Node is this agent's node; Ready is true once the first full sync programmed the maps.
-	Node  string `json:"node"`
-	Ready bool   `json:"ready"`
-	// Services, Frontends and Backends count what is programmed (backends: TableAll slots).
-	Services  int `json:"services"`
-	Frontends int `json:"frontends"`
-	Backends  int `json:"backends"`
-	// Tunnels are remote pod CIDRs, Endpoints local pods, Conntrack live entries at the last GC.
-	Tunnels   int `json:"tunnels"`
-	Endpoints int `json:"endpoints"`
-	Conntrack int `json:"conntrack"`
-	// Skipped lists the Services the dataplane cannot serve, with the reason.
-	Skipped []string `json:"skipped,omitempty"`
-	// Syncs counts Service syncs; MapWrites counts service and backend map writes and deletes since start.
-	Syncs     int `json:"syncs"`
-	MapWrites int `json:"mapWrites"`
-	// SyncErrors counts failed Service programming attempts.
-	SyncErrors int `json:"syncErrors"`
-	// NodeIP is this node's InternalIP and PodCIDR its pod range, once known.
-	NodeIP  string `json:"nodeIP,omitempty"`
-	PodCIDR string `json:"podCIDR,omitempty"`
-
+	// skipped are the Services the dataplane cannot serve, with the reason (Status.Skipped); under mu.
 	skipped map[string]string
 }
+
+// Status is the agent's /status document (agentstatus.Status, which the validation reads too).
+type Status = agentstatus.Status
 
 // New validates the options.
 func New(o Options) (*Agent, error) {
@@ -151,8 +131,8 @@ func New(o Options) (*Agent, error) {
 	}
 	return &Agent{cfg: o.Config, node: o.NodeName, kc: o.Client, log: o.Logger.With("node", o.NodeName),
 		tunnels: map[netip.Prefix]netip.Addr{}, nodeAddrs: map[netip.Addr]bool{}, failedEP: map[netip.Addr]bool{},
-		endpoints: map[netip.Addr]maps.EndpointValue{},
-		status:    Status{Node: o.NodeName, skipped: map[string]string{}}}, nil
+		endpoints: map[netip.Addr]maps.EndpointValue{}, cniReqs: make(chan cniRequest, 64),
+		status: Status{Node: o.NodeName}, skipped: map[string]string{}}, nil
 }
 
 // Run loads the datapath (adopting pinned maps), waits for this node's Node object, programs the full
@@ -175,9 +155,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	// ReplaceIncompatible: an upgrade whose map layouts changed must come up (the agent rewrites
 	// services, backends, tunnels, endpoints and config from the API server); only the flows of a
 	// replaced conntrack map are lost, which the loader logs.
-	dp, err := loader.Load(ctx, loader.Options{PinDir: a.cfg.BPFFSPath, Logger: a.log, ReplaceIncompatible: true, MapSizes: loader.MapSizes{
-		Services: uint32(a.cfg.MapSizes.Services), Backends: uint32(a.cfg.MapSizes.Backends),
-		Conntrack: uint32(a.cfg.MapSizes.Conntrack)}})
+	dp, err := loader.Load(ctx, loader.Options{PinDir: a.cfg.BPFFSPath, Logger: a.log, ReplaceIncompatible: true, MapSizes: a.cfg.MapSizes})
 	if err != nil {
 		return fmt.Errorf("load datapath: %w", err)
 	}
@@ -254,7 +232,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 
 	var wg sync.WaitGroup
-	wg.Add(5)
+	wg.Add(6)
+	go func() {
+		defer wg.Done()
+		if err := cni.Serve(ctx, a.cfg.CNIDataDir, a.handleCNI); err != nil {
+			a.log.Error("CNI plugin socket: pods are programmed at the periodic resync only", "err", err)
+		}
+	}()
 	go func() { defer wg.Done(); a.watchNodeAddrs(ctx) }()
 	go func() { defer wg.Done(); a.runWorker(ctx) }()
 	go func() { defer wg.Done(); a.retrySkipped(ctx, 30*time.Second) }()
@@ -403,9 +387,9 @@ func (a *Agent) done(key, skipped string, err error) {
 		a.status.SyncErrors++
 	}
 	if skipped != "" {
-		a.status.skipped[key] = skipped
+		a.skipped[key] = skipped
 	} else {
-		delete(a.status.skipped, key)
+		delete(a.skipped, key)
 	}
 	a.status.Services, a.status.Frontends, a.status.Backends, a.status.MapWrites = s, f, b, a.prog.Writes
 }
@@ -416,7 +400,7 @@ func (a *Agent) Snapshot() Status {
 	defer a.mu.Unlock()
 	st := a.status
 	st.Skipped = nil
-	for k, v := range a.status.skipped {
+	for k, v := range a.skipped {
 		st.Skipped = append(st.Skipped, k+": "+v)
 	}
 	return st
@@ -433,8 +417,8 @@ func (a *Agent) retrySkipped(ctx context.Context, interval time.Duration) {
 		case <-t.C:
 		}
 		a.mu.Lock()
-		keys := make([]string, 0, len(a.status.skipped))
-		for k := range a.status.skipped {
+		keys := make([]string, 0, len(a.skipped))
+		for k := range a.skipped {
 			keys = append(keys, k)
 		}
 		a.mu.Unlock()
@@ -465,19 +449,85 @@ func (a *Agent) runConntrackGC(ctx context.Context) {
 	}
 }
 
+// endpointResync is how often the endpoints are re-read without a word from the CNI plugin: a safety
+// net (a pod whose veth could not be attached is retried, a pod added while the socket was not yet
+// served is found); ADD and DEL are handled as they come.
+const endpointResync = 10 * time.Second
+
+// cniRequest is one request of the CNI plugin, handed to the endpoints goroutine.
+type cniRequest struct {
+	cni.Request
+	reply chan cni.Reply
+}
+
+// handleCNI answers the CNI plugin: it has the endpoints goroutine sync and reports whether the pod is
+// now programmed (ADD) or removed (DEL).
+func (a *Agent) handleCNI(ctx context.Context, r cni.Request) cni.Reply {
+	req := cniRequest{Request: r, reply: make(chan cni.Reply, 1)}
+	select {
+	case a.cniReqs <- req:
+	case <-ctx.Done():
+		return cni.Reply{Error: "agent stopping"}
+	}
+	select {
+	case rep := <-req.reply:
+		return rep
+	case <-ctx.Done():
+		return cni.Reply{Error: "agent stopping"}
+	}
+}
+
+// runEndpoints keeps the endpoints in sync: at once, on each CNI plugin request and every
+// endpointResync.
 func (a *Agent) runEndpoints(ctx context.Context) {
-	t := time.NewTicker(200 * time.Millisecond)
+	t := time.NewTicker(endpointResync)
 	defer t.Stop()
+	var pending []cniRequest
 	for {
+		err := a.syncEndpoints()
+		if err != nil {
+			a.log.Error("sync endpoints", "err", err)
+		}
+		for _, req := range pending {
+			req.reply <- a.endpointReply(req.Request, err)
+		}
+		pending = pending[:0]
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-		}
-		if err := a.syncEndpoints(); err != nil {
-			a.log.Error("sync endpoints", "err", err)
+		case req := <-a.cniReqs:
+			// one sync serves every request already waiting
+			pending = drain(a.cniReqs, append(pending, req))
 		}
 	}
+}
+
+// drain appends the requests already waiting in ch to out.
+func drain(ch <-chan cniRequest, out []cniRequest) []cniRequest {
+	for {
+		select {
+		case r := <-ch:
+			out = append(out, r)
+		default:
+			return out
+		}
+	}
+}
+
+// endpointReply tells the CNI plugin whether its request is done after a sync that returned err.
+func (a *Agent) endpointReply(r cni.Request, err error) cni.Reply {
+	v, ok := a.endpoints[r.IP]
+	switch {
+	case r.Op == cni.OpAdd && ok && int(v.Ifindex) == r.HostIfindex, r.Op == cni.OpDel && !ok:
+		return cni.Reply{Done: true}
+	case err != nil:
+		return cni.Reply{Error: err.Error()}
+	}
+	if r.Op == cni.OpDel {
+		return cni.Reply{Error: fmt.Sprintf("pod %s is still programmed", r.IP)}
+	}
+	return cni.Reply{Error: fmt.Sprintf("pod %s (ifindex %d) is not programmed", r.IP, r.HostIfindex)}
 }
 
 // adoptEndpoints takes the pods a previous agent programmed (the pinned endpoints map) as what the
@@ -539,9 +589,6 @@ func (a *Agent) programEndpoint(ip netip.Addr, v maps.EndpointValue) error {
 	if err := a.dp.Maps.SetEndpoint(ip, v); err != nil {
 		return err
 	}
-	if err := cni.MarkProgrammed(a.cfg.CNIDataDir, ip, int(v.Ifindex)); err != nil {
-		return err
-	}
 	a.log.Info("pod endpoint programmed", "ip", ip, "ifindex", v.Ifindex)
 	return nil
 }
@@ -552,7 +599,6 @@ func (a *Agent) removeEndpoint(ip netip.Addr, v maps.EndpointValue) error {
 	if err := a.dp.Maps.DeleteEndpoint(ip); err != nil {
 		return err
 	}
-	cni.UnmarkProgrammed(a.cfg.CNIDataDir, ip)
 	a.log.Info("pod endpoint removed", "ip", ip)
 	return nil
 }

@@ -66,33 +66,33 @@ type Config struct {
 }
 
 // MapSizes are the capacities of the agent's BPF maps, in entries (Events in bytes). The loader creates
-// every map with these sizes; the max_entries in bpf/ are placeholders. The spec and the chart expose
+// every map with these sizes (the ebpf tags name the maps); the max_entries in bpf/ are placeholders. The spec and the chart expose
 // Services, Backends and Conntrack; the others are tuned here only.
 type MapSizes struct {
 	// Services is the number of service frontends (address, port, protocol).
-	Services uint32 `yaml:"services" json:"services"`
+	Services uint32 `yaml:"services" json:"services" ebpf:"kd_services"`
 	// Backends is the number of service backends over all services.
-	Backends uint32 `yaml:"backends" json:"backends"`
+	Backends uint32 `yaml:"backends" json:"backends" ebpf:"kd_backends"`
 	// Conntrack is the number of tracked flows (LRU).
-	Conntrack uint32 `yaml:"conntrack" json:"conntrack"`
+	Conntrack uint32 `yaml:"conntrack" json:"conntrack" ebpf:"kd_conntrack"`
 	// Affinity is the number of ClientIP session affinity entries (LRU).
-	Affinity uint32 `yaml:"affinity,omitempty" json:"affinity,omitempty"`
+	Affinity uint32 `yaml:"affinity,omitempty" json:"affinity,omitempty" ebpf:"kd_affinity"`
 	// Tunnel is the number of remote nodes' pod CIDRs reachable through the overlay.
-	Tunnel uint32 `yaml:"tunnel,omitempty" json:"tunnel,omitempty"`
+	Tunnel uint32 `yaml:"tunnel,omitempty" json:"tunnel,omitempty" ebpf:"kd_tunnel"`
 	// Endpoints is the number of this node's pods.
-	Endpoints uint32 `yaml:"endpoints,omitempty" json:"endpoints,omitempty"`
+	Endpoints uint32 `yaml:"endpoints,omitempty" json:"endpoints,omitempty" ebpf:"kd_endpoints"`
 	// NodeAddrs is the number of this node's own addresses (where NodePorts answer).
-	NodeAddrs uint32 `yaml:"nodeAddrs,omitempty" json:"nodeAddrs,omitempty"`
+	NodeAddrs uint32 `yaml:"nodeAddrs,omitempty" json:"nodeAddrs,omitempty" ebpf:"kd_node_addrs"`
 	// Events is the size of the event ring buffer in bytes: a power of two and a multiple of the page size.
-	Events uint32 `yaml:"events,omitempty" json:"events,omitempty"`
+	Events uint32 `yaml:"events,omitempty" json:"events,omitempty" ebpf:"kd_events"`
 	// SockNAT is the number of host-network sockets whose service translation is kept, forward (UDP)
 	// and reverse, by socket cookie (LRU).
-	SockNAT uint32 `yaml:"sockNAT,omitempty" json:"sockNAT,omitempty"`
+	SockNAT uint32 `yaml:"sockNAT,omitempty" json:"sockNAT,omitempty" ebpf:"kd_sock_nat"`
 	// SockAffinity is the number of host-network clients' session affinity entries (LRU).
-	SockAffinity uint32 `yaml:"sockAffinity,omitempty" json:"sockAffinity,omitempty"`
+	SockAffinity uint32 `yaml:"sockAffinity,omitempty" json:"sockAffinity,omitempty" ebpf:"kd_sock_affinity"`
 	// Frags is the number of fragmented IPv4 datagrams whose later fragments follow the first one's
 	// translation (LRU).
-	Frags uint32 `yaml:"frags,omitempty" json:"frags,omitempty"`
+	Frags uint32 `yaml:"frags,omitempty" json:"frags,omitempty" ebpf:"kd_frags"`
 }
 
 // DefaultMapSizes are the map capacities where the configuration leaves one unset.

@@ -21,6 +21,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/kubedirect/kubedirect/bpf"
+	"github.com/kubedirect/kubedirect/dataplane/config"
 	"github.com/kubedirect/kubedirect/dataplane/maps"
 )
 
@@ -31,25 +32,14 @@ const DefaultPinDir = "/sys/fs/bpf/kubedirect"
 // differs from what the programs expect (a layout change between versions).
 var ErrIncompatibleMap = errors.New("pinned map is incompatible")
 
-// MapSizes are map capacities; zero keeps the compiled default.
-type MapSizes struct {
-	Services  uint32 `ebpf:"kd_services"`
-	Backends  uint32 `ebpf:"kd_backends"`
-	Conntrack uint32 `ebpf:"kd_conntrack"`
-	Affinity  uint32 `ebpf:"kd_affinity"`
-	Tunnel    uint32 `ebpf:"kd_tunnel"`
-	Endpoints uint32 `ebpf:"kd_endpoints"`
-	// Events is the ring buffer size in bytes (a power of two, page multiple).
-	Events uint32 `ebpf:"kd_events"`
-}
-
 // Options configure Load.
 type Options struct {
 	// PinDir is the bpffs directory for maps and links. Default DefaultPinDir.
 	PinDir string
-	// MapSizes override map capacities for newly created maps. Adopted maps
-	// keep the size they were created with.
-	MapSizes MapSizes
+	// MapSizes are the capacities of newly created maps; zero fields take
+	// config.DefaultMapSizes (the max_entries in bpf/ are placeholders).
+	// Adopted maps keep the size they were created with.
+	MapSizes config.MapSizes
 	// ReplaceIncompatible recreates (empty) a pinned map whose layout changed
 	// instead of failing with ErrIncompatibleMap, and unpins the maps an older
 	// version pinned that this one no longer declares. An agent upgrade needs
@@ -144,10 +134,11 @@ func specs() ([]*ebpf.CollectionSpec, error) {
 // netdev, overlay, sock), for inspection (BTF, map definitions).
 func Specs() ([]*ebpf.CollectionSpec, error) { return specs() }
 
-// sizesByName reads the capacities out of s, whose uint32 fields are tagged ebpf:"<map name>"; zero
-// keeps the compiled size. A tag that names no map is an error: a renamed map would silently keep its
-// compiled size.
-func sizesByName(s MapSizes) (map[string]uint32, error) {
+// sizesByName reads the capacities out of s, whose uint32 fields are tagged ebpf:"<map name>", with
+// defaults for zero fields. A tag that names no map is an error: a renamed map would silently keep its
+// placeholder size.
+func sizesByName(s config.MapSizes) (map[string]uint32, error) {
+	s.SetDefaults()
 	known := map[string]bool{}
 	for _, n := range maps.Names {
 		known[n] = true

@@ -10,6 +10,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/kubedirect/kubedirect/bpf"
+	"github.com/kubedirect/kubedirect/dataplane/config"
 	"github.com/kubedirect/kubedirect/dataplane/loader"
 	"github.com/kubedirect/kubedirect/dataplane/loader/loadertest"
 	"github.com/kubedirect/kubedirect/dataplane/maps"
@@ -20,7 +21,7 @@ func TestRootLoadAdoptRemove(t *testing.T) {
 	testutil.RequireRoot(t)
 	dir := loadertest.PinDir(t)
 	ctx := context.Background()
-	d, err := loader.Load(ctx, loader.Options{PinDir: dir, MapSizes: loader.MapSizes{Services: 1000, Conntrack: 4096}})
+	d, err := loader.Load(ctx, loader.Options{PinDir: dir, MapSizes: config.MapSizes{Services: 1000, Conntrack: 4096}})
 	if err != nil {
 		t.Fatalf("load: %v", err)
 	}
@@ -36,7 +37,7 @@ func TestRootLoadAdoptRemove(t *testing.T) {
 	}
 	// A restarted agent adopts the pinned maps with their content, even when
 	// asked for other sizes.
-	d2, err := loader.Load(ctx, loader.Options{PinDir: dir, MapSizes: loader.MapSizes{Services: 2000}})
+	d2, err := loader.Load(ctx, loader.Options{PinDir: dir, MapSizes: config.MapSizes{Services: 2000}})
 	if err != nil {
 		t.Fatalf("reload: %v", err)
 	}
