@@ -263,7 +263,9 @@ func TestRootLabAPIServerOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	changed := time.Now()
-	defer func() { t.Logf("the changed Service was served %s after the change", time.Since(changed).Round(100*time.Millisecond)) }()
+	defer func() {
+		t.Logf("the changed Service was served %s after the change", time.Since(changed).Round(100*time.Millisecond))
+	}()
 	if err := eventually(120*time.Second, func() error {
 		r, err := l.HTTP(ctx, paths[0].netns, paths[0].addr, 2*time.Second)
 		if err != nil {
