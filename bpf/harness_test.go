@@ -69,8 +69,6 @@ type harness struct {
 	events  *ringbuf.Reader
 }
 
-var nsSeq int
-
 // newHarness loads a datapath into a fresh pin dir configured as node self
 // with pod CIDR cidr and the given local pods, and a namespace for FIB lookups.
 func newHarness(t testing.TB, self netip.Addr, cidr netip.Prefix, mode uint8, pods ...netip.Addr) *harness {
@@ -89,7 +87,7 @@ func newHarnessSized(t testing.TB, sizes config.MapSizes, self netip.Addr, cidr 
 		t.Fatalf("load: %v", err)
 	}
 	h.d = d
-	t.Cleanup(func() { d.Remove() })
+	t.Cleanup(func() { _ = d.Remove() })
 	m := d.Maps
 	mask := net.CIDRMask(cidr.Bits(), 32)
 	must(t, m.SetConfig(maps.Config{
@@ -130,7 +128,7 @@ func (h *harness) setupNetns() {
 		}
 	}
 	ip("netns", "add", name)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
 	ip("-n", name, "link", "add", "kdt0", "type", "veth", "peer", "name", "kdt1")
 	ip("-n", name, "addr", "add", "192.168.50.1/24", "dev", "kdt0")
 	ip("-n", name, "link", "set", "kdt0", "up")

@@ -125,7 +125,7 @@ func Translate(svc *corev1.Service, slices []*discoveryv1.EndpointSlice, topo *T
 			return st, fmt.Errorf("%w: annotation %s=%q (want tunnel or dsr)", ErrUnsupported, ModeAnnotation, a)
 		}
 	}
-	var modeFlag uint32 = maps.SvcTunnel
+	modeFlag := maps.SvcTunnel
 	if mode == spec.ModeDSR {
 		modeFlag = maps.SvcDSR
 	}

@@ -216,7 +216,7 @@ func mtuCases(t *testing.T, under, cli *netns, a, b *kdNode) {
 				dst, _ := net.ResolveUDPAddr("udp4", c.addr)
 				buf := make([]byte, 65536)
 				for i := 0; i < 3; i++ { // the first datagram may race neighbour resolution
-					u.SetDeadline(time.Now().Add(time.Second))
+					_ = u.SetDeadline(time.Now().Add(time.Second))
 					if _, err := u.WriteTo([]byte("big"), dst); err != nil {
 						return err
 					}
@@ -289,7 +289,7 @@ func bigUDP(t *testing.T, ns *netns, port, size int) {
 			if err != nil {
 				return
 			}
-			pc.WriteTo(reply, from)
+			_, _ = pc.WriteTo(reply, from)
 		}
 	}()
 }
@@ -312,7 +312,7 @@ func copyServer(t *testing.T, ns *netns, port int) {
 			}
 			go func() {
 				defer c.Close()
-				io.Copy(c, c)
+				_, _ = io.Copy(c, c)
 			}()
 		}
 	}()
@@ -322,7 +322,7 @@ func copyServer(t *testing.T, ns *netns, port int) {
 func roundTrip(t *testing.T, ns *netns, addr string, n int) {
 	t.Helper()
 	c := dial(t, ns, addr)
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 	data := make([]byte, n)
 	_, _ = rand.Read(data)
 	errc := make(chan error, 1)
@@ -352,7 +352,7 @@ func udpAsk(t *testing.T, ns *netns, addr string) (string, string) {
 			return err
 		}
 		defer u.Close()
-		u.SetDeadline(time.Now().Add(3 * time.Second))
+		_ = u.SetDeadline(time.Now().Add(3 * time.Second))
 		dst, err := net.ResolveUDPAddr("udp4", addr)
 		if err != nil {
 			return err

@@ -17,7 +17,7 @@ func TestRootConntrackGCAndAffinityPurge(t *testing.T) {
 	testutil.RequireRoot(t)
 	d, err := loader.Load(context.Background(), loader.Options{PinDir: loadertest.PinDir(t)})
 	must(t, err)
-	defer d.Remove()
+	defer func() { _ = d.Remove() }()
 	m := d.Maps
 	now := maps.MonotonicNow()
 	live := maps.ConntrackKey{SrcAddr: [4]byte{1, 1, 1, 1}, SrcPort: 1, Proto: maps.ProtoTCP}

@@ -34,7 +34,7 @@ func newNetns(t *testing.T, prefix string) *netns {
 	_, _ = rand.Read(b)
 	n := &netns{name: prefix + hex.EncodeToString(b)}
 	sh(t, "ip", "netns", "add", n.name)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", n.name).Run() })
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", n.name).Run() })
 	fd, err := unix.Open("/run/netns/"+n.name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -165,7 +165,7 @@ func dial(t *testing.T, ns *netns, addr string) net.Conn {
 // ask sends a line and returns the peer address the server reported.
 func ask(t *testing.T, c net.Conn) string {
 	t.Helper()
-	c.SetDeadline(time.Now().Add(3 * time.Second))
+	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
 	if _, err := io.WriteString(c, "hi\n"); err != nil {
 		t.Fatalf("write: %v", err)
 	}
@@ -228,13 +228,13 @@ func liveTraffic(t *testing.T, clsact bool) {
 	}
 	d := load()
 	t.Cleanup(func() {
-		node.do(func() error {
-			d.DetachNetdev("eth0")
-			d.DetachContainer(p1.hostIdx)
-			d.DetachContainer(p2.hostIdx)
+		_ = node.do(func() error {
+			_ = d.DetachNetdev("eth0")
+			_ = d.DetachContainer(p1.hostIdx)
+			_ = d.DetachContainer(p2.hostIdx)
 			return nil
 		})
-		d.Remove()
+		_ = d.Remove()
 	})
 	m := d.Maps
 	_, nicMAC := node.ifindexMAC(t, "eth0")

@@ -80,7 +80,7 @@ func TestRootIncompatiblePinnedMap(t *testing.T) {
 	}
 	d, err := loader.Load(context.Background(), loader.Options{PinDir: dir, ReplaceIncompatible: true})
 	must(t, err)
-	defer d.Remove()
+	defer func() { _ = d.Remove() }()
 	for _, n := range d.Adopted {
 		if n == bpf.ContainerMapKdServices {
 			t.Fatal("incompatible map was adopted")

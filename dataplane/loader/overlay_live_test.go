@@ -89,7 +89,7 @@ func liveOverlay(t *testing.T, mode uint8) {
 		}
 		n.pin = loadertest.PinDir(t)
 		n.load(t)
-		t.Cleanup(func() { n.d.Remove() })
+		t.Cleanup(func() { _ = n.d.Remove() })
 		d := n.d
 		vx, _ := n.ns.ifindexMAC(t, "vxlan0")
 		nic, _ := n.ns.ifindexMAC(t, "eth0")
@@ -171,7 +171,7 @@ func liveOverlay(t *testing.T, mode uint8) {
 				return err
 			}
 			defer u.Close()
-			u.SetDeadline(time.Now().Add(3 * time.Second))
+			_ = u.SetDeadline(time.Now().Add(3 * time.Second))
 			if _, err := u.WriteTo([]byte("hi"), &net.UDPAddr{IP: a.ip.AsSlice(), Port: 30053}); err != nil {
 				return err
 			}
@@ -258,7 +258,7 @@ func udpEcho(t *testing.T, ns *netns, port int) {
 			if err != nil {
 				return
 			}
-			pc.WriteTo([]byte(from.String()), from)
+			_, _ = pc.WriteTo([]byte(from.String()), from)
 		}
 	}()
 }

@@ -17,7 +17,7 @@ func TestRootSetService(t *testing.T) {
 	testutil.RequireRoot(t)
 	d, err := loader.Load(context.Background(), loader.Options{PinDir: loadertest.PinDir(t)})
 	must(t, err)
-	defer d.Remove()
+	defer func() { _ = d.Remove() }()
 	m := d.Maps
 	keys := []maps.ServiceKey{
 		maps.NewServiceKey(netip.MustParseAddr("10.96.0.10"), 80, maps.ProtoTCP, maps.ScopeCluster),

@@ -51,7 +51,7 @@ func sockSetup(t *testing.T) (*loader.Datapath, int) {
 
 	d, err := loader.Load(context.Background(), loader.Options{PinDir: loadertest.PinDir(t)})
 	must(t, err)
-	t.Cleanup(func() { d.DetachCgroup(cg); d.Remove() })
+	t.Cleanup(func() { _ = d.DetachCgroup(cg); _ = d.Remove() })
 	must(t, d.AttachCgroup(cg))
 	fd, err := syscall.Open(cg, syscall.O_RDONLY|syscall.O_DIRECTORY, 0)
 	must(t, err)
@@ -99,7 +99,7 @@ func TestRootSockHooks(t *testing.T) {
 			if err != nil {
 				return
 			}
-			udpLn.WriteTo(append([]byte("udp-"), buf[:n]...), from)
+			_, _ = udpLn.WriteTo(append([]byte("udp-"), buf[:n]...), from)
 		}
 	}()
 	vip := netip.MustParseAddr("10.96.0.10")
@@ -121,7 +121,7 @@ func TestRootSockHooks(t *testing.T) {
 		"reject err=connect: connection refused",
 		"nodeport peer=127.0.0.2:30080 reply=tcp-backend",
 	} {
-		if !strings.Contains(string(out), want) {
+		if !strings.Contains(out, want) {
 			t.Errorf("helper output lacks %q", want)
 		}
 	}
@@ -152,7 +152,7 @@ func TestSockHelper(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer u.Close()
-	u.SetDeadline(time.Now().Add(3 * time.Second))
+	_ = u.SetDeadline(time.Now().Add(3 * time.Second))
 	if _, err := u.WriteTo([]byte("ping"), &net.UDPAddr{IP: net.ParseIP(vip), Port: 53}); err != nil {
 		t.Fatalf("udp send: %v", err)
 	}
@@ -224,7 +224,7 @@ func sockHelperMode(t *testing.T, mode string) {
 				}
 			}
 			for range 2 {
-				u.SetReadDeadline(time.Now().Add(3 * time.Second))
+				_ = u.SetReadDeadline(time.Now().Add(3 * time.Second))
 				n, from, err := u.ReadFrom(buf)
 				if err != nil {
 					fmt.Printf("reply err=%v\n", err)
@@ -242,7 +242,7 @@ func sockHelperMode(t *testing.T, mode string) {
 		for range 4 {
 			u, err := net.ListenPacket("udp4", ":0")
 			must(t, err)
-			u.SetDeadline(time.Now().Add(3 * time.Second))
+			_ = u.SetDeadline(time.Now().Add(3 * time.Second))
 			if _, err := u.WriteTo([]byte("q"), ua); err != nil {
 				t.Fatalf("sendto: %v", err)
 			}
@@ -267,7 +267,7 @@ func sockHelperMode(t *testing.T, mode string) {
 				fmt.Printf("reply err=%v\n", err)
 				continue
 			}
-			u.SetReadDeadline(time.Now().Add(3 * time.Second))
+			_ = u.SetReadDeadline(time.Now().Add(3 * time.Second))
 			n, from, err := u.ReadFrom(buf)
 			if err != nil {
 				fmt.Printf("reply err=%v\n", err)
@@ -290,7 +290,7 @@ func sockHelperMode(t *testing.T, mode string) {
 				fmt.Printf("tcp %s err=%v\n", d, err)
 				continue
 			}
-			c.SetDeadline(time.Now().Add(3 * time.Second))
+			_ = c.SetDeadline(time.Now().Add(3 * time.Second))
 			buf := make([]byte, 64)
 			n := 0
 			if _, err = io.WriteString(c, "hi\n"); err == nil {
@@ -306,7 +306,7 @@ func sockHelperMode(t *testing.T, mode string) {
 				fmt.Printf("tcp %s err=%v\n", d, err)
 				continue
 			}
-			c.SetDeadline(time.Now().Add(3 * time.Second))
+			_ = c.SetDeadline(time.Now().Add(3 * time.Second))
 			buf := make([]byte, 64)
 			n, _ := c.Read(buf)
 			fmt.Printf("tcp %s peer=%s reply=%s\n", d, c.RemoteAddr(), strings.TrimSpace(string(buf[:n])))
@@ -370,7 +370,7 @@ func udpEchoBackend(ln net.PacketConn, name string) {
 		if err != nil {
 			return
 		}
-		ln.WriteTo([]byte(name+":"+string(buf[:n])), from)
+		_, _ = ln.WriteTo([]byte(name+":"+string(buf[:n])), from)
 	}
 }
 
@@ -542,7 +542,7 @@ func TestRootSockUDPSocketLeavesRemovedBackend(t *testing.T) {
 	stdout, err := cmd.StdoutPipe()
 	must(t, err)
 	must(t, cmd.Start())
-	t.Cleanup(func() { stdin.Close(); cmd.Wait() })
+	t.Cleanup(func() { _ = stdin.Close(); _ = cmd.Wait() })
 	lines := bufio.NewScanner(stdout)
 	step := func() (from, be string) {
 		t.Helper()
@@ -636,9 +636,9 @@ func TestRootSockPodThroughContainerPrograms(t *testing.T) {
 		return nil
 	}))
 	t.Cleanup(func() {
-		node.do(func() error {
+		_ = node.do(func() error {
 			for _, p := range pods {
-				d.DetachContainer(p.hostIdx)
+				_ = d.DetachContainer(p.hostIdx)
 			}
 			return nil
 		})

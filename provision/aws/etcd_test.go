@@ -18,10 +18,10 @@ import (
 
 // etcdMember is a real etcd process (the one hack/build-k8s.sh builds) on a loopback address.
 type etcdMember struct {
-	name, ip         string
-	client, peer     string
-	cmd              *exec.Cmd
-	dataDir, logFile string
+	name, ip     string
+	client, peer string
+	cmd          *exec.Cmd
+	dataDir      string
 }
 
 func freePort(t *testing.T, ip string) string {

@@ -302,7 +302,7 @@ func TestAgentWithoutMapsFails(t *testing.T) {
 		if p.Spec.NodeName == "demo-worker" {
 			return []byte(`{"ready":true,"services":0,"frontends":0,"backends":0}`), nil
 		}
-		return okStatus(nil, p)
+		return okStatus(t.Context(), p)
 	}
 	rep, err := v.Run(t.Context())
 	if err != nil {
