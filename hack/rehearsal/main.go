@@ -115,6 +115,7 @@ type launcher struct {
 	imds                         *imds
 	nodes                        map[string]*node // by instance ID
 	apiIP                        string           // the first control plane's address
+	apiContainer                 string           // the first control plane's container
 	apiNames                     []string
 }
 
@@ -144,6 +145,9 @@ func runNodes(ctx context.Context, args []string) error {
 		if err := l.poll(ctx, *region); err != nil {
 			log.Printf("poll: %v", err)
 		}
+		if err := l.initializeNodes(ctx); err != nil {
+			log.Printf("initialize nodes: %v", err)
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -171,7 +175,7 @@ func (l *launcher) poll(ctx context.Context, region string) error {
 		if len(ids) == 0 || g.LaunchTemplate == nil {
 			continue
 		}
-		ud, err := l.userData(ctx, g.LaunchTemplate)
+		ud, profile, err := l.launchTemplate(ctx, g.LaunchTemplate)
 		if err != nil {
 			return err
 		}
@@ -185,7 +189,9 @@ func (l *launcher) poll(ctx context.Context, region string) error {
 		}
 		for _, r := range desc.Reservations {
 			for _, i := range r.Instances {
-				role := ""
+				// moto leaves the instance profile of an auto scaling group's instances out; EC2 gives
+				// them the launch template's, whose name is its role's.
+				role := profile
 				if i.IamInstanceProfile != nil {
 					arn := awssdk.ToString(i.IamInstanceProfile.Arn)
 					role = arn[strings.LastIndex(arn, "/")+1:]
@@ -209,7 +215,48 @@ func (l *launcher) poll(ctx context.Context, region string) error {
 	return nil
 }
 
-func (l *launcher) userData(ctx context.Context, lt *astypes.LaunchTemplateSpecification) ([]byte, error) {
+// uninitializedTaint is what kubelet --cloud-provider=external puts on its Node until a cloud
+// controller manager has initialised it.
+const uninitializedTaint = "node.cloudprovider.kubernetes.io/uninitialized"
+
+// initializeNodes does for Nodes registered with kubelet --cloud-provider=external what
+// aws-cloud-controller-manager's node controller does (it cannot run here: its image cannot be
+// pulled, and moto's instances are not the containers): the provider ID, then the taint removed.
+// Nodes without the taint are left alone.
+func (l *launcher) initializeNodes(ctx context.Context) error {
+	if l.apiContainer == "" {
+		return nil
+	}
+	kubectl := []string{"exec", l.apiContainer, "kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf"}
+	out, err := output(ctx, "docker", append(kubectl, "get", "nodes", "-o",
+		`jsonpath={range .items[*]}{.metadata.name}{" "}{.spec.taints[*].key}{"\n"}{end}`)...)
+	if err != nil {
+		return nil // the API is not up yet
+	}
+	for _, line := range strings.Split(out, "\n") {
+		name, taints, _ := strings.Cut(line, " ")
+		if !strings.Contains(taints, uninitializedTaint) {
+			continue
+		}
+		for _, n := range l.nodes {
+			if strings.SplitN(n.inst.Hostname, ".", 2)[0] != strings.SplitN(name, ".", 2)[0] {
+				continue
+			}
+			patch := fmt.Sprintf(`{"spec":{"providerID":"aws:///%s/%s"}}`, n.inst.Zone, n.inst.ID)
+			if _, err := output(ctx, "docker", append(kubectl, "patch", "node", name, "-p", patch)...); err != nil {
+				return err
+			}
+			if _, err := output(ctx, "docker", append(kubectl, "taint", "node", name, uninitializedTaint+"-")...); err != nil {
+				return err
+			}
+			log.Printf("node %s: provider ID aws:///%s/%s, %s taint removed (the cloud controller manager's part)", name, n.inst.Zone, n.inst.ID, uninitializedTaint)
+		}
+	}
+	return nil
+}
+
+// launchTemplate returns the user-data and the instance profile's name of a launch template version.
+func (l *launcher) launchTemplate(ctx context.Context, lt *astypes.LaunchTemplateSpecification) ([]byte, string, error) {
 	v := awssdk.ToString(lt.Version)
 	if v == "" {
 		v = "$Default"
@@ -217,12 +264,18 @@ func (l *launcher) userData(ctx context.Context, lt *astypes.LaunchTemplateSpeci
 	out, err := l.cl.ec2.DescribeLaunchTemplateVersions(ctx, &ec2.DescribeLaunchTemplateVersionsInput{
 		LaunchTemplateId: lt.LaunchTemplateId, LaunchTemplateName: lt.LaunchTemplateName, Versions: []string{v}})
 	if err != nil {
-		return nil, fmt.Errorf("describe launch template %s: %w", awssdk.ToString(lt.LaunchTemplateId), err)
+		return nil, "", fmt.Errorf("describe launch template %s: %w", awssdk.ToString(lt.LaunchTemplateId), err)
 	}
 	if len(out.LaunchTemplateVersions) == 0 || out.LaunchTemplateVersions[0].LaunchTemplateData == nil {
-		return nil, fmt.Errorf("launch template %s has no version %s", awssdk.ToString(lt.LaunchTemplateId), v)
+		return nil, "", fmt.Errorf("launch template %s has no version %s", awssdk.ToString(lt.LaunchTemplateId), v)
 	}
-	return base64.StdEncoding.DecodeString(awssdk.ToString(out.LaunchTemplateVersions[0].LaunchTemplateData.UserData))
+	d := out.LaunchTemplateVersions[0].LaunchTemplateData
+	profile := ""
+	if d.IamInstanceProfile != nil {
+		profile = awssdk.ToString(d.IamInstanceProfile.Name)
+	}
+	ud, err := base64.StdEncoding.DecodeString(awssdk.ToString(d.UserData))
+	return ud, profile, err
 }
 
 // nodeConfig is the bootstrap.json the user-data writes.
@@ -257,7 +310,7 @@ func (l *launcher) start(ctx context.Context, n *node) error {
 	l.imds.add(n.inst)
 	l.nodes[n.inst.ID] = n
 	if n.cfg.ControlPlane && l.apiIP == "" {
-		l.apiIP, l.apiNames = ip, []string{n.cfg.APIEndpoint, n.cfg.PublicAPIEndpoint}
+		l.apiIP, l.apiContainer, l.apiNames = ip, n.container, []string{n.cfg.APIEndpoint, n.cfg.PublicAPIEndpoint}
 		f, err := os.OpenFile(l.hostsFile, os.O_APPEND|os.O_WRONLY, 0)
 		if err != nil {
 			return err
