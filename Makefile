@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO    ?= go
 BIN   ?= bin/kubedirect
 
-.PHONY: all build test unit root-tests lint generate generate-check bench bench-bpf bench-lab e2e e2e-aws demo node-image docker-down tools clean
+.PHONY: all build test unit root-tests fuzz fuzz-short lint generate generate-check bench bench-bpf bench-lab e2e e2e-aws demo node-image docker-down tools clean
 
 all: build
 
@@ -14,18 +14,27 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/kubedirect
 
 ## test: everything CI runs: lint, generated code check, unit tests, root tests (BPF in the kernel,
-## the namespace lab), then the kind clusters end to end.
-test: tools lint generate-check unit root-tests e2e
+## the namespace lab), a short run of every fuzz target, then the kind clusters end to end.
+test: tools lint generate-check unit root-tests fuzz-short e2e
 
-## unit: tests that need no root (TestRoot* are skipped here and run by root-tests).
+## unit: tests that need no root (TestRoot* and FuzzRoot* are skipped here and run by root-tests).
 unit:
-	$(GO) test -count=1 -skip '^TestRoot' ./...
+	$(GO) test -count=1 -skip '^(TestRoot|FuzzRoot)' ./...
 
 ## root-tests: the TestRoot* tests: BPF programs in the real kernel, live traffic in network
 ## namespaces, the multi-node lab against a real kube-apiserver. They skip without root.
 root-tests:
-	@if [ "$$(id -u)" = 0 ]; then set -o pipefail; $(GO) test -count=1 -p 1 -timeout 30m -run '^TestRoot' -v ./... 2>&1 | grep -E '^(=== RUN|\s*--- |PASS|FAIL|ok|panic)|_test.go:'; \
+	@if [ "$$(id -u)" = 0 ]; then set -o pipefail; $(GO) test -count=1 -p 1 -timeout 30m -run '^(TestRoot|FuzzRoot)' -v ./... 2>&1 | grep -E '^(=== RUN|\s*--- |PASS|FAIL|ok|panic)|_test.go:'; \
 	else echo "root-tests: not root, the TestRoot* tests skip"; fi
+
+## fuzz-short, fuzz: every Go fuzz target (the spec loader, Service translation against a model, the BPF
+## programs on random frames) for FUZZTIME each, beyond the seed corpus that unit and root-tests replay.
+FUZZTIME ?= 10s
+fuzz-short:
+	hack/fuzz.sh $(FUZZTIME)
+
+fuzz:
+	hack/fuzz.sh 5m
 
 lint: tools
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '_bpfel.go$$')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -17,6 +17,7 @@ import (
 	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
 
+	"github.com/kubedirect/kubedirect/dataplane/config"
 	"github.com/kubedirect/kubedirect/dataplane/loader"
 	"github.com/kubedirect/kubedirect/dataplane/loader/loadertest"
 	"github.com/kubedirect/kubedirect/dataplane/maps"
@@ -74,11 +75,11 @@ var nsSeq int
 // with pod CIDR cidr and the given local pods, and a namespace for FIB lookups.
 func newHarness(t testing.TB, self netip.Addr, cidr netip.Prefix, mode uint8, pods ...netip.Addr) *harness {
 	t.Helper()
-	return newHarnessSized(t, loader.MapSizes{Conntrack: 65536}, self, cidr, mode, pods...)
+	return newHarnessSized(t, config.MapSizes{Conntrack: 65536}, self, cidr, mode, pods...)
 }
 
 // newHarnessSized is newHarness with explicit map sizes.
-func newHarnessSized(t testing.TB, sizes loader.MapSizes, self netip.Addr, cidr netip.Prefix, mode uint8, pods ...netip.Addr) *harness {
+func newHarnessSized(t testing.TB, sizes config.MapSizes, self netip.Addr, cidr netip.Prefix, mode uint8, pods ...netip.Addr) *harness {
 	t.Helper()
 	testutil.RequireRoot(t)
 	h := &harness{t: t, self: self}

@@ -60,12 +60,11 @@ int from_container(struct __sk_buff *skb)
 	if (rc == KD_PARSE_FRAGMENT) {
 		/* A later fragment of a datagram translated here: same rewrite,
 		 * same way out. */
-		struct kd_frag_val *f = kd_frag_get(skb, &p, now, &err);
+		struct kd_frag_val *f;
+		int verdict = kd_frag_follow(skb, cfg, &p, now, &f);
 
-		if (err)
-			return kd_drop(skb, KD_DROP_REWRITE);
-		if (f && f->action == KD_FRAG_ENCAP)
-			return kd_encap(skb, cfg, f->peer);
+		if (verdict != KD_GO_ON)
+			return verdict;
 		if (f && f->action == KD_FRAG_FIB)
 			return kd_fib_out(skb, &p);
 	}
@@ -81,12 +80,12 @@ int from_container(struct __sk_buff *skb)
 	if (v) {
 		if (v->flags & (KD_CT_NODEPORT_LOCAL | KD_CT_NODEPORT_FWD)) {
 			act = ((v->flags & KD_CT_NODEPORT_FWD) && !(v->flags & KD_CT_DSR)) ? KD_FRAG_ENCAP : KD_FRAG_FIB;
-			if (p.mf && kd_frag_record(&p, os, od, act, v->tunnel_peer, now) < 0)
-				return kd_drop(skb, KD_DROP_FRAGMENT);
+			if ((rc = kd_frag_record(&p, os, od, act, v->tunnel_peer, now)) < 0)
+				return kd_drop(skb, -rc);
 			return kd_reply_out(skb, cfg, &p, v);
 		}
-		if (p.mf && kd_frag_record(&p, os, od, KD_FRAG_ROUTE, 0, now) < 0)
-			return kd_drop(skb, KD_DROP_FRAGMENT);
+		if ((rc = kd_frag_record(&p, os, od, KD_FRAG_ROUTE, 0, now)) < 0)
+			return kd_drop(skb, -rc);
 		return kd_route(skb, cfg, &p);
 	}
 
@@ -94,13 +93,12 @@ int from_container(struct __sk_buff *skb)
 	kd_ct_key_fwd(&k, &p);
 	v = kd_ct_get(&k, &p, now);
 	if (v && (v->flags & KD_CT_CLUSTER)) {
-		if (kd_dnat(skb, &p, v->nat_addr, v->nat_port) < 0)
-			return kd_drop(skb, KD_DROP_REWRITE);
-		if ((v->flags & KD_CT_HAIRPIN) && kd_set_addr(skb, &p, 1, cfg->hairpin_addr) < 0)
-			return kd_drop(skb, KD_DROP_REWRITE);
+		if ((rc = kd_dnat(skb, &p, v->nat_addr, v->nat_port)) < 0 ||
+		    ((v->flags & KD_CT_HAIRPIN) && (rc = kd_set_addr(skb, &p, 1, cfg->hairpin_addr)) < 0))
+			return kd_drop(skb, -rc);
 		kd_count(KD_M_DNAT, skb->len);
-		if (p.mf && kd_frag_record(&p, os, od, KD_FRAG_ROUTE, 0, now) < 0)
-			return kd_drop(skb, KD_DROP_FRAGMENT);
+		if ((rc = kd_frag_record(&p, os, od, KD_FRAG_ROUTE, 0, now)) < 0)
+			return kd_drop(skb, -rc);
 		return kd_route(skb, cfg, &p);
 	}
 
@@ -112,10 +110,9 @@ int from_container(struct __sk_buff *skb)
 		svc = kd_svc_lookup(&p, KD_SCOPE_EXTERNAL, kd_is_node_addr(p.daddr));
 	if (!svc)
 		return kd_route(skb, cfg, &p);
-	if (kd_pick(svc, (svc->flags & KD_SVC_ITP_LOCAL) ? KD_BE_TABLE_LOCAL : KD_BE_TABLE_ALL,
-		    p.saddr, now, &be) < 0)
-		return kd_no_backend(skb, cfg, &p, svc, KD_PROG_FROM_CONTAINER,
-				     svc->count ? KD_DROP_NO_LOCAL_BACKEND : KD_DROP_NO_BACKEND);
+	if ((rc = kd_pick(svc, (svc->flags & KD_SVC_ITP_LOCAL) ? KD_BE_TABLE_LOCAL : KD_BE_TABLE_ALL,
+			  p.saddr, now, &be)) < 0)
+		return kd_no_backend(skb, cfg, &p, svc, KD_PROG_FROM_CONTAINER, -rc);
 	flags = KD_CT_CLUSTER;
 	src = p.saddr;
 	if (be.addr == p.saddr) {
@@ -126,16 +123,15 @@ int from_container(struct __sk_buff *skb)
 	}
 	if (be.flags & KD_BE_HOSTNET)
 		flags |= KD_CT_HOSTNET;
-	if ((rc = kd_ct_create(&p, now, be.addr, be.port, src, 0, svc->svc_id, flags)))
-		return kd_drop(skb, rc);
+	if ((rc = kd_ct_create(&p, now, be.addr, be.port, src, 0, svc->svc_id, flags)) < 0)
+		return kd_drop(skb, -rc);
 	kd_event(cfg, &p, KD_PROG_FROM_CONTAINER, KD_M_DNAT, 0, be.addr, be.port, 0, svc->svc_id);
-	if (kd_dnat(skb, &p, be.addr, be.port) < 0)
-		return kd_drop(skb, KD_DROP_REWRITE);
-	if ((flags & KD_CT_HAIRPIN) && kd_set_addr(skb, &p, 1, src) < 0)
-		return kd_drop(skb, KD_DROP_REWRITE);
+	if ((rc = kd_dnat(skb, &p, be.addr, be.port)) < 0 ||
+	    ((flags & KD_CT_HAIRPIN) && (rc = kd_set_addr(skb, &p, 1, src)) < 0))
+		return kd_drop(skb, -rc);
 	kd_count(KD_M_DNAT, skb->len);
-	if (p.mf && kd_frag_record(&p, os, od, KD_FRAG_ROUTE, 0, now) < 0)
-		return kd_drop(skb, KD_DROP_FRAGMENT);
+	if ((rc = kd_frag_record(&p, os, od, KD_FRAG_ROUTE, 0, now)) < 0)
+		return kd_drop(skb, -rc);
 	return kd_route(skb, cfg, &p);
 }
 
@@ -156,9 +152,9 @@ int to_container(struct __sk_buff *skb)
 		kd_revnat_icmp(skb, &p, now, &err);
 	else if (rc == KD_PARSE_FRAGMENT)
 		kd_frag_get(skb, &p, now, &err);
-	else if (rc == KD_PARSE_OK && kd_revnat(skb, &p, now, &err) && p.mf && !err &&
-		 kd_frag_record(&p, os, od, KD_FRAG_ROUTE, 0, now) < 0)
-		return kd_drop(skb, KD_DROP_FRAGMENT);
+	else if (rc == KD_PARSE_OK && kd_revnat(skb, &p, now, &err) && !err &&
+		 (rc = kd_frag_record(&p, os, od, KD_FRAG_ROUTE, 0, now)) < 0)
+		return kd_drop(skb, -rc);
 	if (err)
 		return kd_drop(skb, KD_DROP_REWRITE);
 	return TC_ACT_OK;

@@ -23,7 +23,7 @@ int from_netdev(struct __sk_buff *skb)
 	__u64 now;
 	__u16 flags;
 	__be32 od;
-	int rc, err = 0;
+	int rc;
 
 	if (!cfg)
 		return TC_ACT_OK;
@@ -32,12 +32,11 @@ int from_netdev(struct __sk_buff *skb)
 		return kd_drop(skb, KD_DROP_MALFORMED);
 	if (rc == KD_PARSE_FRAGMENT) {
 		/* A later fragment of a datagram translated here. */
-		struct kd_frag_val *f = kd_frag_get(skb, &p, bpf_ktime_get_ns(), &err);
+		struct kd_frag_val *f;
+		int verdict = kd_frag_follow(skb, cfg, &p, bpf_ktime_get_ns(), &f);
 
-		if (err)
-			return kd_drop(skb, KD_DROP_REWRITE);
-		if (f && f->action == KD_FRAG_ENCAP)
-			return kd_encap(skb, cfg, f->peer);
+		if (verdict != KD_GO_ON)
+			return verdict;
 		if (f)
 			return kd_deliver_dnat(skb, &p);
 	}
@@ -53,18 +52,12 @@ int from_netdev(struct __sk_buff *skb)
 	v = kd_ct_get(&k, &p, now);
 	if (v) {
 		if (v->flags & KD_CT_NODEPORT_REMOTE) {
-			if (p.mf && kd_frag_record(&p, p.saddr, od, KD_FRAG_ENCAP, v->tunnel_peer, now) < 0)
-				return kd_drop(skb, KD_DROP_FRAGMENT);
+			if ((rc = kd_frag_record(&p, p.saddr, od, KD_FRAG_ENCAP, v->tunnel_peer, now)) < 0)
+				return kd_drop(skb, -rc);
 			return kd_encap(skb, cfg, v->tunnel_peer);
 		}
-		if (v->flags & KD_CT_NODEPORT_LOCAL) {
-			if (kd_dnat(skb, &p, v->nat_addr, v->nat_port) < 0)
-				return kd_drop(skb, KD_DROP_REWRITE);
-			kd_count(KD_M_DNAT, skb->len);
-			if (p.mf && kd_frag_record(&p, p.saddr, od, KD_FRAG_ROUTE, 0, now) < 0)
-				return kd_drop(skb, KD_DROP_FRAGMENT);
-			return kd_deliver_dnat(skb, &p);
-		}
+		if (v->flags & KD_CT_NODEPORT_LOCAL)
+			return kd_dnat_deliver(skb, &p, v->nat_addr, v->nat_port, od, now);
 	}
 
 	/* Exact frontend (externalIP, LoadBalancer IP, a NodePort bound to one
@@ -74,34 +67,28 @@ int from_netdev(struct __sk_buff *skb)
 		svc = kd_svc_lookup(&p, KD_SCOPE_EXTERNAL, 1);
 	if (!svc)
 		return kd_pass(skb);
-	if (kd_pick(svc, (svc->flags & KD_SVC_ETP_LOCAL) ? KD_BE_TABLE_LOCAL : KD_BE_TABLE_ALL,
-		    p.saddr, now, &be) < 0)
-		return kd_no_backend(skb, cfg, &p, svc, KD_PROG_FROM_NETDEV,
-				     svc->count ? KD_DROP_NO_LOCAL_BACKEND : KD_DROP_NO_BACKEND);
+	if ((rc = kd_pick(svc, (svc->flags & KD_SVC_ETP_LOCAL) ? KD_BE_TABLE_LOCAL : KD_BE_TABLE_ALL,
+			  p.saddr, now, &be)) < 0)
+		return kd_no_backend(skb, cfg, &p, svc, KD_PROG_FROM_NETDEV, -rc);
 
 	if (!(be.flags & KD_BE_LOCAL)) {
 		/* Forward the original packet; the client IP is kept end to end. */
 		if ((rc = kd_ct_create(&p, now, be.addr, be.port, 0, be.node_ip, svc->svc_id,
-				       KD_CT_NODEPORT_REMOTE)))
-			return kd_drop(skb, rc);
+				       KD_CT_NODEPORT_REMOTE)) < 0)
+			return kd_drop(skb, -rc);
 		kd_event(cfg, &p, KD_PROG_FROM_NETDEV, KD_M_ENCAP, 0, be.addr, be.port, be.node_ip,
 			 svc->svc_id);
-		if (p.mf && kd_frag_record(&p, p.saddr, od, KD_FRAG_ENCAP, be.node_ip, now) < 0)
-			return kd_drop(skb, KD_DROP_FRAGMENT);
+		if ((rc = kd_frag_record(&p, p.saddr, od, KD_FRAG_ENCAP, be.node_ip, now)) < 0)
+			return kd_drop(skb, -rc);
 		return kd_encap(skb, cfg, be.node_ip);
 	}
 	flags = KD_CT_NODEPORT_LOCAL;
 	if (be.flags & KD_BE_HOSTNET)
 		flags |= KD_CT_HOSTNET;
-	if ((rc = kd_ct_create(&p, now, be.addr, be.port, p.saddr, 0, svc->svc_id, flags)))
-		return kd_drop(skb, rc);
+	if ((rc = kd_ct_create(&p, now, be.addr, be.port, p.saddr, 0, svc->svc_id, flags)) < 0)
+		return kd_drop(skb, -rc);
 	kd_event(cfg, &p, KD_PROG_FROM_NETDEV, KD_M_DNAT, 0, be.addr, be.port, 0, svc->svc_id);
-	if (kd_dnat(skb, &p, be.addr, be.port) < 0)
-		return kd_drop(skb, KD_DROP_REWRITE);
-	kd_count(KD_M_DNAT, skb->len);
-	if (p.mf && kd_frag_record(&p, p.saddr, od, KD_FRAG_ROUTE, 0, now) < 0)
-		return kd_drop(skb, KD_DROP_FRAGMENT);
-	return kd_deliver_dnat(skb, &p);
+	return kd_dnat_deliver(skb, &p, be.addr, be.port, od, now);
 }
 
 SEC("tc")
@@ -119,13 +106,10 @@ int to_netdev(struct __sk_buff *skb)
 	rc = kd_parse(skb, &p);
 	if (rc == KD_PARSE_FRAGMENT) {
 		/* A later fragment of a reply the stack fragmented. */
-		struct kd_frag_val *f = kd_frag_get(skb, &p, bpf_ktime_get_ns(), &err);
+		struct kd_frag_val *f;
+		int verdict = kd_frag_follow(skb, cfg, &p, bpf_ktime_get_ns(), &f);
 
-		if (err)
-			return kd_drop(skb, KD_DROP_REWRITE);
-		if (f && f->action == KD_FRAG_ENCAP)
-			return kd_encap(skb, cfg, f->peer);
-		return TC_ACT_OK;
+		return verdict != KD_GO_ON ? verdict : TC_ACT_OK;
 	}
 	if (rc != KD_PARSE_OK)
 		return TC_ACT_OK;
@@ -140,12 +124,12 @@ int to_netdev(struct __sk_buff *skb)
 	/* A forwarded flow in tunnel mode goes back to the ingress node; dsr
 	 * and local flows continue out of this NIC as routed. */
 	if (v && (v->flags & KD_CT_NODEPORT_FWD) && !(v->flags & KD_CT_DSR)) {
-		if (p.mf && kd_frag_record(&p, os, od, KD_FRAG_ENCAP, v->tunnel_peer, now) < 0)
-			return kd_drop(skb, KD_DROP_FRAGMENT);
+		if ((rc = kd_frag_record(&p, os, od, KD_FRAG_ENCAP, v->tunnel_peer, now)) < 0)
+			return kd_drop(skb, -rc);
 		return kd_encap(skb, cfg, v->tunnel_peer);
 	}
-	if (v && p.mf && kd_frag_record(&p, os, od, KD_FRAG_ROUTE, 0, now) < 0)
-		return kd_drop(skb, KD_DROP_FRAGMENT);
+	if (v && (rc = kd_frag_record(&p, os, od, KD_FRAG_ROUTE, 0, now)) < 0)
+		return kd_drop(skb, -rc);
 	/* dsr: the client's segments come through the tunnel, so the MSS a
 	 * host-network backend advertises must fit it. */
 	if (v && (v->flags & KD_CT_NODEPORT_FWD))

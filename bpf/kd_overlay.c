@@ -76,8 +76,8 @@ int from_overlay(struct __sk_buff *skb)
 	v = bpf_map_lookup_elem(&kd_conntrack, &k);
 	if (v && (v->flags & KD_CT_NODEPORT_REMOTE) && v->expires >= now) {
 		kd_ct_get(&k, &p, now); /* refresh lifetime / TCP state */
-		if (p.mf && kd_frag_record(&p, p.saddr, p.daddr, KD_FRAG_FIB, 0, now) < 0)
-			return kd_drop(skb, KD_DROP_FRAGMENT);
+		if ((rc = kd_frag_record(&p, p.saddr, p.daddr, KD_FRAG_FIB, 0, now)) < 0)
+			return kd_drop(skb, -rc);
 		return kd_fib_out(skb, &p);
 	}
 
@@ -89,8 +89,8 @@ int from_overlay(struct __sk_buff *skb)
 		v = kd_revnat(skb, &p, now, &err);
 		if (err)
 			return kd_drop(skb, KD_DROP_REWRITE);
-		if (v && p.mf && kd_frag_record(&p, os, od, KD_FRAG_ROUTE, 0, now) < 0)
-			return kd_drop(skb, KD_DROP_FRAGMENT);
+		if (v && (rc = kd_frag_record(&p, os, od, KD_FRAG_ROUTE, 0, now)) < 0)
+			return kd_drop(skb, -rc);
 		/* From a host-network client on another node (its route to our
 		 * pod CIDR): the stack delivers it, so its conntrack sees the
 		 * connection and the pod's replies are not new flows for the
@@ -105,7 +105,7 @@ int from_overlay(struct __sk_buff *skb)
 
 	/* A forwarded external flow (step 3). */
 	rc = kd_forwarded_flow(skb, cfg, &p, peer, now, KD_PROG_FROM_OVERLAY);
-	if (rc >= 0)
+	if (rc != KD_GO_ON)
 		return rc;
 	kd_count(KD_M_PASS, skb->len);
 	return kd_to_stack(skb);
@@ -156,8 +156,8 @@ int to_overlay(struct __sk_buff *skb)
 		node = kd_tunnel_node(p.daddr);
 	if (!node)
 		return kd_drop(skb, KD_DROP_NO_TUNNEL);
-	if (v && p.mf && kd_frag_record(&p, os, od, KD_FRAG_ENCAP, node, bpf_ktime_get_ns()) < 0)
-		return kd_drop(skb, KD_DROP_FRAGMENT);
+	if (v && (rc = kd_frag_record(&p, os, od, KD_FRAG_ENCAP, node, bpf_ktime_get_ns())) < 0)
+		return kd_drop(skb, -rc);
 	tk.remote_ipv4 = bpf_ntohl(node);
 	tk.tunnel_id = KD_VNI;
 	tk.tunnel_ttl = 64;

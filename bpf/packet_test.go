@@ -175,6 +175,9 @@ func decode(b []byte) (packet, error) {
 		p.Seq = binary.BigEndian.Uint32(l4[4:])
 		p.Ack = binary.BigEndian.Uint32(l4[8:])
 		p.TCPFlags = l4[13]
+		if off := int(l4[12]>>4) * 4; off < 20 || off > len(l4) {
+			return p, fmt.Errorf("bad TCP data offset %d", off)
+		}
 		p.TCPOpts = l4[20 : int(l4[12]>>4)*4]
 		p.Payload = l4[int(l4[12]>>4)*4:]
 	case 17:

@@ -1,6 +1,8 @@
 /* Shared definitions for every kubedirect BPF program: includes, constants,
- * the C structs that dataplane/maps mirrors field by field (keep both in sync:
- * the layout test in dataplane/maps compares them through BTF). */
+ * the C structs that dataplane/maps mirrors field by field. Keep both in sync:
+ * the tests in dataplane/maps compare every struct layout and every enum value
+ * through BTF (kd_types.c puts all of them in BTF). Constants are enums, not
+ * #defines, so they reach BTF at all. */
 #pragma once
 
 #include <linux/bpf.h>
@@ -30,61 +32,80 @@ struct kd_icmphdr {
 /* Service scope: ClusterIP frontends are only matched for traffic from pods
  * and host-network sockets; external frontends (NodePort, externalIPs,
  * LoadBalancer ingress) are matched on the node NIC and the overlay. */
-#define KD_SCOPE_CLUSTER 0
-#define KD_SCOPE_EXTERNAL 1
+enum kd_scope {
+	KD_SCOPE_CLUSTER = 0,
+	KD_SCOPE_EXTERNAL = 1,
+};
 
 /* Service flags (kd_svc_val.flags). */
-#define KD_SVC_ETP_LOCAL (1 << 0)	/* externalTrafficPolicy: Local */
-#define KD_SVC_ITP_LOCAL (1 << 1)	/* internalTrafficPolicy: Local */
-#define KD_SVC_AFFINITY (1 << 2)	/* sessionAffinity: ClientIP */
-#define KD_SVC_DSR (1 << 3)		/* external mode dsr */
-#define KD_SVC_TUNNEL (1 << 4)		/* external mode tunnel (neither: config default) */
-#define KD_SVC_REJECT (1 << 5)		/* no endpoints: TCP RST / ICMP port unreachable */
+enum kd_svc_flags {
+	KD_SVC_ETP_LOCAL = 1 << 0,	/* externalTrafficPolicy: Local */
+	KD_SVC_ITP_LOCAL = 1 << 1,	/* internalTrafficPolicy: Local */
+	KD_SVC_AFFINITY = 1 << 2,	/* sessionAffinity: ClientIP */
+	KD_SVC_DSR = 1 << 3,		/* external mode dsr */
+	KD_SVC_TUNNEL = 1 << 4,		/* external mode tunnel (neither: config default) */
+	KD_SVC_REJECT = 1 << 5,		/* no endpoints: TCP RST / ICMP port unreachable */
+};
 
 /* Backend flags (kd_backend_val.flags). */
-#define KD_BE_LOCAL (1 << 0)		/* runs on this node */
-#define KD_BE_REMOTE (1 << 1)		/* runs on node_ip */
-#define KD_BE_HOSTNET (1 << 2)		/* backend address is a node address */
+enum kd_be_flags {
+	KD_BE_LOCAL = 1 << 0,		/* runs on this node */
+	KD_BE_REMOTE = 1 << 1,		/* runs on node_ip */
+	KD_BE_HOSTNET = 1 << 2,		/* backend address is a node address */
+};
 
 /* Backend slot tables (kd_backend_key.table). */
-#define KD_BE_TABLE_ALL 0		/* slots 0..count-1: every backend */
-#define KD_BE_TABLE_LOCAL 1		/* slots 0..local_count-1: this node's backends */
+enum kd_be_table {
+	KD_BE_TABLE_ALL = 0,		/* slots 0..count-1: every backend */
+	KD_BE_TABLE_LOCAL = 1,		/* slots 0..local_count-1: this node's backends */
+};
 
 /* Conntrack entry direction (kd_ct_key.dir). */
-#define KD_CT_FWD 0	/* original tuple: client -> frontend */
-#define KD_CT_REPLY 1	/* reply tuple: backend -> client (after NAT) */
+enum kd_ct_dir {
+	KD_CT_FWD = 0,		/* original tuple: client -> frontend */
+	KD_CT_REPLY = 1,	/* reply tuple: backend -> client (after NAT) */
+};
 
 /* Conntrack flags (kd_ct_val.flags). */
-#define KD_CT_CLUSTER (1 << 0)		/* ClusterIP, DNAT done here */
-#define KD_CT_NODEPORT_LOCAL (1 << 1)	/* external frontend, backend on this node */
-#define KD_CT_NODEPORT_REMOTE (1 << 2)	/* external frontend, forwarded to tunnel_peer */
-#define KD_CT_NODEPORT_FWD (1 << 3)	/* arrived through the overlay from ingress node tunnel_peer */
-#define KD_CT_DSR (1 << 4)		/* reply leaves through this node's NIC */
-#define KD_CT_HAIRPIN (1 << 5)		/* client and backend are the same pod: source SNATed */
-#define KD_CT_HOSTNET (1 << 6)		/* backend is a host-network endpoint */
+enum kd_ct_flags {
+	KD_CT_CLUSTER = 1 << 0,		/* ClusterIP, DNAT done here */
+	KD_CT_NODEPORT_LOCAL = 1 << 1,	/* external frontend, backend on this node */
+	KD_CT_NODEPORT_REMOTE = 1 << 2,	/* external frontend, forwarded to tunnel_peer */
+	KD_CT_NODEPORT_FWD = 1 << 3,	/* arrived through the overlay from ingress node tunnel_peer */
+	KD_CT_DSR = 1 << 4,		/* reply leaves through this node's NIC */
+	KD_CT_HAIRPIN = 1 << 5,		/* client and backend are the same pod: source SNATed */
+	KD_CT_HOSTNET = 1 << 6,		/* backend is a host-network endpoint */
+};
 
 /* TCP state bits (kd_ct_val.tcp_state). Both entries of a flow carry the
  * FIN bits of both sides (each FIN is copied to the other entry). */
-#define KD_TCP_SYN (1 << 0)
-#define KD_TCP_ESTABLISHED (1 << 1)
-#define KD_TCP_CLOSING (1 << 2)		/* both sides sent FIN, or RST: short lifetime */
-#define KD_TCP_FIN_CLIENT (1 << 3)	/* the client sent FIN (half-closed) */
-#define KD_TCP_FIN_BACKEND (1 << 4)	/* the backend sent FIN (half-closed) */
-#define KD_TCP_SEEN_REPLY (1 << 5)	/* a forward-only entry saw the backend's side */
+enum kd_tcp_state {
+	KD_TCP_SYN = 1 << 0,
+	KD_TCP_ESTABLISHED = 1 << 1,
+	KD_TCP_CLOSING = 1 << 2,	/* both sides sent FIN, or RST: short lifetime */
+	KD_TCP_FIN_CLIENT = 1 << 3,	/* the client sent FIN (half-closed) */
+	KD_TCP_FIN_BACKEND = 1 << 4,	/* the backend sent FIN (half-closed) */
+	KD_TCP_SEEN_REPLY = 1 << 5,	/* a forward-only entry saw the backend's side */
+};
 
-/* Conntrack lifetimes in seconds. */
-#define KD_CT_SYN_TIMEOUT 60
-#define KD_CT_TCP_TIMEOUT 21600
-#define KD_CT_CLOSE_TIMEOUT 10
-#define KD_CT_FIN_WAIT_TIMEOUT 60	/* forward-only entry after the client's FIN */
-#define KD_CT_UDP_TIMEOUT 120
+/* Conntrack and fragment lifetimes in seconds. */
+enum kd_timeout {
+	KD_CT_SYN_TIMEOUT = 60,
+	KD_CT_TCP_TIMEOUT = 21600,
+	KD_CT_CLOSE_TIMEOUT = 10,
+	KD_CT_FIN_WAIT_TIMEOUT = 60,	/* forward-only entry after the client's FIN */
+	KD_CT_UDP_TIMEOUT = 120,
+	KD_FRAG_TIMEOUT = 30,		/* kd_frags entries: the kernel's reassembly timeout */
+};
 
-/* Config modes. */
-#define KD_MODE_TUNNEL 0
-#define KD_MODE_DSR 1
+/* Config modes (kd_config.mode). */
+enum kd_mode {
+	KD_MODE_TUNNEL = 0,
+	KD_MODE_DSR = 1,
+};
 
 /* Metrics indexes: verdicts first, then drop reasons. */
-enum {
+enum kd_metric_index {
 	KD_M_PASS = 0,		/* handed to the stack untouched */
 	KD_M_DNAT,		/* service translation done */
 	KD_M_REVNAT,		/* reply translated back */
@@ -208,7 +229,9 @@ struct kd_config {
 
 /* kd_config.debug: KD_DEBUG_TRACE emits an event for every redirect (tests,
  * troubleshooting; costly). */
-#define KD_DEBUG_TRACE (1 << 0)
+enum kd_debug {
+	KD_DEBUG_TRACE = 1 << 0,
+};
 
 struct kd_metric {
 	__u64 packets;
@@ -232,7 +255,8 @@ struct kd_event {
 	__u16 pad;
 };
 
-enum {
+/* The program that emitted an event (kd_event.prog). */
+enum kd_prog {
 	KD_PROG_FROM_CONTAINER = 1,
 	KD_PROG_TO_CONTAINER,
 	KD_PROG_FROM_NETDEV,
@@ -243,8 +267,10 @@ enum {
 };
 
 /* kd_sock_nat entry kinds (kd_sock_key.dir). */
-#define KD_SOCK_FWD 0	/* socket + frontend -> backend (UDP: one backend per socket) */
-#define KD_SOCK_REV 1	/* socket + backend -> frontend (recvmsg4, getpeername4) */
+enum kd_sock_dir {
+	KD_SOCK_FWD = 0,	/* socket + frontend -> backend (UDP: one backend per socket) */
+	KD_SOCK_REV = 1,	/* socket + backend -> frontend (recvmsg4, getpeername4) */
+};
 
 struct kd_sock_key {
 	__u64 cookie;	/* socket cookie */
@@ -293,14 +319,9 @@ struct kd_frag_val {
 	__u8 pad[3];
 };
 
-#define KD_FRAG_ROUTE 0		/* as the program routes an untranslated packet by destination */
-#define KD_FRAG_ENCAP 1		/* into the tunnel to peer */
-#define KD_FRAG_FIB 2		/* out of a NIC towards the client (kd_fib_out) */
-#define KD_FRAG_TIMEOUT 30	/* seconds, the kernel's reassembly timeout */
-
-/* kd_event has no map value type, so it is absent from BTF; pin its layout
- * here (dataplane/maps checks the same numbers on the Go side). */
-_Static_assert(sizeof(struct kd_event) == 40, "kd_event size");
-_Static_assert(__builtin_offsetof(struct kd_event, svc_id) == 24, "kd_event.svc_id");
-_Static_assert(__builtin_offsetof(struct kd_event, nat_port) == 32, "kd_event.nat_port");
-_Static_assert(__builtin_offsetof(struct kd_event, prog) == 37, "kd_event.prog");
+/* What the later fragments of a datagram get (kd_frag_val.action). */
+enum kd_frag_action {
+	KD_FRAG_ROUTE = 0,	/* as the program routes an untranslated packet by destination */
+	KD_FRAG_ENCAP = 1,	/* into the tunnel to peer */
+	KD_FRAG_FIB = 2,	/* out of a NIC towards the client (kd_fib_out) */
+};

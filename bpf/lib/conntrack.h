@@ -201,8 +201,8 @@ static __always_inline int kd_ct_reply_taken(struct kd_ct_key *k, struct kd_pkt 
 }
 
 /* kd_ct_create stores both directions of a translated flow. The reply key is
- * what the backend sends: backend -> reply_dst. Returns 0 or the KD_DROP_*
- * reason to drop the packet with. */
+ * what the backend sends: backend -> reply_dst. Returns 0, or
+ * -KD_DROP_CT_COLLISION / -KD_DROP_CT_FULL. */
 static __always_inline int kd_ct_create(struct kd_pkt *p, __u64 now, __be32 be_addr, __u16 be_port,
 					__be32 reply_dst, __be32 peer, __u32 svc_id, __u16 flags)
 {
@@ -218,7 +218,7 @@ static __always_inline int kd_ct_create(struct kd_pkt *p, __u64 now, __be32 be_a
 		rk.proto = p->proto;
 		rk.dir = KD_CT_REPLY;
 		if (kd_ct_reply_taken(&rk, p, now))
-			return KD_DROP_CT_COLLISION;
+			return -KD_DROP_CT_COLLISION;
 	}
 	kd_ct_key_fwd(&k, p);
 	v.nat_addr = be_addr;
@@ -227,13 +227,13 @@ static __always_inline int kd_ct_create(struct kd_pkt *p, __u64 now, __be32 be_a
 	v.svc_id = svc_id;
 	v.flags = flags;
 	if (kd_ct_put(&k, &v, p, now) < 0)
-		return KD_DROP_CT_FULL;
+		return -KD_DROP_CT_FULL;
 	if (flags & KD_CT_NODEPORT_REMOTE)
 		return 0; /* no translation here: the peer keeps the reply state */
 	v.nat_addr = p->daddr;
 	v.nat_port = p->dport;
 	v.client_addr = p->saddr;
 	if (kd_ct_put(&rk, &v, p, now) < 0)
-		return KD_DROP_CT_FULL;
+		return -KD_DROP_CT_FULL;
 	return 0;
 }

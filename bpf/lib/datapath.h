@@ -1,5 +1,7 @@
 /* Building blocks shared by the tc programs: reverse NAT and the "new
- * external flow" / "forwarded flow" steps. Includes every other helper. */
+ * external flow" / "forwarded flow" steps. Includes every other helper.
+ * Helpers that fail return the negative KD_DROP_* reason (-KD_DROP_REWRITE,
+ * ...), which the program drops the packet with: kd_drop(skb, -rc). */
 #pragma once
 #include "lb.h"
 #include "fwd.h"
@@ -30,9 +32,26 @@ static __always_inline struct kd_ct_val *kd_revnat(struct __sk_buff *skb, struct
 	return v;
 }
 
+/* kd_frag_follow sends a later fragment (KD_PARSE_FRAGMENT) the way its first
+ * fragment went: its datagram's address rewrite, and into the tunnel if the
+ * first fragment went there. Returns a tc verdict, or KD_GO_ON with *f the
+ * datagram's entry (NULL: not translated here) for the caller's own route. */
+static __always_inline int kd_frag_follow(struct __sk_buff *skb, struct kd_config *cfg, struct kd_pkt *p,
+					  __u64 now, struct kd_frag_val **f)
+{
+	int err = 0;
+
+	*f = kd_frag_get(skb, p, now, &err);
+	if (err)
+		return kd_drop(skb, KD_DROP_REWRITE);
+	if (*f && (*f)->action == KD_FRAG_ENCAP)
+		return kd_encap(skb, cfg, (*f)->peer);
+	return KD_GO_ON;
+}
+
 /* kd_no_backend handles a service with nothing to pick from. */
 static __always_inline int kd_no_backend(struct __sk_buff *skb, struct kd_config *cfg, struct kd_pkt *p,
-					 struct kd_svc_val *svc, __u8 prog, __u32 reason)
+					 const struct kd_svc_val *svc, __u8 prog, __u32 reason)
 {
 	kd_event(cfg, p, prog, KD_M_DROP, reason, 0, 0, 0, svc->svc_id);
 	if (reason == KD_DROP_NO_BACKEND && (svc->flags & KD_SVC_REJECT))
@@ -52,10 +71,27 @@ static __always_inline int kd_deliver_dnat(struct __sk_buff *skb, struct kd_pkt 
 	return kd_to_stack(skb);
 }
 
+/* kd_dnat_deliver ends every external flow whose backend is on this node:
+ * DNAT p (which arrived for od) to addr:port, count it, record the rewrite
+ * for the datagram's later fragments and deliver it. */
+static __always_inline int kd_dnat_deliver(struct __sk_buff *skb, struct kd_pkt *p, __be32 addr, __u16 port,
+					   __be32 od, __u64 now)
+{
+	int rc = kd_dnat(skb, p, addr, port);
+
+	if (rc < 0)
+		return kd_drop(skb, -rc);
+	kd_count(KD_M_DNAT, skb->len);
+	rc = kd_frag_record(p, p->saddr, od, KD_FRAG_ROUTE, 0, now);
+	if (rc < 0)
+		return kd_drop(skb, -rc);
+	return kd_deliver_dnat(skb, p);
+}
+
 /* kd_forwarded_flow is step 3 of the remote NodePort walk, on the backend's
  * node: a packet for an external frontend came through the overlay from the
  * ingress node `peer`; DNAT it to one of this node's own backends and
- * remember peer for the reply. Returns -1 if the frontend is unknown. */
+ * remember peer for the reply. Returns KD_GO_ON if the frontend is unknown. */
 static __always_inline int kd_forwarded_flow(struct __sk_buff *skb, struct kd_config *cfg, struct kd_pkt *p,
 					     __be32 peer, __u64 now, __u8 prog)
 {
@@ -69,22 +105,15 @@ static __always_inline int kd_forwarded_flow(struct __sk_buff *skb, struct kd_co
 
 	kd_ct_key_fwd(&k, p);
 	f = kd_ct_get(&k, p, now);
-	if (f && (f->flags & KD_CT_NODEPORT_FWD)) {
-		if (kd_dnat(skb, p, f->nat_addr, f->nat_port) < 0)
-			return kd_drop(skb, KD_DROP_REWRITE);
-		kd_count(KD_M_DNAT, skb->len);
-		if (p->mf && kd_frag_record(p, p->saddr, od, KD_FRAG_ROUTE, 0, now) < 0)
-			return kd_drop(skb, KD_DROP_FRAGMENT);
-		return kd_deliver_dnat(skb, p);
-	}
+	if (f && (f->flags & KD_CT_NODEPORT_FWD))
+		return kd_dnat_deliver(skb, p, f->nat_addr, f->nat_port, od, now);
 	/* Forwarded traffic is trusted to be for a node address of the
 	 * ingress node, so the NodePort wildcard applies to any address. */
 	svc = kd_svc_lookup(p, KD_SCOPE_EXTERNAL, 1);
 	if (!svc)
-		return -1;
-	if (kd_pick(svc, KD_BE_TABLE_LOCAL, p->saddr, now, &be) < 0)
-		return kd_no_backend(skb, cfg, p, svc, prog,
-				     svc->count ? KD_DROP_NO_LOCAL_BACKEND : KD_DROP_NO_BACKEND);
+		return KD_GO_ON;
+	if ((rc = kd_pick(svc, KD_BE_TABLE_LOCAL, p->saddr, now, &be)) < 0)
+		return kd_no_backend(skb, cfg, p, svc, prog, -rc);
 	if (!peer)
 		peer = p->daddr;
 	flags = KD_CT_NODEPORT_FWD;
@@ -92,15 +121,10 @@ static __always_inline int kd_forwarded_flow(struct __sk_buff *skb, struct kd_co
 		flags |= KD_CT_DSR;
 	if (be.flags & KD_BE_HOSTNET)
 		flags |= KD_CT_HOSTNET;
-	if ((rc = kd_ct_create(p, now, be.addr, be.port, p->saddr, peer, svc->svc_id, flags)))
-		return kd_drop(skb, rc);
+	if ((rc = kd_ct_create(p, now, be.addr, be.port, p->saddr, peer, svc->svc_id, flags)) < 0)
+		return kd_drop(skb, -rc);
 	kd_event(cfg, p, prog, KD_M_DNAT, 0, be.addr, be.port, peer, svc->svc_id);
-	if (kd_dnat(skb, p, be.addr, be.port) < 0)
-		return kd_drop(skb, KD_DROP_REWRITE);
-	kd_count(KD_M_DNAT, skb->len);
-	if (p->mf && kd_frag_record(p, p->saddr, od, KD_FRAG_ROUTE, 0, now) < 0)
-		return kd_drop(skb, KD_DROP_FRAGMENT);
-	return kd_deliver_dnat(skb, p);
+	return kd_dnat_deliver(skb, p, be.addr, be.port, od, now);
 }
 
 /* kd_reply_out sends a reverse-NATed reply of an external flow towards the

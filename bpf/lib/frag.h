@@ -7,9 +7,10 @@
 #pragma once
 #include "conntrack.h"
 
-/* kd_frag_record remembers the translation of the first fragment p, which
- * arrived as os -> od. Returns -1 if it could not be stored. */
-static __always_inline int kd_frag_record(struct kd_pkt *p, __be32 os, __be32 od, __u8 action, __be32 peer,
+/* kd_frag_record remembers the translation of p, which arrived as os -> od,
+ * when p is the first fragment of a datagram (a whole packet needs nothing).
+ * Returns 0, or -KD_DROP_FRAGMENT if it could not be stored. */
+static __always_inline int kd_frag_record(const struct kd_pkt *p, __be32 os, __be32 od, __u8 action, __be32 peer,
 					  __u64 now)
 {
 	struct kd_frag_key k = { .saddr = os, .daddr = od, .id = p->ip_id, .proto = p->proto };
@@ -18,16 +19,17 @@ static __always_inline int kd_frag_record(struct kd_pkt *p, __be32 os, __be32 od
 
 	if (!p->mf)
 		return 0;
-	return bpf_map_update_elem(&kd_frags, &k, &v, BPF_ANY);
+	return bpf_map_update_elem(&kd_frags, &k, &v, BPF_ANY) < 0 ? -KD_DROP_FRAGMENT : 0;
 }
 
 static __always_inline int kd_frag_set_addr(struct __sk_buff *skb, __u32 off, __be32 old, __be32 new)
 {
 	if (old == new)
 		return 0;
-	if (bpf_l3_csum_replace(skb, KD_IP_CSUM_OFF, old, new, sizeof(new)) < 0)
-		return -1;
-	return bpf_skb_store_bytes(skb, off, &new, sizeof(new), 0);
+	if (bpf_l3_csum_replace(skb, KD_IP_CSUM_OFF, old, new, sizeof(new)) < 0 ||
+	    bpf_skb_store_bytes(skb, off, &new, sizeof(new), 0) < 0)
+		return -KD_DROP_REWRITE;
+	return 0;
 }
 
 /* kd_frag_get looks a non-first fragment up and applies its datagram's

@@ -4,6 +4,9 @@
 #include "events.h"
 #include "mtu.h"
 
+/* KD_GO_ON: a helper left the packet to its caller (tc verdicts are >= 0). */
+#define KD_GO_ON -1
+
 /* VNI used on the collect-metadata vxlan device; every node uses the same. */
 #define KD_VNI 1
 
@@ -21,13 +24,14 @@ static __always_inline int kd_drop(struct __sk_buff *skb, __u32 reason)
 }
 
 /* kd_to_endpoint redirects to a local pod (through its veth peer) after
- * setting the MACs the pod expects. Returns -1 if daddr is not a local pod. */
+ * setting the MACs the pod expects. Returns KD_GO_ON if daddr is not a local
+ * pod. */
 static __always_inline int kd_to_endpoint(struct __sk_buff *skb, __be32 daddr)
 {
 	struct kd_endpoint_val *ep = bpf_map_lookup_elem(&kd_endpoints, &daddr);
 
 	if (!ep)
-		return -1;
+		return KD_GO_ON;
 	if (kd_set_macs(skb, ep->mac, ep->host_mac) < 0)
 		return kd_drop(skb, KD_DROP_REWRITE);
 	kd_count(KD_M_LOCAL, skb->len);

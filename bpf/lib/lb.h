@@ -46,8 +46,16 @@ static __always_inline int kd_affinity_valid(struct kd_svc_val *svc, struct kd_a
 	return kd_slot_holds(svc, a->table, a->slot, a->backend.addr, a->backend.port);
 }
 
+/* kd_pick_failed is the reason a pick from svc found nothing: the service has
+ * no endpoints at all, or none that the table (this node's) holds. */
+static __always_inline int kd_pick_failed(const struct kd_svc_val *svc)
+{
+	return svc->count ? -KD_DROP_NO_LOCAL_BACKEND : -KD_DROP_NO_BACKEND;
+}
+
 /* kd_pick chooses a backend from table (ALL or LOCAL) into *out. Per-flow
- * stickiness comes from conntrack; ClientIP affinity from kd_affinity. */
+ * stickiness comes from conntrack; ClientIP affinity from kd_affinity.
+ * Returns 0 or -KD_DROP_NO_BACKEND / -KD_DROP_NO_LOCAL_BACKEND. */
 static __always_inline int kd_pick(struct kd_svc_val *svc, __u8 table, __be32 client, __u64 now,
 				   struct kd_backend_val *out)
 {
@@ -57,7 +65,7 @@ static __always_inline int kd_pick(struct kd_svc_val *svc, __u8 table, __be32 cl
 	__u16 n = table == KD_BE_TABLE_LOCAL ? svc->local_count : svc->count;
 
 	if (n == 0)
-		return -1;
+		return kd_pick_failed(svc);
 	if (svc->flags & KD_SVC_AFFINITY) {
 		struct kd_affinity_val *a = bpf_map_lookup_elem(&kd_affinity, &ak);
 		if (a && now - a->last_used < (__u64)svc->affinity_timeout * KD_NS &&
@@ -71,7 +79,7 @@ static __always_inline int kd_pick(struct kd_svc_val *svc, __u8 table, __be32 cl
 	bk.slot = bpf_get_prandom_u32() % n;
 	be = bpf_map_lookup_elem(&kd_backends, &bk);
 	if (!be)
-		return -1;
+		return kd_pick_failed(svc);
 	*out = *be;
 	if (svc->flags & KD_SVC_AFFINITY) {
 		struct kd_affinity_val a = { .last_used = now, .backend = *be, .slot = bk.slot, .table = table };
@@ -80,7 +88,7 @@ static __always_inline int kd_pick(struct kd_svc_val *svc, __u8 table, __be32 cl
 	return 0;
 }
 
-static __always_inline int kd_svc_dsr(struct kd_svc_val *svc, struct kd_config *cfg)
+static __always_inline int kd_svc_dsr(const struct kd_svc_val *svc, const struct kd_config *cfg)
 {
 	if (svc->flags & KD_SVC_DSR)
 		return 1;

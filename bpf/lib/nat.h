@@ -1,4 +1,6 @@
-/* Address/port rewrites with incremental L3/L4 checksum updates. */
+/* Address/port rewrites with incremental L3/L4 checksum updates. Failures
+ * return -KD_DROP_REWRITE, the reason to drop the packet with (as Cilium's
+ * helpers return DROP_* codes). */
 #pragma once
 #include "parse.h"
 
@@ -11,13 +13,13 @@ static __always_inline __u16 kd_csum_fold(__s64 s)
 	return (__u16)~c;
 }
 
-static __always_inline __u32 kd_l4_csum_off(struct kd_pkt *p)
+static __always_inline __u32 kd_l4_csum_off(const struct kd_pkt *p)
 {
 	return p->l4_off + (p->proto == IPPROTO_TCP ? offsetof(struct tcphdr, check)
 						    : offsetof(struct udphdr, check));
 }
 
-static __always_inline __u64 kd_l4_csum_flags(struct kd_pkt *p)
+static __always_inline __u64 kd_l4_csum_flags(const struct kd_pkt *p)
 {
 	/* A zero UDP checksum means "none" and must stay zero. */
 	return p->proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
@@ -32,12 +34,10 @@ static __always_inline int kd_set_addr(struct __sk_buff *skb, struct kd_pkt *p, 
 	if (old == new)
 		return 0;
 	if (bpf_l4_csum_replace(skb, kd_l4_csum_off(p), old, new,
-				BPF_F_PSEUDO_HDR | kd_l4_csum_flags(p) | sizeof(new)) < 0)
-		return -1;
-	if (bpf_l3_csum_replace(skb, KD_IP_CSUM_OFF, old, new, sizeof(new)) < 0)
-		return -1;
-	if (bpf_skb_store_bytes(skb, off, &new, sizeof(new), 0) < 0)
-		return -1;
+				BPF_F_PSEUDO_HDR | kd_l4_csum_flags(p) | sizeof(new)) < 0 ||
+	    bpf_l3_csum_replace(skb, KD_IP_CSUM_OFF, old, new, sizeof(new)) < 0 ||
+	    bpf_skb_store_bytes(skb, off, &new, sizeof(new), 0) < 0)
+		return -KD_DROP_REWRITE;
 	if (is_src)
 		p->saddr = new;
 	else
@@ -55,10 +55,9 @@ static __always_inline int kd_set_port(struct __sk_buff *skb, struct kd_pkt *p, 
 
 	if (oldh == new)
 		return 0;
-	if (bpf_l4_csum_replace(skb, kd_l4_csum_off(p), old, nw, kd_l4_csum_flags(p) | sizeof(nw)) < 0)
-		return -1;
-	if (bpf_skb_store_bytes(skb, off, &nw, sizeof(nw), 0) < 0)
-		return -1;
+	if (bpf_l4_csum_replace(skb, kd_l4_csum_off(p), old, nw, kd_l4_csum_flags(p) | sizeof(nw)) < 0 ||
+	    bpf_skb_store_bytes(skb, off, &nw, sizeof(nw), 0) < 0)
+		return -KD_DROP_REWRITE;
 	if (is_src)
 		p->sport = new;
 	else
@@ -68,21 +67,22 @@ static __always_inline int kd_set_port(struct __sk_buff *skb, struct kd_pkt *p, 
 
 static __always_inline int kd_dnat(struct __sk_buff *skb, struct kd_pkt *p, __be32 addr, __u16 port)
 {
-	if (kd_set_addr(skb, p, 0, addr) < 0)
-		return -1;
-	return kd_set_port(skb, p, 0, port);
+	int rc = kd_set_addr(skb, p, 0, addr);
+
+	return rc < 0 ? rc : kd_set_port(skb, p, 0, port);
 }
 
 static __always_inline int kd_snat(struct __sk_buff *skb, struct kd_pkt *p, __be32 addr, __u16 port)
 {
-	if (kd_set_addr(skb, p, 1, addr) < 0)
-		return -1;
-	return kd_set_port(skb, p, 1, port);
+	int rc = kd_set_addr(skb, p, 1, addr);
+
+	return rc < 0 ? rc : kd_set_port(skb, p, 1, port);
 }
 
 static __always_inline int kd_set_macs(struct __sk_buff *skb, const __u8 *dst, const __u8 *src)
 {
-	if (bpf_skb_store_bytes(skb, 0, dst, ETH_ALEN, 0) < 0)
-		return -1;
-	return bpf_skb_store_bytes(skb, ETH_ALEN, src, ETH_ALEN, 0);
+	if (bpf_skb_store_bytes(skb, 0, dst, ETH_ALEN, 0) < 0 ||
+	    bpf_skb_store_bytes(skb, ETH_ALEN, src, ETH_ALEN, 0) < 0)
+		return -KD_DROP_REWRITE;
+	return 0;
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kubedirect/kubedirect/dataplane/lab"
+	"github.com/kubedirect/kubedirect/provision/spec"
 	"github.com/spf13/cobra"
 )
 
@@ -62,7 +63,7 @@ outside client namespace. Needs root.`,
 	up.Flags().IntVar(&o.Nodes, "nodes", lab.DefaultNodes, "number of nodes")
 	up.Flags().StringVar(&subnet, "subnet", lab.DefaultSubnet.String(), "underlay /24 (private; only inside the lab's namespaces)")
 	up.Flags().StringVar(&o.K8sBinDir, "k8s-bin-dir", "", "directory with etcd and kube-apiserver (default $KUBEDIRECT_K8S_BIN or the hack/build-k8s.sh cache)")
-	up.Flags().StringVar(&o.ExternalServiceMode, "mode", "tunnel", "agents' default external service mode (tunnel or dsr)")
+	up.Flags().StringVar(&o.ExternalServiceMode, "mode", string(spec.DefaultExternalServiceMode), "agents' default external service mode (tunnel or dsr)")
 	up.Flags().IntVar(&podsPerNode, "pods-per-node", 1, "echo pods to start on every node")
 
 	down := &cobra.Command{

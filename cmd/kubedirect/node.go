@@ -11,7 +11,7 @@ import (
 
 // newNodeCommand is the node side of the AWS provider (as kOps' nodeup): user-data runs
 // `node bootstrap`; systemd timers it installs run `node sync-image` and, on the control plane,
-// `node renew-token`.
+// `node renew-token` and `node etcd-snapshot`; an operator runs `node etcd-restore`.
 func newNodeCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "node", Short: "Run on an AWS node: bootstrap it and keep kubedirect current", Hidden: true}
 	var path string
@@ -27,51 +27,73 @@ func newNodeCommand(g *globals) *cobra.Command {
 		n, err := awsprov.NewNode(ctx, c.Cluster, c.StateStore, c.Region, arch, "", awsprov.KubeletKubeconfig, g.logger())
 		return n, c, err
 	}
-	bootstrap := &cobra.Command{
-		Use:   "bootstrap",
-		Short: "Join this instance to its cluster (kubeadm init on the control plane, join elsewhere)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+	// withNode runs f with the node of the configuration --config names.
+	withNode := func(f func(ctx context.Context, n *awsprov.Node, c *awsprov.NodeConfig) error) func(*cobra.Command, []string) error {
+		return func(cmd *cobra.Command, _ []string) error {
 			n, c, err := node(cmd.Context())
 			if err != nil {
 				return err
 			}
-			return n.Bootstrap(cmd.Context(), c, awsprov.RunLogged(g.stdout))
-		},
+			return f(cmd.Context(), n, c)
+		}
+	}
+	bootstrap := &cobra.Command{
+		Use:   "bootstrap",
+		Short: "Join this instance to its cluster (kubeadm init on the first control plane, join elsewhere)",
+		Args:  cobra.NoArgs,
+		RunE: withNode(func(ctx context.Context, n *awsprov.Node, c *awsprov.NodeConfig) error {
+			return n.Bootstrap(ctx, c, awsprov.RunLogged(g.stdout))
+		}),
 	}
 	sync := &cobra.Command{
 		Use:   "sync-image",
 		Short: "Install the kubedirect binary in the state store and import its image into containerd",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			n, _, err := node(cmd.Context())
-			if err != nil {
-				return err
-			}
-			id, err := awsprov.Whoami(cmd.Context())
+		RunE: withNode(func(ctx context.Context, n *awsprov.Node, _ *awsprov.NodeConfig) error {
+			id, err := awsprov.Whoami(ctx)
 			if err != nil {
 				return err
 			}
 			n.NodeName, n.PublicIP = id.Hostname, id.PublicIP
-			_, err = n.SyncImage(cmd.Context())
+			_, err = n.SyncImage(ctx)
 			return err
-		},
+		}),
 	}
 	renew := &cobra.Command{
 		Use:   "renew-token",
 		Short: "Replace the join token in the state store with a new one (control plane)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			n, _, err := node(cmd.Context())
+		RunE: withNode(func(ctx context.Context, n *awsprov.Node, _ *awsprov.NodeConfig) error {
+			return n.RenewToken(ctx, func(ctx context.Context, name string, args ...string) ([]byte, error) {
+				return exec.CommandContext(ctx, name, args...).Output()
+			})
+		}),
+	}
+	snapshot := &cobra.Command{
+		Use:   "etcd-snapshot",
+		Short: "Save an etcd snapshot in the state store if this control plane's member leads; prune old ones",
+		Args:  cobra.NoArgs,
+		RunE: withNode(func(ctx context.Context, n *awsprov.Node, _ *awsprov.NodeConfig) error {
+			_, err := n.SnapshotLocalEtcd(ctx)
+			return err
+		}),
+	}
+	var from string
+	restore := &cobra.Command{
+		Use:   "etcd-restore",
+		Short: "Replace this control plane's etcd data with a snapshot from the state store (a one-member cluster)",
+		Args:  cobra.NoArgs,
+		RunE: withNode(func(ctx context.Context, n *awsprov.Node, _ *awsprov.NodeConfig) error {
+			id, err := awsprov.Whoami(ctx)
 			if err != nil {
 				return err
 			}
-			return n.RenewToken(cmd.Context(), func(ctx context.Context, name string, args ...string) ([]byte, error) {
-				return exec.CommandContext(ctx, name, args...).Output()
-			})
-		},
+			_, err = n.RestoreLocalEtcd(ctx, from, id)
+			return err
+		}),
 	}
-	for _, c := range []*cobra.Command{bootstrap, sync, renew} {
+	restore.Flags().StringVar(&from, "snapshot", "latest", "the snapshot, as its state-store path relative to the cluster (backups/etcd/...db), or latest")
+	for _, c := range []*cobra.Command{bootstrap, sync, renew, snapshot, restore} {
 		c.Flags().StringVar(&path, "config", awsprov.NodeConfigPath, "the node's bootstrap configuration")
 		cmd.AddCommand(c)
 	}

@@ -107,7 +107,9 @@ type Agent struct {
 	tunnels   map[netip.Prefix]netip.Addr
 	nodeAddrs map[netip.Addr]bool
 	netdev    string
-	failedEP  map[netip.Addr]bool // endpoints goroutine only
+	endpoints map[netip.Addr]maps.EndpointValue // endpoints goroutine only: what the map holds
+	cniReqs   chan cniRequest                   // CNI plugin requests for the endpoints goroutine
+	failedEP  map[netip.Addr]bool               // endpoints goroutine only
 
 	mu     sync.Mutex
 	status Status
@@ -150,6 +152,7 @@ func New(o Options) (*Agent, error) {
 	}
 	return &Agent{cfg: o.Config, node: o.NodeName, kc: o.Client, log: o.Logger.With("node", o.NodeName),
 		tunnels: map[netip.Prefix]netip.Addr{}, nodeAddrs: map[netip.Addr]bool{}, failedEP: map[netip.Addr]bool{},
+		endpoints: map[netip.Addr]maps.EndpointValue{}, cniReqs: make(chan cniRequest, 64),
 		status: Status{Node: o.NodeName, skipped: map[string]string{}}}, nil
 }
 
@@ -173,9 +176,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	// ReplaceIncompatible: an upgrade whose map layouts changed must come up (the agent rewrites
 	// services, backends, tunnels, endpoints and config from the API server); only the flows of a
 	// replaced conntrack map are lost, which the loader logs.
-	dp, err := loader.Load(ctx, loader.Options{PinDir: a.cfg.BPFFSPath, Logger: a.log, ReplaceIncompatible: true, MapSizes: loader.MapSizes{
-		Services: uint32(a.cfg.MapSizes.Services), Backends: uint32(a.cfg.MapSizes.Backends),
-		Conntrack: uint32(a.cfg.MapSizes.Conntrack)}})
+	dp, err := loader.Load(ctx, loader.Options{PinDir: a.cfg.BPFFSPath, Logger: a.log, ReplaceIncompatible: true, MapSizes: a.cfg.MapSizes})
 	if err != nil {
 		return fmt.Errorf("load datapath: %w", err)
 	}
@@ -252,7 +253,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 
 	var wg sync.WaitGroup
-	wg.Add(5)
+	wg.Add(6)
+	go func() {
+		defer wg.Done()
+		if err := cni.Serve(ctx, a.cfg.CNIDataDir, a.handleCNI); err != nil {
+			a.log.Error("CNI plugin socket: pods are programmed at the periodic resync only", "err", err)
+		}
+	}()
 	go func() { defer wg.Done(); a.watchNodeAddrs(ctx) }()
 	go func() { defer wg.Done(); a.runWorker(ctx) }()
 	go func() { defer wg.Done(); a.retrySkipped(ctx, 30*time.Second) }()
@@ -270,7 +277,10 @@ func (a *Agent) waitForNode(ctx context.Context) error {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
-		err := a.syncNodes(true)
+		err := a.adoptNodes()
+		if err == nil {
+			err = a.syncNodes()
+		}
 		if err == nil {
 			return nil
 		}
@@ -297,7 +307,10 @@ func (a *Agent) initialSync(ctx context.Context) error {
 	if err := a.prog.FinishAdoption(); err != nil {
 		a.log.Error("remove stale services", "err", err)
 	}
-	if err := a.syncEndpoints(true); err != nil {
+	if err := a.adoptEndpoints(); err != nil {
+		a.log.Error("adopt endpoints", "err", err)
+	}
+	if err := a.syncEndpoints(); err != nil {
 		a.log.Error("sync endpoints", "err", err)
 	}
 	a.mu.Lock()
@@ -315,7 +328,7 @@ func (a *Agent) runWorker(ctx context.Context) {
 			return
 		}
 		if key == nodesKey {
-			if err := a.syncNodes(false); err != nil {
+			if err := a.syncNodes(); err != nil {
 				a.log.Error("sync nodes", "err", err)
 			}
 		} else if retry := a.syncService(ctx, key); retry && a.queue.NumRequeues(key) < 5 {
@@ -457,79 +470,156 @@ func (a *Agent) runConntrackGC(ctx context.Context) {
 	}
 }
 
+// endpointResync is how often the endpoints are re-read without a word from the CNI plugin: a safety
+// net (a pod whose veth could not be attached is retried, a pod added while the socket was not yet
+// served is found); ADD and DEL are handled as they come.
+const endpointResync = 10 * time.Second
+
+// cniRequest is one request of the CNI plugin, handed to the endpoints goroutine.
+type cniRequest struct {
+	cni.Request
+	reply chan cni.Reply
+}
+
+// handleCNI answers the CNI plugin: it has the endpoints goroutine sync and reports whether the pod is
+// now programmed (ADD) or removed (DEL).
+func (a *Agent) handleCNI(ctx context.Context, r cni.Request) cni.Reply {
+	req := cniRequest{Request: r, reply: make(chan cni.Reply, 1)}
+	select {
+	case a.cniReqs <- req:
+	case <-ctx.Done():
+		return cni.Reply{Error: "agent stopping"}
+	}
+	select {
+	case rep := <-req.reply:
+		return rep
+	case <-ctx.Done():
+		return cni.Reply{Error: "agent stopping"}
+	}
+}
+
+// runEndpoints keeps the endpoints in sync: at once, on each CNI plugin request and every
+// endpointResync.
 func (a *Agent) runEndpoints(ctx context.Context) {
-	t := time.NewTicker(200 * time.Millisecond)
+	t := time.NewTicker(endpointResync)
 	defer t.Stop()
+	var pending []cniRequest
 	for {
+		err := a.syncEndpoints()
+		if err != nil {
+			a.log.Error("sync endpoints", "err", err)
+		}
+		for _, req := range pending {
+			req.reply <- a.endpointReply(req.Request, err)
+		}
+		pending = pending[:0]
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-		}
-		if err := a.syncEndpoints(false); err != nil {
-			a.log.Error("sync endpoints", "err", err)
+		case req := <-a.cniReqs:
+			// one sync serves every request already waiting
+			pending = drain(a.cniReqs, append(pending, req))
 		}
 	}
 }
 
-// syncEndpoints makes the endpoints map hold the pods the CNI plugin attached (its IPAM files) and
-// attaches the container programs to their veths. On the first call it also re-attaches (updates) the
-// programs of every known pod and removes map entries of pods that are gone.
-func (a *Agent) syncEndpoints(first bool) error {
-	eps, err := cni.Store{Dir: cni.IPAMDir(a.cfg.CNIDataDir)}.List()
+// drain appends the requests already waiting in ch to out.
+func drain(ch <-chan cniRequest, out []cniRequest) []cniRequest {
+	for {
+		select {
+		case r := <-ch:
+			out = append(out, r)
+		default:
+			return out
+		}
+	}
+}
+
+// endpointReply tells the CNI plugin whether its request is done after a sync that returned err.
+func (a *Agent) endpointReply(r cni.Request, err error) cni.Reply {
+	v, ok := a.endpoints[r.IP]
+	switch {
+	case r.Op == cni.OpAdd && ok && int(v.Ifindex) == r.HostIfindex, r.Op == cni.OpDel && !ok:
+		return cni.Reply{Done: true}
+	case err != nil:
+		return cni.Reply{Error: err.Error()}
+	}
+	if r.Op == cni.OpDel {
+		return cni.Reply{Error: fmt.Sprintf("pod %s is still programmed", r.IP)}
+	}
+	return cni.Reply{Error: fmt.Sprintf("pod %s (ifindex %d) is not programmed", r.IP, r.HostIfindex)}
+}
+
+// adoptEndpoints takes the pods a previous agent programmed (the pinned endpoints map) as what the
+// datapath holds, and swaps this agent's container programs into the attachments of those that are
+// still wanted; syncEndpoints then writes only the differences.
+func (a *Agent) adoptEndpoints() error {
+	want, err := a.desiredEndpoints()
 	if err != nil {
 		return err
 	}
-	want := map[netip.Addr]maps.EndpointValue{}
-	for _, ep := range eps {
-		if ep.HostIfindex == 0 {
-			continue // ADD still running
-		}
-		v := maps.EndpointValue{Ifindex: uint32(ep.HostIfindex)}
-		copy(v.MAC[:], parseMAC(ep.PodMAC))
-		copy(v.HostMAC[:], parseMAC(ep.HostMAC))
-		want[ep.IP] = v
-	}
-	have := map[netip.Addr]maps.EndpointValue{}
-	if err := a.dp.Maps.IterateEndpoints(func(ip netip.Addr, v maps.EndpointValue) bool { have[ip] = v; return true }); err != nil {
-		return fmt.Errorf("read endpoints map: %w", err)
-	}
 	var errs []error
-	for ip, v := range want {
-		if old, ok := have[ip]; ok && old == v && !first {
-			continue
+	err = a.dp.Maps.IterateEndpoints(func(ip netip.Addr, v maps.EndpointValue) bool {
+		if w, ok := want[ip]; ok && w == v {
+			errs = append(errs, a.programEndpoint(ip, v))
 		}
-		if err := a.dp.AttachContainer(int(v.Ifindex)); err != nil {
-			if !a.failedEP[ip] { // a stale IPAM file of a pod whose veth is gone: say it once
-				errs = append(errs, fmt.Errorf("attach pod %s: %w", ip, err))
-			}
-			a.failedEP[ip] = true
-			continue
-		}
-		delete(a.failedEP, ip)
-		if err := a.dp.Maps.SetEndpoint(ip, v); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if err := cni.MarkProgrammed(a.cfg.CNIDataDir, ip, int(v.Ifindex)); err != nil {
-			errs = append(errs, err)
-		}
-		a.log.Info("pod endpoint programmed", "ip", ip, "ifindex", v.Ifindex)
+		a.endpoints[ip] = v
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("adopt endpoints: %w", err)
 	}
-	for ip, v := range have {
-		if _, ok := want[ip]; ok {
-			continue
-		}
-		_ = a.dp.DetachContainer(int(v.Ifindex))
-		if err := a.dp.Maps.DeleteEndpoint(ip); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		cni.UnmarkProgrammed(a.cfg.CNIDataDir, ip)
-		a.log.Info("pod endpoint removed", "ip", ip)
+	return errors.Join(errs...)
+}
+
+func (a *Agent) desiredEndpoints() (map[netip.Addr]maps.EndpointValue, error) {
+	eps, err := cni.Store{Dir: cni.IPAMDir(a.cfg.CNIDataDir)}.List()
+	if err != nil {
+		return nil, err
 	}
+	return desiredEndpoints(eps), nil
+}
+
+// syncEndpoints makes the endpoints map hold the pods the CNI plugin attached (its IPAM files), with
+// the container programs attached to their veths.
+func (a *Agent) syncEndpoints() error {
+	want, err := a.desiredEndpoints()
+	if err != nil {
+		return err
+	}
+	err = reconcile(a.endpoints, want, a.programEndpoint, a.removeEndpoint)
 	a.mu.Lock()
 	a.status.Endpoints = len(want)
 	a.mu.Unlock()
-	return errors.Join(errs...)
+	return err
+}
+
+// programEndpoint attaches the container programs to a pod's veth, writes its endpoint and tells the
+// CNI plugin it is programmed.
+func (a *Agent) programEndpoint(ip netip.Addr, v maps.EndpointValue) error {
+	if err := a.dp.AttachContainer(int(v.Ifindex)); err != nil {
+		err = fmt.Errorf("attach pod %s: %w", ip, err)
+		if a.failedEP[ip] { // a stale IPAM file of a pod whose veth is gone: say it once, retry quietly
+			return fmt.Errorf("%w: %w", errReported, err)
+		}
+		a.failedEP[ip] = true
+		return err
+	}
+	delete(a.failedEP, ip)
+	if err := a.dp.Maps.SetEndpoint(ip, v); err != nil {
+		return err
+	}
+	a.log.Info("pod endpoint programmed", "ip", ip, "ifindex", v.Ifindex)
+	return nil
+}
+
+// removeEndpoint detaches a gone pod's veth programs and deletes its endpoint.
+func (a *Agent) removeEndpoint(ip netip.Addr, v maps.EndpointValue) error {
+	_ = a.dp.DetachContainer(int(v.Ifindex))
+	if err := a.dp.Maps.DeleteEndpoint(ip); err != nil {
+		return err
+	}
+	a.log.Info("pod endpoint removed", "ip", ip)
+	return nil
 }

@@ -66,7 +66,7 @@ func (a *Agent) metricsText() string {
 	gauge("kubedirect_endpoints", "Local pods in the endpoints map.", st.Endpoints)
 	gauge("kubedirect_services_skipped", "Services the dataplane cannot serve.", len(st.Skipped))
 	gauge("kubedirect_conntrack_entries", "Live conntrack entries at the last GC.", st.Conntrack)
-	gauge("kubedirect_conntrack_capacity", "Conntrack map capacity.", a.cfg.MapSizes.Conntrack)
+	gauge("kubedirect_conntrack_capacity", "Conntrack map capacity.", int(a.cfg.MapSizes.Conntrack))
 	fmt.Fprintf(&b, "# HELP kubedirect_sync_errors_total Failed Service programming attempts.\n# TYPE kubedirect_sync_errors_total counter\nkubedirect_sync_errors_total %d\n", st.SyncErrors)
 	fmt.Fprintf(&b, "# HELP kubedirect_map_writes_total BPF map entries written or deleted for Services.\n# TYPE kubedirect_map_writes_total counter\nkubedirect_map_writes_total %d\n", st.MapWrites)
 	if a.dp == nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/kubedirect/kubedirect/dataplane/cni"
 	"github.com/kubedirect/kubedirect/dataplane/maps"
 	"github.com/kubedirect/kubedirect/dataplane/masq"
+	"github.com/kubedirect/kubedirect/provision/spec"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
@@ -51,112 +52,82 @@ func NodeInfoOf(n *corev1.Node) NodeInfo {
 	return info
 }
 
-// syncNodes rebuilds the topology from the Node lister, sets this node up on the first call, and
-// updates the tunnel map, the node addresses and the datapath config. When another node's addresses
-// or pod CIDR changed, every Service is re-translated (only changed entries are written).
-func (a *Agent) syncNodes(first bool) error {
+// adoptNodes sets this node up (NIC, overlay, attachments) and takes the tunnels and node addresses a
+// previous agent left in the pinned maps as what the datapath holds, so the next syncNodes writes only
+// the differences and removes what is stale. It fails until the Node has an InternalIP and a pod CIDR.
+func (a *Agent) adoptNodes() error {
+	st, err := a.desiredNodes()
+	if err != nil {
+		return err
+	}
+	if err := a.setupNode(st.Self); err != nil {
+		return err
+	}
+	if err := a.dp.Maps.IterateTunnels(func(p netip.Prefix, ip netip.Addr) bool { a.tunnels[p] = ip; return true }); err != nil {
+		return fmt.Errorf("adopt tunnels: %w", err)
+	}
+	cur, err := a.dp.Maps.NodeAddrs4()
+	if err != nil {
+		return fmt.Errorf("adopt node addresses: %w", err)
+	}
+	for _, ip := range cur {
+		a.nodeAddrs[ip] = true
+	}
+	return nil
+}
+
+// desiredNodes lists the Nodes and this node's addresses and computes what the datapath should hold.
+func (a *Agent) desiredNodes() (nodeState, error) {
 	list, err := a.nodeLister.List(labels.Everything())
 	if err != nil {
-		return fmt.Errorf("list nodes: %w", err)
+		return nodeState{}, fmt.Errorf("list nodes: %w", err)
 	}
-	topo := Topology{Nodes: map[string]NodeInfo{}, DefaultMode: a.cfg.ExternalServiceMode}
-	for _, n := range list {
-		topo.Nodes[n.Name] = NodeInfoOf(n)
-	}
-	self, ok := topo.Nodes[a.node]
-	if !ok {
-		return fmt.Errorf("node %s not found", a.node)
-	}
-	if !self.InternalIP.IsValid() || !self.PodCIDR.IsValid() {
-		return fmt.Errorf("node %s has no InternalIP or pod CIDR yet", a.node)
-	}
-	topo.Self = self
-	if first {
-		if err := a.setupNode(self); err != nil {
-			return err
+	var local []netip.Addr
+	if al, err := netlink.AddrList(nil, netlink.FAMILY_V4); err == nil {
+		for _, x := range al {
+			if ip, ok := netip.AddrFromSlice(x.IP.To4()); ok {
+				local = append(local, ip)
+			}
 		}
 	}
+	return desiredNodes(list, a.node, local)
+}
+
+// syncNodes brings the tunnel map (and the overlay routes), the node addresses and the datapath config
+// to the desired node state. When another node's addresses or pod CIDR changed, every Service is
+// re-translated (only changed entries are written).
+func (a *Agent) syncNodes() error {
+	st, err := a.desiredNodes()
+	if err != nil {
+		return err
+	}
+	self := st.Self
 	var errs []error
-	// tunnels: every other node's pod CIDR through its InternalIP
-	want := map[netip.Prefix]netip.Addr{}
-	for _, n := range topo.Nodes {
-		if n.Name != a.node && n.PodCIDR.IsValid() && n.InternalIP.IsValid() {
-			want[n.PodCIDR] = n.InternalIP
-		}
-	}
-	if first {
-		_ = a.dp.Maps.IterateTunnels(func(p netip.Prefix, ip netip.Addr) bool { a.tunnels[p] = ip; return true })
-	}
-	for p, ip := range want {
+	for p := range st.Tunnels {
 		// the route lets host-stack traffic (host-network clients, replies of host-network backends)
-		// reach remote pods through the overlay; to_overlay adds the tunnel key
+		// reach remote pods through the overlay; to_overlay adds the tunnel key. Written every time: it
+		// repairs a route someone deleted.
 		if err := overlayRoute(p, self.InternalIP, false); err != nil {
 			errs = append(errs, err)
 		}
-		if a.tunnels[p] == ip {
-			continue
-		}
-		if err := a.dp.Maps.SetTunnel(p, ip); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		a.tunnels[p] = ip
 	}
-	for p := range a.tunnels {
-		if _, ok := want[p]; !ok {
+	errs = append(errs, reconcile(a.tunnels, st.Tunnels, a.dp.Maps.SetTunnel,
+		func(p netip.Prefix, _ netip.Addr) error {
 			_ = overlayRoute(p, self.InternalIP, true)
-			if err := a.dp.Maps.DeleteTunnel(p); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			delete(a.tunnels, p)
-		}
-	}
-	// node addresses: where NodePorts answer. Every local address, as kube-proxy without
-	// --nodeport-addresses; 127.0.0.0/8 is matched by the socket hooks themselves.
-	addrs := map[netip.Addr]bool{}
-	for _, ip := range self.Addrs {
-		addrs[ip] = true
-	}
-	if al, err := netlink.AddrList(nil, netlink.FAMILY_V4); err == nil {
-		for _, x := range al {
-			if ip, ok := netip.AddrFromSlice(x.IP.To4()); ok && !ip.IsLoopback() {
-				addrs[ip] = true
-			}
-		}
-	}
-	if first {
-		if cur, err := a.dp.Maps.NodeAddrs4(); err == nil {
-			for _, ip := range cur {
-				a.nodeAddrs[ip] = true
-			}
-		}
-	}
-	for ip := range addrs {
-		if !a.nodeAddrs[ip] {
-			if err := a.dp.Maps.AddNodeAddr(ip); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			a.nodeAddrs[ip] = true
-		}
-	}
-	for ip := range a.nodeAddrs {
-		if !addrs[ip] {
-			if err := a.dp.Maps.DeleteNodeAddr(ip); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			delete(a.nodeAddrs, ip)
-		}
-	}
+			return a.dp.Maps.DeleteTunnel(p)
+		}))
+	errs = append(errs, reconcile(a.nodeAddrs, st.Addrs,
+		func(ip netip.Addr, _ bool) error { return a.dp.Maps.AddNodeAddr(ip) },
+		func(ip netip.Addr, _ bool) error { return a.dp.Maps.DeleteNodeAddr(ip) }))
 	if err := a.writeConfig(self); err != nil {
 		errs = append(errs, err)
 	}
 	if err := a.syncMasquerade(self); err != nil {
 		errs = append(errs, err)
 	}
-	changed := !first && !reflect.DeepEqual(sortedNodes(topo), sortedNodes(a.topo))
+	topo := Topology{Nodes: st.Nodes, DefaultMode: a.cfg.ExternalServiceMode, Self: self}
+	// the first sync after adoption has no previous topology: every Service is translated anyway
+	changed := a.topo.Nodes != nil && !reflect.DeepEqual(sortedNodes(topo), sortedNodes(a.topo))
 	a.topo = topo
 	a.mu.Lock()
 	a.status.Tunnels = len(a.tunnels)
@@ -215,7 +186,7 @@ func (a *Agent) writeConfig(self NodeInfo) error {
 		HairpinAddr: maps.Addr4(maps.DefaultHairpinAddr),
 		VXLANPort:   uint16(a.cfg.VXLANPort),
 	}
-	if a.cfg.ExternalServiceMode == "dsr" {
+	if a.cfg.ExternalServiceMode == spec.ModeDSR {
 		c.Mode = maps.ModeDSR
 	}
 	// the agent runs in the node's network namespace (hostNetwork)

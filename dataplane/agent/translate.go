@@ -9,6 +9,7 @@ import (
 	"strconv"
 
 	"github.com/kubedirect/kubedirect/dataplane/maps"
+	"github.com/kubedirect/kubedirect/provision/spec"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 )
@@ -32,8 +33,8 @@ type NodeInfo struct {
 type Topology struct {
 	Self  NodeInfo
 	Nodes map[string]NodeInfo
-	// DefaultMode is "tunnel" or "dsr", for Services without the annotation.
-	DefaultMode string
+	// DefaultMode is the external service mode of Services without the annotation.
+	DefaultMode spec.ExternalServiceMode
 	// Zone is this node's topology.kubernetes.io/zone label ("" without one): endpoints hinted for it
 	// are preferred (trafficDistribution PreferClose, topology-aware routing).
 	Zone string
@@ -119,19 +120,18 @@ func Translate(svc *corev1.Service, slices []*discoveryv1.EndpointSlice, topo *T
 		return st, nil // DNS only
 	}
 	mode := topo.DefaultMode
-	if m, ok := svc.Annotations[ModeAnnotation]; ok {
-		if m != "tunnel" && m != "dsr" {
-			return st, fmt.Errorf("%w: annotation %s=%q (want tunnel or dsr)", ErrUnsupported, ModeAnnotation, m)
+	if a, ok := svc.Annotations[ModeAnnotation]; ok {
+		if mode = spec.ExternalServiceMode(a); !mode.Valid() {
+			return st, fmt.Errorf("%w: annotation %s=%q (want tunnel or dsr)", ErrUnsupported, ModeAnnotation, a)
 		}
-		mode = m
 	}
 	var modeFlag uint32 = maps.SvcTunnel
-	if mode == "dsr" {
+	if mode == spec.ModeDSR {
 		modeFlag = maps.SvcDSR
 	}
 	var affinity uint32
 	if svc.Spec.SessionAffinity == corev1.ServiceAffinityClientIP {
-		affinity = 10800
+		affinity = uint32(corev1.DefaultClientIPServiceAffinitySeconds)
 		if c := svc.Spec.SessionAffinityConfig; c != nil && c.ClientIP != nil && c.ClientIP.TimeoutSeconds != nil {
 			affinity = uint32(*c.ClientIP.TimeoutSeconds)
 		}

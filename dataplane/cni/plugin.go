@@ -1,7 +1,8 @@
 // Package cni is kubedirect's CNI plugin (spec 1.0: ADD, DEL, CHECK, VERSION): a veth pair per pod, a /32
 // from the node's pod CIDR through a crash-safe file-per-address IPAM, and a default route via the
 // link-local gateway 169.254.1.1 answered by a static neighbour entry. The agent learns the pod's
-// endpoint from the IPAM files and programs the dataplane for it.
+// endpoint from the IPAM files and programs the dataplane for it; ADD and DEL tell it at once over the
+// agent's unix socket (agentsock.go).
 package cni
 
 import (
@@ -14,7 +15,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -227,47 +227,12 @@ func Add(conf *NetConf, args *skel.CmdArgs) (*current.Result, error) {
 			wait = d
 		}
 	}
-	WaitProgrammed(conf.DataDir, ep, wait)
+	if wait > 0 {
+		// ADD succeeds either way (an agent that is down programs the pod when it starts); waiting means
+		// the pod's first packets already meet the dataplane
+		_, _ = Notify(conf.DataDir, Request{Op: OpAdd, IP: ep.IP, HostIfindex: ep.HostIfindex}, wait)
+	}
 	return res, nil
-}
-
-// ProgrammedDir holds one file per pod address the agent has programmed (named after the address,
-// holding the host ifindex), so ADD can wait for it.
-func ProgrammedDir(dataDir string) string { return filepath.Join(dataDir, "programmed") }
-
-// MarkProgrammed records that the agent programmed ep (called by the agent).
-func MarkProgrammed(dataDir string, ip netip.Addr, hostIfindex int) error {
-	dir := ProgrammedDir(dataDir)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("create programmed dir: %w", err)
-	}
-	tmp := filepath.Join(dir, "."+ip.String()+".tmp")
-	if err := os.WriteFile(tmp, []byte(strconv.Itoa(hostIfindex)), 0o644); err != nil {
-		return fmt.Errorf("mark %s programmed: %w", ip, err)
-	}
-	return os.Rename(tmp, filepath.Join(dir, ip.String()))
-}
-
-// UnmarkProgrammed removes the mark of ip (called by the agent when the pod is gone).
-func UnmarkProgrammed(dataDir string, ip netip.Addr) {
-	_ = os.Remove(filepath.Join(ProgrammedDir(dataDir), ip.String()))
-}
-
-// WaitProgrammed waits up to timeout until the agent marked ep (same address, same veth) programmed,
-// and reports whether it did.
-func WaitProgrammed(dataDir string, ep Endpoint, timeout time.Duration) bool {
-	path := filepath.Join(ProgrammedDir(dataDir), ep.IP.String())
-	want := strconv.Itoa(ep.HostIfindex)
-	deadline := time.Now().Add(timeout)
-	for {
-		if b, err := os.ReadFile(path); err == nil && string(b) == want {
-			return true
-		}
-		if !time.Now().Before(deadline) {
-			return false
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func setup(args *skel.CmdArgs, ep Endpoint, mtu int) (*current.Result, error) {
@@ -377,11 +342,19 @@ func cmdDel(args *skel.CmdArgs) error {
 // not exist (or whose netns is gone) succeeds.
 func Del(conf *NetConf, args *skel.CmdArgs) error {
 	terr := teardown(args.Netns, args.IfName, HostVethName(args.ContainerID, args.IfName))
-	if _, err := (Store{Dir: IPAMDir(conf.DataDir)}).Release(args.ContainerID, args.IfName); err != nil {
+	released, err := (Store{Dir: IPAMDir(conf.DataDir)}).Release(args.ContainerID, args.IfName)
+	if err != nil {
 		return errors.Join(terr, err)
+	}
+	for _, ep := range released {
+		// the agent removes the endpoint now rather than at its next resync; it may be down
+		_, _ = Notify(conf.DataDir, Request{Op: OpDel, IP: ep.IP}, delNotifyWait)
 	}
 	return terr
 }
+
+// delNotifyWait bounds how long DEL waits for the agent to remove the pod's endpoint.
+const delNotifyWait = 2 * time.Second
 
 func cmdCheck(args *skel.CmdArgs) error {
 	conf, err := parseConf(args.StdinData)

@@ -69,26 +69,79 @@ func TestStoreAllocateRelease(t *testing.T) {
 	}
 }
 
-func TestWaitProgrammed(t *testing.T) {
+// TestAgentSocketIsPrivate: only root reaches the agent through its socket (0600 in a 0700 directory),
+// even when the directory existed with a looser mode.
+func TestAgentSocketIsPrivate(t *testing.T) {
 	dir := t.TempDir()
-	ep := Endpoint{IP: netip.MustParseAddr("10.244.1.5"), HostIfindex: 7}
-	if WaitProgrammed(dir, ep, 30*time.Millisecond) {
-		t.Fatal("programmed before the agent said so")
+	if err := os.MkdirAll(filepath.Dir(SocketPath(dir)), 0o755); err != nil {
+		t.Fatal(err)
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := serve(t, ctx, dir, func(context.Context, Request) Reply { return Reply{Done: true} })
+	d, err := os.Stat(filepath.Dir(SocketPath(dir)))
+	if err != nil || d.Mode().Perm() != 0o700 {
+		t.Errorf("socket dir: %v %v, want 0700", d.Mode(), err)
+	}
+	s, err := os.Stat(SocketPath(dir))
+	if err != nil || s.Mode()&os.ModeSocket == 0 || s.Mode().Perm() != 0o600 {
+		t.Errorf("socket: %v %v, want a 0600 socket", s.Mode(), err)
+	}
+	cancel()
+	<-done
+}
+
+// TestNotifyGetsTheAgentsAnswer: ADD's request reaches the agent's handler as sent and ADD gets the
+// handler's answer, an error answer included.
+func TestNotifyGetsTheAgentsAnswer(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	got := make(chan Request, 2)
+	serve(t, ctx, dir, func(_ context.Context, r Request) Reply {
+		got <- r
+		if r.Op == OpDel {
+			return Reply{Error: "endpoint map full"}
+		}
+		return Reply{Done: true}
+	})
+	want := Request{Op: OpAdd, IP: netip.MustParseAddr("10.244.1.5"), HostIfindex: 7}
+	rep, err := Notify(dir, want, 5*time.Second)
+	if err != nil || !rep.Done {
+		t.Fatalf("add: %+v %v", rep, err)
+	}
+	if r := <-got; r != want {
+		t.Fatalf("agent got %+v, want %+v", r, want)
+	}
+	if _, err := Notify(dir, Request{Op: OpDel, IP: want.IP}, 5*time.Second); err == nil || !strings.Contains(err.Error(), "endpoint map full") {
+		t.Fatalf("del: error %v, want the agent's", err)
+	}
+}
+
+// TestNotifyWithoutAgentFails: no agent listening is an error, not a hang (ADD then goes on).
+func TestNotifyWithoutAgentFails(t *testing.T) {
+	if _, err := Notify(t.TempDir(), Request{Op: OpAdd, IP: netip.MustParseAddr("10.244.1.5")}, time.Minute); err == nil {
+		t.Fatal("no error without an agent")
+	}
+}
+
+// serve runs Serve until ctx ends and waits for its socket; the channel closes when Serve returned.
+func serve(t *testing.T, ctx context.Context, dir string, h Handler) <-chan struct{} {
+	t.Helper()
+	done := make(chan struct{})
 	go func() {
-		time.Sleep(50 * time.Millisecond)
-		_ = MarkProgrammed(dir, ep.IP, 7)
+		defer close(done)
+		if err := Serve(ctx, dir, h); err != nil {
+			t.Error(err)
+		}
 	}()
-	if !WaitProgrammed(dir, ep, 2*time.Second) {
-		t.Fatal("mark not seen")
+	for range 500 {
+		if _, err := os.Stat(SocketPath(dir)); err == nil {
+			return done
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
-	if WaitProgrammed(dir, Endpoint{IP: ep.IP, HostIfindex: 8}, 30*time.Millisecond) {
-		t.Fatal("mark of another veth accepted")
-	}
-	UnmarkProgrammed(dir, ep.IP)
-	if WaitProgrammed(dir, ep, 0) {
-		t.Fatal("mark still there")
-	}
+	t.Fatal("agent socket never appeared")
+	return done
 }
 
 func TestConfList(t *testing.T) {

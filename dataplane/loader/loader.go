@@ -15,11 +15,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 
 	"github.com/cilium/ebpf"
 
 	"github.com/kubedirect/kubedirect/bpf"
+	"github.com/kubedirect/kubedirect/dataplane/config"
 	"github.com/kubedirect/kubedirect/dataplane/maps"
 )
 
@@ -30,25 +32,14 @@ const DefaultPinDir = "/sys/fs/bpf/kubedirect"
 // differs from what the programs expect (a layout change between versions).
 var ErrIncompatibleMap = errors.New("pinned map is incompatible")
 
-// MapSizes are map capacities; zero keeps the compiled default.
-type MapSizes struct {
-	Services  uint32
-	Backends  uint32
-	Conntrack uint32
-	Affinity  uint32
-	Tunnel    uint32
-	Endpoints uint32
-	// Events is the ring buffer size in bytes (a power of two, page multiple).
-	Events uint32
-}
-
 // Options configure Load.
 type Options struct {
 	// PinDir is the bpffs directory for maps and links. Default DefaultPinDir.
 	PinDir string
-	// MapSizes override map capacities for newly created maps. Adopted maps
-	// keep the size they were created with.
-	MapSizes MapSizes
+	// MapSizes are the capacities of newly created maps; zero fields take
+	// config.DefaultMapSizes (the max_entries in bpf/ are placeholders).
+	// Adopted maps keep the size they were created with.
+	MapSizes config.MapSizes
 	// ReplaceIncompatible recreates (empty) a pinned map whose layout changed
 	// instead of failing with ErrIncompatibleMap, and unpins the maps an older
 	// version pinned that this one no longer declares. An agent upgrade needs
@@ -62,18 +53,36 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// Programs are the loaded programs, one per attach point.
+// Programs are the loaded programs, one per attach point: bpf2go's generated structs of each object,
+// whose ebpf tags name the programs (FromContainer, FromNetdev, SockConnect4, ...).
 type Programs struct {
-	FromContainer    *ebpf.Program
-	ToContainer      *ebpf.Program
-	FromNetdev       *ebpf.Program
-	ToNetdev         *ebpf.Program
-	FromOverlay      *ebpf.Program
-	ToOverlay        *ebpf.Program
-	SockConnect4     *ebpf.Program
-	SockSendmsg4     *ebpf.Program
-	SockRecvmsg4     *ebpf.Program
-	SockGetpeername4 *ebpf.Program
+	bpf.ContainerPrograms
+	bpf.NetdevPrograms
+	bpf.OverlayPrograms
+	bpf.SockPrograms
+}
+
+// object is one BPF object: its collection spec and the programs LoadAndAssign fills from it.
+type object struct {
+	spec  func() (*ebpf.CollectionSpec, error)
+	progs any
+}
+
+// objects lists every BPF object the datapath loads, with where its programs go in p: the one place a
+// new object (a new bpf2go target) is added.
+func (p *Programs) objects() []object {
+	return []object{
+		{bpf.LoadContainer, &p.ContainerPrograms},
+		{bpf.LoadNetdev, &p.NetdevPrograms},
+		{bpf.LoadOverlay, &p.OverlayPrograms},
+		{bpf.LoadSock, &p.SockPrograms},
+	}
+}
+
+// Close closes every loaded program (attachments hold their own references).
+func (p *Programs) Close() error {
+	return errors.Join(p.ContainerPrograms.Close(), p.NetdevPrograms.Close(), p.OverlayPrograms.Close(),
+		p.SockPrograms.Close())
 }
 
 // Datapath is a loaded kubedirect datapath.
@@ -90,7 +99,6 @@ type Datapath struct {
 	Replaced, Unpinned []string
 
 	opts   Options
-	colls  []*ebpf.Collection
 	log    *slog.Logger
 	clsact map[clsactAttach]bool
 }
@@ -112,8 +120,8 @@ func (o *Options) setDefaults() {
 
 func specs() ([]*ebpf.CollectionSpec, error) {
 	var out []*ebpf.CollectionSpec
-	for _, f := range []func() (*ebpf.CollectionSpec, error){bpf.LoadContainer, bpf.LoadNetdev, bpf.LoadOverlay, bpf.LoadSock} {
-		s, err := f()
+	for _, o := range new(Programs).objects() {
+		s, err := o.spec()
 		if err != nil {
 			return nil, fmt.Errorf("load collection spec: %w", err)
 		}
@@ -126,25 +134,27 @@ func specs() ([]*ebpf.CollectionSpec, error) {
 // netdev, overlay, sock), for inspection (BTF, map definitions).
 func Specs() ([]*ebpf.CollectionSpec, error) { return specs() }
 
-func (o *Options) size(name string) uint32 {
-	s := o.MapSizes
-	switch name {
-	case maps.NameServices:
-		return s.Services
-	case maps.NameBackends:
-		return s.Backends
-	case maps.NameConntrack:
-		return s.Conntrack
-	case maps.NameAffinity:
-		return s.Affinity
-	case maps.NameTunnel:
-		return s.Tunnel
-	case maps.NameEndpoints:
-		return s.Endpoints
-	case maps.NameEvents:
-		return s.Events
+// sizesByName reads the capacities out of s, whose uint32 fields are tagged ebpf:"<map name>", with
+// defaults for zero fields. A tag that names no map is an error: a renamed map would silently keep its
+// placeholder size.
+func sizesByName(s config.MapSizes) (map[string]uint32, error) {
+	s.SetDefaults()
+	known := map[string]bool{}
+	for _, n := range maps.Names {
+		known[n] = true
 	}
-	return 0
+	out := map[string]uint32{}
+	v := reflect.ValueOf(s)
+	for i := range v.NumField() {
+		name := v.Type().Field(i).Tag.Get("ebpf")
+		if !known[name] {
+			return nil, fmt.Errorf("map size %s: ebpf tag %q names no map", v.Type().Field(i).Name, name)
+		}
+		if n := uint32(v.Field(i).Uint()); n != 0 {
+			out[name] = n
+		}
+	}
+	return out, nil
 }
 
 // Load creates or adopts the maps under opts.PinDir and loads every program.
@@ -164,15 +174,17 @@ func Load(ctx context.Context, opts Options) (*Datapath, error) {
 	if err := os.MkdirAll(opts.PinDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create pin dir: %w", err)
 	}
+	sizes, err := sizesByName(opts.MapSizes)
+	if err != nil {
+		return nil, err
+	}
 	d := &Datapath{opts: opts, log: opts.Logger}
 	byName := map[string]*ebpf.Map{}
 	fail := func(err error) (*Datapath, error) {
 		for _, m := range byName {
 			m.Close()
 		}
-		for _, c := range d.colls {
-			c.Close()
-		}
+		d.Programs.Close()
 		return nil, err
 	}
 	for _, name := range maps.Names {
@@ -182,7 +194,7 @@ func Load(ctx context.Context, opts Options) (*Datapath, error) {
 		}
 		ms = ms.Copy()
 		ms.Pinning = ebpf.PinNone
-		if n := opts.size(name); n != 0 {
+		if n := sizes[name]; n != 0 {
 			ms.MaxEntries = n
 		}
 		m, how, err := openOrCreate(ms, filepath.Join(opts.PinDir, name), opts.ReplaceIncompatible)
@@ -214,7 +226,8 @@ func Load(ctx context.Context, opts Options) (*Datapath, error) {
 			d.log.Info("unpinned BPF maps of an older version", "dir", opts.PinDir, "maps", unpinned)
 		}
 	}
-	for _, spec := range all {
+	for i, o := range d.Programs.objects() {
+		spec := all[i]
 		// Each object defines every map; they must all use the same ones,
 		// sized as the adopted/created maps are.
 		repl := map[string]*ebpf.Map{}
@@ -232,28 +245,11 @@ func Load(ctx context.Context, opts Options) (*Datapath, error) {
 			ms.Pinning = ebpf.PinNone
 			repl[name] = m
 		}
-		coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: repl})
-		if err != nil {
+		if err := spec.LoadAndAssign(o.progs, &ebpf.CollectionOptions{MapReplacements: repl}); err != nil {
 			return fail(fmt.Errorf("load BPF programs: %w", err))
 		}
-		d.colls = append(d.colls, coll)
 	}
 	d.Maps = maps.FromMap(byName)
-	p := func(name string) *ebpf.Program {
-		for _, c := range d.colls {
-			if pr, ok := c.Programs[name]; ok {
-				return pr
-			}
-		}
-		return nil
-	}
-	d.Programs = Programs{
-		FromContainer: p("from_container"), ToContainer: p("to_container"),
-		FromNetdev: p("from_netdev"), ToNetdev: p("to_netdev"),
-		FromOverlay: p("from_overlay"), ToOverlay: p("to_overlay"),
-		SockConnect4: p("sock_connect4"), SockSendmsg4: p("sock_sendmsg4"),
-		SockRecvmsg4: p("sock_recvmsg4"), SockGetpeername4: p("sock_getpeername4"),
-	}
 	return d, nil
 }
 
@@ -330,10 +326,8 @@ func (d *Datapath) PinDir() string { return d.opts.PinDir }
 // so the datapath keeps working until the next Load takes over.
 func (d *Datapath) Close() error {
 	var errs []error
-	for _, c := range d.colls {
-		c.Close()
-	}
-	d.colls = nil
+	errs = append(errs, d.Programs.Close())
+	d.Programs = Programs{}
 	if d.Maps != nil {
 		errs = append(errs, d.Maps.Close())
 	}

@@ -9,6 +9,8 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/kubedirect/kubedirect/bpf"
+	"github.com/kubedirect/kubedirect/dataplane/config"
 	"github.com/kubedirect/kubedirect/dataplane/loader"
 	"github.com/kubedirect/kubedirect/dataplane/loader/loadertest"
 	"github.com/kubedirect/kubedirect/dataplane/maps"
@@ -19,7 +21,7 @@ func TestRootLoadAdoptRemove(t *testing.T) {
 	testutil.RequireRoot(t)
 	dir := loadertest.PinDir(t)
 	ctx := context.Background()
-	d, err := loader.Load(ctx, loader.Options{PinDir: dir, MapSizes: loader.MapSizes{Services: 1000, Conntrack: 4096}})
+	d, err := loader.Load(ctx, loader.Options{PinDir: dir, MapSizes: config.MapSizes{Services: 1000, Conntrack: 4096}})
 	if err != nil {
 		t.Fatalf("load: %v", err)
 	}
@@ -35,7 +37,7 @@ func TestRootLoadAdoptRemove(t *testing.T) {
 	}
 	// A restarted agent adopts the pinned maps with their content, even when
 	// asked for other sizes.
-	d2, err := loader.Load(ctx, loader.Options{PinDir: dir, MapSizes: loader.MapSizes{Services: 2000}})
+	d2, err := loader.Load(ctx, loader.Options{PinDir: dir, MapSizes: config.MapSizes{Services: 2000}})
 	if err != nil {
 		t.Fatalf("reload: %v", err)
 	}
@@ -66,7 +68,7 @@ func TestRootIncompatiblePinnedMap(t *testing.T) {
 	must(t, os.MkdirAll(dir, 0o755))
 	old, err := ebpf.NewMap(&ebpf.MapSpec{Name: "kd_services", Type: ebpf.Hash, KeySize: 8, ValueSize: 4, MaxEntries: 16})
 	must(t, err)
-	must(t, old.Pin(filepath.Join(dir, maps.NameServices)))
+	must(t, old.Pin(filepath.Join(dir, bpf.ContainerMapKdServices)))
 	old.Close()
 	// A map an older version pinned and this one no longer declares (kd_sock_revnat became kd_sock_nat).
 	stale, err := ebpf.NewMap(&ebpf.MapSpec{Name: "kd_sock_revnat", Type: ebpf.Hash, KeySize: 8, ValueSize: 16, MaxEntries: 16})
@@ -80,12 +82,12 @@ func TestRootIncompatiblePinnedMap(t *testing.T) {
 	must(t, err)
 	defer d.Remove()
 	for _, n := range d.Adopted {
-		if n == maps.NameServices {
+		if n == bpf.ContainerMapKdServices {
 			t.Fatal("incompatible map was adopted")
 		}
 	}
-	if len(d.Replaced) != 1 || d.Replaced[0] != maps.NameServices {
-		t.Errorf("Replaced = %v, want [%s]", d.Replaced, maps.NameServices)
+	if len(d.Replaced) != 1 || d.Replaced[0] != bpf.ContainerMapKdServices {
+		t.Errorf("Replaced = %v, want [%s]", d.Replaced, bpf.ContainerMapKdServices)
 	}
 	if len(d.Unpinned) != 1 || d.Unpinned[0] != "kd_sock_revnat" {
 		t.Errorf("Unpinned = %v, want [kd_sock_revnat]", d.Unpinned)
@@ -94,7 +96,7 @@ func TestRootIncompatiblePinnedMap(t *testing.T) {
 		t.Errorf("the stale pin is still there: %v", err)
 	}
 	// The new map works: the datapath's own pin is a fresh, empty services map.
-	if _, err := os.Stat(filepath.Join(dir, maps.NameServices)); err != nil {
+	if _, err := os.Stat(filepath.Join(dir, bpf.ContainerMapKdServices)); err != nil {
 		t.Errorf("services map not pinned: %v", err)
 	}
 }

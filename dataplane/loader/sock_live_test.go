@@ -88,19 +88,7 @@ func runSockHelper(t *testing.T, cgfd int, newNet bool, env ...string) string {
 func TestRootSockHooks(t *testing.T) {
 	d, cgfd := sockSetup(t)
 
-	tcpLn, err := net.Listen("tcp4", "127.0.0.1:0")
-	must(t, err)
-	defer tcpLn.Close()
-	go func() {
-		for {
-			c, err := tcpLn.Accept()
-			if err != nil {
-				return
-			}
-			fmt.Fprintf(c, "tcp-backend\n")
-			c.Close()
-		}
-	}()
+	tcpPort := tcpBackend(t)
 	udpLn, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	must(t, err)
 	defer udpLn.Close()
@@ -117,7 +105,7 @@ func TestRootSockHooks(t *testing.T) {
 	vip := netip.MustParseAddr("10.96.0.10")
 	lo := maps.Addr4(netip.MustParseAddr("127.0.0.1"))
 	m := d.Maps
-	must(t, m.UpdateBackend(maps.BackendKey{ServiceID: 1}, maps.BackendValue{Addr: lo, Port: uint16(tcpLn.Addr().(*net.TCPAddr).Port), Flags: maps.BackendLocal | maps.BackendHostNet}))
+	must(t, m.UpdateBackend(maps.BackendKey{ServiceID: 1}, maps.BackendValue{Addr: lo, Port: tcpPort, Flags: maps.BackendLocal | maps.BackendHostNet}))
 	must(t, m.UpdateService(maps.NewServiceKey(vip, 80, maps.ProtoTCP, maps.ScopeCluster), maps.ServiceValue{ID: 1, Count: 1}))
 	must(t, m.UpdateBackend(maps.BackendKey{ServiceID: 2}, maps.BackendValue{Addr: lo, Port: uint16(udpLn.LocalAddr().(*net.UDPAddr).Port), Flags: maps.BackendLocal | maps.BackendHostNet}))
 	must(t, m.UpdateService(maps.NewServiceKey(vip, 53, maps.ProtoUDP, maps.ScopeCluster), maps.ServiceValue{ID: 2, Count: 1}))
@@ -356,6 +344,25 @@ func splitList(s string) []string {
 }
 
 // udpEchoBackend answers every datagram with name:payload.
+// tcpBackend serves "tcp-backend" to every connection on a loopback port until the test ends and
+// returns the port.
+func tcpBackend(t *testing.T) uint16 {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	must(t, err)
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			fmt.Fprintf(c, "tcp-backend\n")
+			c.Close()
+		}
+	}()
+	return uint16(ln.Addr().(*net.TCPAddr).Port)
+}
+
 func udpEchoBackend(ln net.PacketConn, name string) {
 	buf := make([]byte, 64)
 	for {
@@ -501,23 +508,11 @@ func TestRootSockRefusesWithoutBackend(t *testing.T) {
 // cluster to every endpoint; eTP Local only limits traffic from outside).
 func TestRootSockExternalFrontendUsesAllBackends(t *testing.T) {
 	d, cgfd := sockSetup(t)
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	must(t, err)
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			fmt.Fprintf(c, "tcp-backend\n")
-			c.Close()
-		}
-	}()
+	tcpPort := tcpBackend(t)
 	m := d.Maps
 	// The one endpoint is in the all-backends table only (not local).
 	must(t, m.UpdateBackend(maps.BackendKey{ServiceID: 1}, maps.BackendValue{
-		Addr: maps.Addr4(netip.MustParseAddr("127.0.0.1")), Port: uint16(ln.Addr().(*net.TCPAddr).Port), Flags: maps.BackendRemote}))
+		Addr: maps.Addr4(netip.MustParseAddr("127.0.0.1")), Port: tcpPort, Flags: maps.BackendRemote}))
 	must(t, m.AddNodeAddr(netip.MustParseAddr("127.0.0.2")))
 	must(t, m.UpdateService(maps.NewServiceKey(netip.Addr{}, 30081, maps.ProtoTCP, maps.ScopeExternal),
 		maps.ServiceValue{ID: 1, Count: 1, Flags: maps.SvcExternalLocal}))
@@ -594,25 +589,13 @@ func TestRootSockUDPSocketLeavesRemovedBackend(t *testing.T) {
 // serves localhost NodePorts), while a pod's 127.0.0.1 stays its own.
 func TestRootSockLocalhostNodePort(t *testing.T) {
 	d, cgfd := sockSetup(t)
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	must(t, err)
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			fmt.Fprintf(c, "tcp-backend\n")
-			c.Close()
-		}
-	}()
+	tcpPort := tcpBackend(t)
 	m := d.Maps
 	cookie, err := maps.NetnsCookie()
 	must(t, err)
 	must(t, m.SetConfig(maps.Config{HostNetns: cookie}))
 	must(t, m.UpdateBackend(maps.BackendKey{ServiceID: 1}, maps.BackendValue{
-		Addr: maps.Addr4(netip.MustParseAddr("127.0.0.1")), Port: uint16(ln.Addr().(*net.TCPAddr).Port), Flags: maps.BackendLocal | maps.BackendHostNet}))
+		Addr: maps.Addr4(netip.MustParseAddr("127.0.0.1")), Port: tcpPort, Flags: maps.BackendLocal | maps.BackendHostNet}))
 	must(t, m.UpdateService(maps.NewServiceKey(netip.Addr{}, 30082, maps.ProtoTCP, maps.ScopeExternal), maps.ServiceValue{ID: 1, Count: 1}))
 
 	out := runSockHelper(t, cgfd, false, "KD_SOCK_HELPER=connect", "KD_SOCK_TCP=127.0.0.1:30082,127.0.0.5:30082")

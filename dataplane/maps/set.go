@@ -4,9 +4,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"iter"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
@@ -15,67 +17,75 @@ import (
 // ErrNotFound is returned (wrapped) when a key is absent; it is ebpf.ErrKeyNotExist.
 var ErrNotFound = ebpf.ErrKeyNotExist
 
-// Set holds every kubedirect map. The loader fills it; Open adopts pinned maps.
+// Set holds every kubedirect map. The ebpf tags are the maps' names in the BPF objects and under the
+// pin directory, and the only place Go spells them: Names, FromMap, Open, Close and the loader all walk
+// these fields (cilium/ebpf's LoadAndAssign reads the same tags).
 type Set struct {
-	Services  *ebpf.Map
-	Backends  *ebpf.Map
-	Conntrack *ebpf.Map
-	Affinity  *ebpf.Map
-	Tunnel    *ebpf.Map
-	Endpoints *ebpf.Map
-	NodeAddrs *ebpf.Map
-	Config    *ebpf.Map
-	Metrics   *ebpf.Map
-	Events    *ebpf.Map
-	SockNAT   *ebpf.Map
-	SockAff   *ebpf.Map
-	Frags     *ebpf.Map
+	Services  *ebpf.Map `ebpf:"kd_services"`
+	Backends  *ebpf.Map `ebpf:"kd_backends"`
+	Conntrack *ebpf.Map `ebpf:"kd_conntrack"`
+	Affinity  *ebpf.Map `ebpf:"kd_affinity"`
+	Tunnel    *ebpf.Map `ebpf:"kd_tunnel"`
+	Endpoints *ebpf.Map `ebpf:"kd_endpoints"`
+	NodeAddrs *ebpf.Map `ebpf:"kd_node_addrs"`
+	Config    *ebpf.Map `ebpf:"kd_config"`
+	Metrics   *ebpf.Map `ebpf:"kd_metrics"`
+	Events    *ebpf.Map `ebpf:"kd_events"`
+	SockNAT   *ebpf.Map `ebpf:"kd_sock_nat"`
+	SockAff   *ebpf.Map `ebpf:"kd_sock_affinity"`
+	Frags     *ebpf.Map `ebpf:"kd_frags"`
+}
+
+// Names lists every map the programs use, in Set's field order.
+var Names = func() []string {
+	var out []string
+	for name := range new(Set).fields() {
+		out = append(out, name)
+	}
+	return out
+}()
+
+// fields yields the name and the address of every map field of s.
+func (s *Set) fields() iter.Seq2[string, **ebpf.Map] {
+	return func(yield func(string, **ebpf.Map) bool) {
+		v := reflect.ValueOf(s).Elem()
+		for i := range v.NumField() {
+			if !yield(v.Type().Field(i).Tag.Get("ebpf"), v.Field(i).Addr().Interface().(**ebpf.Map)) {
+				return
+			}
+		}
+	}
 }
 
 // FromMap builds a Set from maps keyed by name (missing names stay nil).
 func FromMap(m map[string]*ebpf.Map) *Set {
-	return &Set{
-		Services: m[NameServices], Backends: m[NameBackends], Conntrack: m[NameConntrack],
-		Affinity: m[NameAffinity], Tunnel: m[NameTunnel], Endpoints: m[NameEndpoints],
-		NodeAddrs: m[NameNodeAddrs], Config: m[NameConfig], Metrics: m[NameMetrics],
-		Events: m[NameEvents], SockNAT: m[NameSockNAT],
-		SockAff: m[NameSockAff], Frags: m[NameFrags],
+	s := &Set{}
+	for name, p := range s.fields() {
+		*p = m[name]
 	}
-}
-
-// ByName returns the maps keyed by name.
-func (s *Set) ByName() map[string]*ebpf.Map {
-	return map[string]*ebpf.Map{
-		NameServices: s.Services, NameBackends: s.Backends, NameConntrack: s.Conntrack,
-		NameAffinity: s.Affinity, NameTunnel: s.Tunnel, NameEndpoints: s.Endpoints,
-		NameNodeAddrs: s.NodeAddrs, NameConfig: s.Config, NameMetrics: s.Metrics,
-		NameEvents: s.Events, NameSockNAT: s.SockNAT,
-		NameSockAff: s.SockAff, NameFrags: s.Frags,
-	}
+	return s
 }
 
 // Open adopts the maps pinned under dir (for example by a running agent).
 func Open(dir string) (*Set, error) {
-	m := map[string]*ebpf.Map{}
-	for _, n := range Names {
-		mp, err := ebpf.LoadPinnedMap(filepath.Join(dir, n), nil)
+	s := &Set{}
+	for name, p := range s.fields() {
+		m, err := ebpf.LoadPinnedMap(filepath.Join(dir, name), nil)
 		if err != nil {
-			for _, o := range m {
-				o.Close()
-			}
-			return nil, fmt.Errorf("open pinned map %s: %w", n, err)
+			s.Close()
+			return nil, fmt.Errorf("open pinned map %s: %w", name, err)
 		}
-		m[n] = mp
+		*p = m
 	}
-	return FromMap(m), nil
+	return s, nil
 }
 
 // Close closes the file descriptors; pinned maps stay in the kernel.
 func (s *Set) Close() error {
 	var errs []error
-	for _, m := range s.ByName() {
-		if m != nil {
-			errs = append(errs, m.Close())
+	for _, p := range s.fields() {
+		if *p != nil {
+			errs = append(errs, (*p).Close())
 		}
 	}
 	return errors.Join(errs...)
@@ -84,8 +94,8 @@ func (s *Set) Close() error {
 // Unpin removes every map's pin (the maps disappear once no program uses them).
 func (s *Set) Unpin() error {
 	var errs []error
-	for _, m := range s.ByName() {
-		if m != nil && m.IsPinned() {
+	for _, p := range s.fields() {
+		if m := *p; m != nil && m.IsPinned() {
 			if err := m.Unpin(); err != nil && !errors.Is(err, os.ErrNotExist) {
 				errs = append(errs, err)
 			}
@@ -116,15 +126,7 @@ func (s *Set) LookupService(k ServiceKey) (ServiceValue, error) {
 
 // IterateServices calls fn for every frontend until fn returns false.
 func (s *Set) IterateServices(fn func(ServiceKey, ServiceValue) bool) error {
-	var k ServiceKey
-	var v ServiceValue
-	it := s.Services.Iterate()
-	for it.Next(&k, &v) {
-		if !fn(k, v) {
-			return nil
-		}
-	}
-	return it.Err()
+	return each(s.Services, func(k *ServiceKey, v *ServiceValue) bool { return fn(*k, *v) })
 }
 
 // UpdateBackend writes one backend slot. Write slots before raising
@@ -144,15 +146,7 @@ func (s *Set) DeleteBackend(k BackendKey) error {
 
 // IterateBackends calls fn for every backend slot until fn returns false.
 func (s *Set) IterateBackends(fn func(BackendKey, BackendValue) bool) error {
-	var k BackendKey
-	var v BackendValue
-	it := s.Backends.Iterate()
-	for it.Next(&k, &v) {
-		if !fn(k, v) {
-			return nil
-		}
-	}
-	return it.Err()
+	return each(s.Backends, func(k *BackendKey, v *BackendValue) bool { return fn(*k, *v) })
 }
 
 // TunnelKeyFor builds the LPM key of a pod CIDR.
@@ -178,15 +172,9 @@ func (s *Set) DeleteTunnel(cidr netip.Prefix) error {
 
 // IterateTunnels calls fn for every pod CIDR route until fn returns false.
 func (s *Set) IterateTunnels(fn func(netip.Prefix, netip.Addr) bool) error {
-	var k TunnelKey
-	var v TunnelValue
-	it := s.Tunnel.Iterate()
-	for it.Next(&k, &v) {
-		if !fn(netip.PrefixFrom(netip.AddrFrom4(k.Addr), int(k.PrefixLen)), netip.AddrFrom4(v.NodeIP)) {
-			return nil
-		}
-	}
-	return it.Err()
+	return each(s.Tunnel, func(k *TunnelKey, v *TunnelValue) bool {
+		return fn(netip.PrefixFrom(netip.AddrFrom4(k.Addr), int(k.PrefixLen)), netip.AddrFrom4(v.NodeIP))
+	})
 }
 
 // SetEndpoint registers a local pod.
@@ -206,15 +194,7 @@ func (s *Set) DeleteEndpoint(podIP netip.Addr) error {
 
 // IterateEndpoints calls fn for every local pod until fn returns false.
 func (s *Set) IterateEndpoints(fn func(netip.Addr, EndpointValue) bool) error {
-	var k [4]byte
-	var v EndpointValue
-	it := s.Endpoints.Iterate()
-	for it.Next(&k, &v) {
-		if !fn(netip.AddrFrom4(k), v) {
-			return nil
-		}
-	}
-	return it.Err()
+	return each(s.Endpoints, func(k *[4]byte, v *EndpointValue) bool { return fn(netip.AddrFrom4(*k), *v) })
 }
 
 // AddNodeAddr marks addr as one of this node's addresses (NodePorts answer on it).
@@ -235,13 +215,8 @@ func (s *Set) DeleteNodeAddr(addr netip.Addr) error {
 // NodeAddrs4 lists the node addresses.
 func (s *Set) NodeAddrs4() ([]netip.Addr, error) {
 	var out []netip.Addr
-	var k [4]byte
-	var v uint32
-	it := s.NodeAddrs.Iterate()
-	for it.Next(&k, &v) {
-		out = append(out, netip.AddrFrom4(k))
-	}
-	return out, it.Err()
+	err := each(s.NodeAddrs, func(k *[4]byte, _ *uint32) bool { out = append(out, netip.AddrFrom4(*k)); return true })
+	return out, err
 }
 
 // SetConfig writes the node configuration.
@@ -285,13 +260,8 @@ func MonotonicNow() uint64 {
 // ConntrackCount returns the number of entries (both directions count).
 func (s *Set) ConntrackCount() (int, error) {
 	n := 0
-	var k ConntrackKey
-	var v ConntrackValue
-	it := s.Conntrack.Iterate()
-	for it.Next(&k, &v) {
-		n++
-	}
-	return n, it.Err()
+	err := each(s.Conntrack, func(*ConntrackKey, *ConntrackValue) bool { n++; return true })
+	return n, err
 }
 
 // ConntrackGC deletes expired entries and returns how many it removed and how
@@ -306,20 +276,13 @@ func (s *Set) ConntrackGC() (deleted, live int, err error) {
 
 // expiredConntrack scans for entries expired at now.
 func (s *Set) expiredConntrack(now uint64) (dead []ConntrackKey, live int, err error) {
-	var k ConntrackKey
-	var v ConntrackValue
-	it := s.Conntrack.Iterate()
-	for it.Next(&k, &v) {
-		if v.Expires < now {
-			dead = append(dead, k)
-		} else {
+	dead, err = collect(s.Conntrack, func(_ *ConntrackKey, v *ConntrackValue) bool {
+		if v.Expires >= now {
 			live++
 		}
-	}
-	if err := it.Err(); err != nil {
-		return nil, live, fmt.Errorf("iterate conntrack: %w", err)
-	}
-	return dead, live, nil
+		return v.Expires < now
+	})
+	return dead, live, err
 }
 
 // deleteExpiredConntrack deletes the keys that are still expired at now: the
@@ -340,15 +303,7 @@ func (s *Set) deleteExpiredConntrack(keys []ConntrackKey, now uint64) int {
 
 // IterateConntrack calls fn for every entry until fn returns false.
 func (s *Set) IterateConntrack(fn func(ConntrackKey, ConntrackValue) bool) error {
-	var k ConntrackKey
-	var v ConntrackValue
-	it := s.Conntrack.Iterate()
-	for it.Next(&k, &v) {
-		if !fn(k, v) {
-			return nil
-		}
-	}
-	return it.Err()
+	return each(s.Conntrack, func(k *ConntrackKey, v *ConntrackValue) bool { return fn(*k, *v) })
 }
 
 // PurgeAffinity removes the ClientIP affinity entries of a service (call it
@@ -356,31 +311,52 @@ func (s *Set) IterateConntrack(fn func(ConntrackKey, ConntrackValue) bool) error
 // backend left the service), of the tc programs and of the socket hooks, and
 // returns how many.
 func (s *Set) PurgeAffinity(serviceID uint32) (int, error) {
-	n, err := purge[AffinityKey, AffinityValue](s.Affinity, func(k *AffinityKey) bool { return k.ServiceID == serviceID })
+	n, err := deleteMatching(s.Affinity, func(k *AffinityKey, _ *AffinityValue) bool { return k.ServiceID == serviceID })
 	if err != nil || s.SockAff == nil {
 		return n, err
 	}
-	m, err := purge[SockAffinityKey, AffinityValue](s.SockAff, func(k *SockAffinityKey) bool { return k.ServiceID == serviceID })
+	m, err := deleteMatching(s.SockAff, func(k *SockAffinityKey, _ *AffinityValue) bool { return k.ServiceID == serviceID })
 	return n + m, err
 }
 
-// purge deletes the entries of m whose key matches and returns how many.
-func purge[K, V any](m *ebpf.Map, match func(*K) bool) (int, error) {
+// each calls fn for every entry of m until fn returns false: the one iterate loop of this package.
+func each[K, V any](m *ebpf.Map, fn func(*K, *V) bool) error {
 	var k K
 	var v V
-	var del []K
 	it := m.Iterate()
 	for it.Next(&k, &v) {
-		if match(&k) {
-			del = append(del, k)
+		if !fn(&k, &v) {
+			return nil
 		}
 	}
 	if err := it.Err(); err != nil {
-		return 0, fmt.Errorf("iterate %s: %w", m, err)
+		return fmt.Errorf("iterate %s: %w", m, err)
+	}
+	return nil
+}
+
+// collect returns the keys of the entries of m that match selects.
+func collect[K, V any](m *ebpf.Map, match func(*K, *V) bool) ([]K, error) {
+	var keys []K
+	err := each(m, func(k *K, v *V) bool {
+		if match(k, v) {
+			keys = append(keys, *k)
+		}
+		return true
+	})
+	return keys, err
+}
+
+// deleteMatching removes every entry of m that match selects and returns how many, in one pass over
+// the map (deleting while iterating a hash map restarts the walk, so the keys are collected first).
+func deleteMatching[K, V any](m *ebpf.Map, match func(*K, *V) bool) (int, error) {
+	keys, err := collect(m, match)
+	if err != nil {
+		return 0, err
 	}
 	n := 0
-	for i := range del {
-		if m.Delete(&del[i]) == nil {
+	for i := range keys {
+		if m.Delete(&keys[i]) == nil {
 			n++
 		}
 	}
@@ -440,7 +416,7 @@ func DecodeEvent(raw []byte) (Event, error) {
 // Returns the number of entries removed.
 func (s *Set) DeleteConntrackForBackend(addr netip.Addr, port uint16, proto uint8) (int, error) {
 	a := Addr4(addr)
-	return s.deleteConntrack(func(k *ConntrackKey, v *ConntrackValue) bool {
+	return deleteMatching(s.Conntrack, func(k *ConntrackKey, v *ConntrackValue) bool {
 		return k.Proto == proto && translatedTo(k, v, a, port)
 	})
 }
@@ -452,30 +428,6 @@ func translatedTo(k *ConntrackKey, v *ConntrackValue, a [4]byte, port uint16) bo
 		return v.NATAddr == a && v.NATPort == port
 	}
 	return k.Dir == CTReply && k.SrcAddr == a && k.SrcPort == port
-}
-
-// deleteConntrack removes every conntrack entry match selects, in one pass over the table (deleting
-// while iterating a hash map restarts the walk, so the keys are collected first).
-func (s *Set) deleteConntrack(match func(*ConntrackKey, *ConntrackValue) bool) (int, error) {
-	var k ConntrackKey
-	var v ConntrackValue
-	var del []ConntrackKey
-	it := s.Conntrack.Iterate()
-	for it.Next(&k, &v) {
-		if match(&k, &v) {
-			del = append(del, k)
-		}
-	}
-	if err := it.Err(); err != nil {
-		return 0, fmt.Errorf("iterate conntrack: %w", err)
-	}
-	n := 0
-	for i := range del {
-		if s.Conntrack.Delete(&del[i]) == nil {
-			n++
-		}
-	}
-	return n, nil
 }
 
 // DeleteConntrackForBackends removes the conntrack entries (both directions)
@@ -494,7 +446,7 @@ func (s *Set) DeleteConntrackForBackends(serviceID uint32, proto uint8, backends
 	for _, b := range backends {
 		gone[be{Addr4(b.Addr()), b.Port()}] = true
 	}
-	return s.deleteConntrack(func(k *ConntrackKey, v *ConntrackValue) bool {
+	return deleteMatching(s.Conntrack, func(k *ConntrackKey, v *ConntrackValue) bool {
 		if k.Proto != proto || v.ServiceID != serviceID {
 			return false
 		}

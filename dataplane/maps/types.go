@@ -11,30 +11,8 @@ import (
 	"time"
 )
 
-// NamePrefix starts the name of every map (the C side's kd_ prefix).
+// NamePrefix starts the name of every map (the C side's kd_ prefix); Set's tags hold the names.
 const NamePrefix = "kd_"
-
-// Map names, also the file names under the pin directory.
-const (
-	NameServices  = "kd_services"
-	NameBackends  = "kd_backends"
-	NameConntrack = "kd_conntrack"
-	NameAffinity  = "kd_affinity"
-	NameTunnel    = "kd_tunnel"
-	NameEndpoints = "kd_endpoints"
-	NameNodeAddrs = "kd_node_addrs"
-	NameConfig    = "kd_config"
-	NameMetrics   = "kd_metrics"
-	NameEvents    = "kd_events"
-	NameSockNAT   = "kd_sock_nat"
-	NameSockAff   = "kd_sock_affinity"
-	NameFrags     = "kd_frags"
-)
-
-// Names lists every map the programs use.
-var Names = []string{NameServices, NameBackends, NameConntrack, NameAffinity, NameTunnel,
-	NameEndpoints, NameNodeAddrs, NameConfig, NameMetrics, NameEvents, NameSockNAT,
-	NameSockAff, NameFrags}
 
 // IP protocol numbers used in keys.
 const (
@@ -102,7 +80,7 @@ const (
 	TCPSeenReply   uint8 = 1 << 5 // a forward-only entry saw the backend's side
 )
 
-// Conntrack lifetimes (lib/common.h KD_CT_*_TIMEOUT).
+// Conntrack lifetimes (lib/common.h enum kd_timeout).
 const (
 	CTSynTimeout     = 60 * time.Second
 	CTTCPTimeout     = 21600 * time.Second
@@ -381,6 +359,16 @@ type FragValue struct {
 	SrcAddr [4]byte
 	DstAddr [4]byte
 	Peer    [4]byte
-	Action  uint8 // 0 route by destination, 1 tunnel to Peer, 2 out of a NIC
+	Action  uint8 // Frag*
 	Pad     [3]uint8
 }
+
+// What the later fragments of a datagram get (FragValue.Action).
+const (
+	FragRoute uint8 = 0 // routed by destination, as an untranslated packet
+	FragEncap uint8 = 1 // into the tunnel to Peer
+	FragFIB   uint8 = 2 // out of a NIC towards the client
+)
+
+// FragTimeout is the lifetime of a kd_frags entry (the kernel's reassembly timeout).
+const FragTimeout = 30 * time.Second

@@ -456,10 +456,15 @@ func TestIAMPoliciesAreLeastPrivilege(t *testing.T) {
 	if !strings.Contains(cp, `"arn:aws:s3:::example-kubedirect-state/clusters/prod/kubeconfig/admin.conf"`) {
 		t.Errorf("control plane may not publish the kubeconfig: %s", cp)
 	}
-	for _, doc := range []string{nodes, cp} {
-		if !strings.Contains(doc, `"aws:ARN":"${ec2:SourceInstanceARN}"`) || strings.Contains(doc, `"Resource":"*"`) {
-			t.Errorf("dsr permission is not limited to the instance itself: %s", doc)
+	for _, role := range []string{roleNodes, roleControlPlane} {
+		for _, st := range m.policy(role).Statement {
+			if slices.Contains(st.Action, "ec2:ModifyInstanceAttribute") && (st.Condition["StringEquals"]["aws:ARN"][0] != "${ec2:SourceInstanceARN}" || slices.Contains(st.Resource, "*")) {
+				t.Errorf("dsr permission is not limited to the instance itself: %s", st.summary())
+			}
 		}
+	}
+	if strings.Contains(nodes, "control-plane/") || strings.Contains(nodes, "backups/") || strings.Contains(nodes, "ec2:DescribeInstances") {
+		t.Errorf("workers may read the init lock or etcd snapshots, or list instances: %s", nodes)
 	}
 	c.Spec.Networking.ExternalServiceMode = spec.ModeTunnel
 	m, _ = newModel(c, "")

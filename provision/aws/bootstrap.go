@@ -133,6 +133,12 @@ discovery:
     apiServerEndpoint: "{{.C.APIEndpoint}}:6443"
     token: "{{.Token}}"
     caCertHashes: ["{{.CAHash}}"]
+{{- if .ControlPlane}}
+controlPlane:
+  localAPIEndpoint:
+    advertiseAddress: "{{.NodeIP}}"
+    bindPort: 6443
+{{- end}}
 nodeRegistration:
   name: "{{.NodeName}}"
   criSocket: unix:///run/containerd/containerd.sock
@@ -140,24 +146,27 @@ nodeRegistration:
 
 // kubeadmParams fill the kubeadm configuration templates.
 type kubeadmParams struct {
-	C        *NodeConfig
-	Token    string
-	TokenTTL string
-	CAHash   string
-	NodeIP   string
-	NodeName string
+	C            *NodeConfig
+	ControlPlane bool
+	Token        string
+	TokenTTL     string
+	CAHash       string
+	NodeIP       string
+	NodeName     string
 }
 
-// KubeadmConfig renders the control plane's InitConfiguration or a worker's JoinConfiguration.
-func KubeadmConfig(c *NodeConfig, id *Identity, token, caHash string) ([]byte, error) {
+// KubeadmConfig renders the first control plane's InitConfiguration or the JoinConfiguration of
+// another control plane or a worker. The shared key pairs (WriteSharedPKI) are on disk already: a
+// joining control plane needs no certificate key.
+func KubeadmConfig(c *NodeConfig, id *Identity, mode JoinMode, token, caHash string) ([]byte, error) {
 	t := kubeadmJoin
-	if c.ControlPlane {
+	if mode == ModeInit {
 		t = kubeadmInit
 	}
 	var buf bytes.Buffer
 	// The token in the state store is valid as long as the store says (BootstrapTokenTTL), so that a
 	// node added later still joins; kubeadm's TTL 0 would make it never expire.
-	err := t.Execute(&buf, kubeadmParams{C: c, Token: token, TokenTTL: BootstrapTokenTTL.String(), CAHash: caHash, NodeIP: id.PrivateIP, NodeName: id.Hostname})
+	err := t.Execute(&buf, kubeadmParams{C: c, ControlPlane: mode == ModeJoinControlPlane, Token: token, TokenTTL: BootstrapTokenTTL.String(), CAHash: caHash, NodeIP: id.PrivateIP, NodeName: id.Hostname})
 	if err != nil {
 		return nil, fmt.Errorf("render kubeadm configuration: %w", err)
 	}
@@ -191,9 +200,28 @@ func (n *Node) RenewToken(ctx context.Context, output func(ctx context.Context, 
 
 var tokenPattern = regexp.MustCompile(`^[a-z0-9]{6}\.[a-z0-9]{16}$`)
 
-// tokenTimer are the control plane's units that renew the join token.
-func tokenTimer() map[string]string {
+// controlPlaneTimers are the control plane's units that renew the join token and save etcd
+// snapshots to the state store.
+func controlPlaneTimers() map[string]string {
 	return map[string]string{
+		"kubedirect-etcd-snapshot.service": fmt.Sprintf(`[Unit]
+Description=kubedirect: save an etcd snapshot in the state store (the etcd leader does; the others skip)
+After=kubelet.service
+
+[Service]
+Type=oneshot
+ExecStart=/usr/local/bin/kubedirect node etcd-snapshot --config %s
+`, NodeConfigPath),
+		"kubedirect-etcd-snapshot.timer": fmt.Sprintf(`[Unit]
+Description=kubedirect: etcd snapshots, the newest %d kept
+
+[Timer]
+OnCalendar=%s
+RandomizedDelaySec=60
+
+[Install]
+WantedBy=timers.target
+`, EtcdSnapshotsKept, EtcdSnapshotSchedule),
 		"kubedirect-token.service": fmt.Sprintf(`[Unit]
 Description=kubedirect: renew the join token in the state store
 After=kubelet.service
@@ -240,9 +268,11 @@ WantedBy=timers.target
 }
 
 // Bootstrap turns a fresh instance into a node of the cluster: IMDSv2 for its identity, the state
-// store for the CA (control plane), the join token and kubedirect's image, then kubeadm init (without
-// kube-proxy) or join. The control plane then publishes the API's addresses and the CA (no
-// credentials). A node that has joined before (a reboot) only refreshes its image.
+// store for the shared key pairs (control plane), the join token and kubedirect's image, then
+// kubeadm. The first control plane runs kubeadm init (without kube-proxy) and publishes the API's
+// addresses and the CA (no credentials); the other control planes, and any that replaces one later,
+// join as control planes (ControlPlaneMode); workers join. A node that has joined before (a reboot)
+// only refreshes its image.
 func (n *Node) Bootstrap(ctx context.Context, c *NodeConfig, run func(ctx context.Context, name string, args ...string) error) error {
 	n.defaults()
 	cfg, err := config.LoadDefaultConfig(ctx, config.WithRegion(c.Region))
@@ -287,14 +317,20 @@ func (n *Node) Bootstrap(ctx context.Context, c *NodeConfig, run func(ctx contex
 	if err != nil {
 		return fmt.Errorf("read the join token: %w", err)
 	}
-	if c.ControlPlane {
-		return n.initControlPlane(ctx, c, id, strings.TrimSpace(string(token)), run)
-	}
 	hash, err := st.get(ctx, FileCACertHash)
 	if err != nil {
 		return fmt.Errorf("read the CA hash: %w", err)
 	}
-	kc, err := KubeadmConfig(c, id, strings.TrimSpace(string(token)), strings.TrimSpace(string(hash)))
+	mode := ModeJoin
+	if c.ControlPlane {
+		if err := n.WriteSharedPKI(ctx, pkiDir); err != nil {
+			return err
+		}
+		if mode, err = n.ControlPlaneMode(ctx, id.InstanceID); err != nil {
+			return err
+		}
+	}
+	kc, err := KubeadmConfig(c, id, mode, strings.TrimSpace(string(token)), strings.TrimSpace(string(hash)))
 	if err != nil {
 		return err
 	}
@@ -304,61 +340,63 @@ func (n *Node) Bootstrap(ctx context.Context, c *NodeConfig, run func(ctx contex
 	if err := os.WriteFile(kubeadmConfigPath, kc, 0o600); err != nil {
 		return err
 	}
-	// The control plane may still be starting: retry, cleaning up after a failed try.
-	var joinErr error
-	for attempt := 1; attempt <= 60; attempt++ {
-		if joinErr = run(ctx, "kubeadm", "join", "--config", kubeadmConfigPath); joinErr == nil {
-			return nil
+	args, attempts := []string{"join", "--config", kubeadmConfigPath}, 60
+	if mode == ModeInit {
+		// kube-proxy is not installed: kubedirect's dataplane replaces it.
+		args, attempts = []string{"init", "--config", kubeadmConfigPath, "--skip-phases=addon/kube-proxy"}, 3
+	}
+	if mode == ModeJoinControlPlane {
+		// The instance this one replaces left its etcd member behind; without removing it the
+		// cluster counts a dead vote. A failure here does not stop the join: etcd still has quorum.
+		if err := n.removeReplacedMembers(ctx, id.PrivateIP); err != nil {
+			n.Log.Warn("could not remove the etcd members of replaced control planes", "err", err)
 		}
-		n.Log.Warn("kubeadm join failed; retrying in 10s", "attempt", attempt, "err", joinErr)
+	}
+	// The control plane may still be starting: retry, cleaning up after a failed try (kubeadm reset
+	// also removes a half-added etcd member and the key pairs, which are written again).
+	var kubeadmErr error
+	for attempt := 1; attempt <= attempts; attempt++ {
+		if kubeadmErr = run(ctx, "kubeadm", args...); kubeadmErr == nil {
+			break
+		}
+		n.Log.Warn("kubeadm failed; retrying in 10s", "mode", mode, "attempt", attempt, "err", kubeadmErr)
 		_ = run(ctx, "kubeadm", "reset", "-f")
+		if c.ControlPlane {
+			if err := n.WriteSharedPKI(ctx, pkiDir); err != nil {
+				return err
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(10 * time.Second):
 		}
 	}
-	return fmt.Errorf("join the cluster through %s:6443: %w", c.APIEndpoint, joinErr)
-}
-
-func (n *Node) initControlPlane(ctx context.Context, c *NodeConfig, id *Identity, token string, run func(ctx context.Context, name string, args ...string) error) error {
-	st := store{n.S3, n.Names}
-	ca, err := st.get(ctx, FileCACert)
-	if err != nil {
-		return fmt.Errorf("read the cluster CA: %w", err)
+	if kubeadmErr != nil {
+		return fmt.Errorf("kubeadm %s through %s:6443: %w", mode, c.APIEndpoint, kubeadmErr)
 	}
-	key, err := st.get(ctx, FileCAKey)
-	if err != nil {
-		return fmt.Errorf("read the cluster CA key: %w", err)
+	if mode == ModeInit {
+		ca, err := st.get(ctx, FileCACert)
+		if err != nil {
+			return fmt.Errorf("read the cluster CA: %w", err)
+		}
+		info, err := ClusterInfoKubeconfig("https://"+c.PublicAPIEndpoint+":6443", "https://"+c.APIEndpoint+":6443", ca)
+		if err != nil {
+			return err
+		}
+		if err := st.put(ctx, FileKubeconfig, info); err != nil {
+			return err
+		}
+		if err := n.MarkInitialised(ctx, id.InstanceID); err != nil {
+			return err
+		}
+		n.Log.Info("control plane initialised; published the API's addresses", "file", n.Names.StateStore()+FileKubeconfig)
 	}
-	if err := os.MkdirAll(pkiDir, 0o700); err != nil {
-		return err
+	if !c.ControlPlane {
+		return nil
 	}
-	if err := os.WriteFile(filepath.Join(pkiDir, "ca.crt"), ca, 0o644); err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(pkiDir, "ca.key"), key, 0o600); err != nil {
-		return err
-	}
-	kc, err := KubeadmConfig(c, id, token, "")
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(kubeadmConfigPath, kc, 0o600); err != nil {
-		return err
-	}
-	// kube-proxy is not installed: kubedirect's dataplane replaces it.
-	if err := run(ctx, "kubeadm", "init", "--config", kubeadmConfigPath, "--skip-phases=addon/kube-proxy"); err != nil {
-		return err
-	}
-	info, err := ClusterInfoKubeconfig("https://"+c.PublicAPIEndpoint+":6443", "https://"+c.APIEndpoint+":6443", ca)
-	if err != nil {
-		return err
-	}
-	if err := st.put(ctx, FileKubeconfig, info); err != nil {
-		return err
-	}
-	for name, unit := range tokenTimer() {
+	units := controlPlaneTimers()
+	for name, unit := range units {
 		if err := os.WriteFile(filepath.Join(systemdDir, name), []byte(unit), 0o644); err != nil {
 			return fmt.Errorf("install %s: %w", name, err)
 		}
@@ -366,11 +404,7 @@ func (n *Node) initControlPlane(ctx context.Context, c *NodeConfig, id *Identity
 	if err := run(ctx, "systemctl", "daemon-reload"); err != nil {
 		return err
 	}
-	if err := run(ctx, "systemctl", "enable", "--now", "kubedirect-token.timer"); err != nil {
-		return err
-	}
-	n.Log.Info("control plane up; published the API's addresses", "file", n.Names.StateStore()+FileKubeconfig)
-	return nil
+	return run(ctx, "systemctl", "enable", "--now", "kubedirect-token.timer", "kubedirect-etcd-snapshot.timer")
 }
 
 // RunLogged runs a command with its output in the node's log (the bootstrap log on a node).

@@ -118,4 +118,23 @@ const (
 	FileKubeconfig = "kubeconfig/admin.conf"
 	dirPKI         = "pki/"
 	dirBootstrap   = "bootstrap/"
+
+	// The key pairs besides the CA that every control-plane node shares, at the paths kubeadm
+	// expects them under /etc/kubernetes/pki.
+	FileFrontProxyCACert = "pki/front-proxy-ca.crt"
+	FileFrontProxyCAKey  = "pki/front-proxy-ca.key"
+	FileEtcdCACert       = "pki/etcd/ca.crt"
+	FileEtcdCAKey        = "pki/etcd/ca.key"
+	FileSAKey            = "pki/sa.key"
+	FileSAPub            = "pki/sa.pub"
+
+	// FileInitLock names the control-plane instance that runs kubeadm init (a conditional write: the
+	// first wins); FileInitialised, the cluster marker, says that it succeeded, so every later
+	// control-plane instance joins.
+	FileInitLock    = "control-plane/init-lock"
+	FileInitialised = "control-plane/initialised"
+	dirControlPlane = "control-plane/"
+
+	// DirEtcdBackups holds the etcd snapshots the control plane takes (EtcdSnapshotSchedule).
+	DirEtcdBackups = "backups/etcd/"
 )

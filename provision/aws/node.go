@@ -12,8 +12,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/kubedirect/kubedirect/provision/install"
 	"github.com/kubedirect/kubedirect/provision/spec"
@@ -30,6 +32,9 @@ type Node struct {
 	Names Names
 	// S3 reads the state store.
 	S3 S3API
+	// EC2 finds the other control-plane instances (a replaced control plane removes its
+	// predecessor's etcd member).
+	EC2 InstanceAPI
 	// Arch is the node's architecture (a GOARCH value).
 	Arch string
 	// BinaryPath is where the kubedirect binary lives on the node. Default: install.BinaryPath.
@@ -46,6 +51,9 @@ type Node struct {
 	PublicIP string
 	// Log receives what the node does. Default: discarded.
 	Log *slog.Logger
+	// PollInterval and InitTimeout pace a control plane's wait for the one that initialises the
+	// cluster. Defaults: 10s and 30m.
+	PollInterval, InitTimeout time.Duration
 }
 
 // NewNode builds a node for the cluster's state store (s3://bucket[/prefix]) in region, with real
@@ -64,7 +72,7 @@ func NewNode(ctx context.Context, cluster, stateStore, region, arch, nodeName, k
 		// A stand-in S3 (moto) on an address has no per-bucket host names.
 		o.UsePathStyle = os.Getenv("AWS_ENDPOINT_URL_S3") != "" || os.Getenv("AWS_ENDPOINT_URL") != ""
 	})
-	n := &Node{Names: NewNames(cluster, bucket, prefix), S3: s3c, Arch: arch, NodeName: nodeName, Log: log}
+	n := &Node{Names: NewNames(cluster, bucket, prefix), S3: s3c, EC2: ec2.NewFromConfig(cfg), Arch: arch, NodeName: nodeName, Log: log}
 	if b, err := os.ReadFile(kubeletKubeconfig); err == nil {
 		rc, err := clientcmd.RESTConfigFromKubeConfig(b)
 		if err != nil {
@@ -89,6 +97,12 @@ func (n *Node) defaults() {
 	}
 	if n.Log == nil {
 		n.Log = slog.New(slog.DiscardHandler)
+	}
+	if n.PollInterval == 0 {
+		n.PollInterval = defaultPollInterval
+	}
+	if n.InitTimeout == 0 {
+		n.InitTimeout = defaultInitTimeout
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -118,14 +119,63 @@ func (p *Provider) newRun(c *spec.Cluster, cl *Clients, offline bool) (*run, []t
 	}
 	r := &run{cl: cl, m: m, offline: offline, backoff: p.backoff, found: map[string]*actual{}, images: map[string]string{},
 		log: func(msg string, args ...any) { p.log.Info(msg, args...) }}
-	return r, m.tasks(), nil
+	tasks, err := orderTasks(m.tasks())
+	if err != nil {
+		return nil, nil, err
+	}
+	return r, tasks, nil
 }
 
-// tasks are the cluster's resources in dependency order.
+// orderTasks sorts tasks so that every task comes after the tasks its Deps name (a topological sort,
+// as kOps runs its tasks). It is stable: of the tasks whose dependencies are all placed, the earliest
+// in the given order goes next, so the plan reads in tasks()' order where the dependencies allow. A
+// dependency on a key no task has, a repeated key or a cycle is an error.
+func orderTasks(tasks []task) ([]task, error) {
+	index := make(map[string]int, len(tasks))
+	for i, t := range tasks {
+		if _, dup := index[t.Key()]; dup {
+			return nil, fmt.Errorf("order tasks: two tasks have key %q", t.Key())
+		}
+		index[t.Key()] = i
+	}
+	for _, t := range tasks {
+		for _, d := range t.Deps() {
+			if _, ok := index[d]; !ok {
+				return nil, fmt.Errorf("order tasks: %s depends on %q, which no task has", t.Key(), d)
+			}
+		}
+	}
+	out := make([]task, 0, len(tasks))
+	placed := make([]bool, len(tasks))
+	for len(out) < len(tasks) {
+		next := -1
+		for i, t := range tasks {
+			if !placed[i] && slices.IndexFunc(t.Deps(), func(d string) bool { return !placed[index[d]] }) < 0 {
+				next = i
+				break
+			}
+		}
+		if next < 0 {
+			var left []string
+			for i, t := range tasks {
+				if !placed[i] {
+					left = append(left, t.Key())
+				}
+			}
+			return nil, fmt.Errorf("order tasks: dependency cycle among %s", strings.Join(left, ", "))
+		}
+		placed[next] = true
+		out = append(out, tasks[next])
+	}
+	return out, nil
+}
+
+// tasks are the cluster's resources, in the order the plan lists them where the dependencies allow
+// (orderTasks sorts them by their Deps).
 func (m *model) tasks() []task {
 	var ts []task
 	ts = append(ts,
-		&secretTask{m: m, key: "pki", files: []string{FileCACert, FileCAKey, FileCACertHash}, generate: generateCA},
+		&secretTask{m: m, key: "pki", files: pkiFiles, generate: generatePKI},
 		&secretTask{m: m, key: "token", files: []string{FileToken}, generate: generateToken},
 	)
 	if m.existingVPC != "" {

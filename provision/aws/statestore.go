@@ -206,37 +206,9 @@ func (t *secretTask) Render(ctx context.Context, r *run, _ *actual, _ []Change) 
 	return &actual{ID: t.key, Fields: t.Desired(r)}, nil
 }
 
-// generateCA makes the cluster CA, unless the store has one, and the hash workers pin it with.
-func generateCA(ctx context.Context, s store) (map[string][]byte, error) {
-	certPEM, errCert := s.get(ctx, FileCACert)
-	_, errKey := s.get(ctx, FileCAKey)
-	out := map[string][]byte{}
-	switch {
-	case errCert == nil && errKey == nil:
-	case errors.Is(errCert, errNoObject) && errors.Is(errKey, errNoObject):
-		cert, key, err := newCA(s.names.Cluster)
-		if err != nil {
-			return nil, err
-		}
-		certPEM = cert
-		out[FileCACert], out[FileCAKey] = cert, key
-	case errCert != nil && !errors.Is(errCert, errNoObject):
-		return nil, errCert
-	case errKey != nil && !errors.Is(errKey, errNoObject):
-		return nil, errKey
-	default:
-		return nil, fmt.Errorf("generate CA: the state store has only one of %s and %s; restore the other or delete the cluster", FileCACert, FileCAKey)
-	}
-	hash, err := caCertHash(certPEM)
-	if err != nil {
-		return nil, err
-	}
-	out[FileCACertHash] = []byte(hash)
-	return out, nil
-}
-
-// newCA returns a self-signed CA certificate and its RSA key, PEM encoded, as kubeadm expects them.
-func newCA(cluster string) (certPEM, keyPEM []byte, err error) {
+// newCA returns a self-signed CA certificate with common name cn and its RSA key, PEM encoded, as
+// kubeadm expects them.
+func newCA(cluster, cn string) (certPEM, keyPEM []byte, err error) {
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		return nil, nil, fmt.Errorf("generate CA key: %w", err)
@@ -247,7 +219,7 @@ func newCA(cluster string) (certPEM, keyPEM []byte, err error) {
 	}
 	now := time.Now()
 	tmpl := &x509.Certificate{
-		SerialNumber: serial, Subject: pkix.Name{CommonName: "kubernetes", Organization: []string{"kubedirect " + cluster}},
+		SerialNumber: serial, Subject: pkix.Name{CommonName: cn, Organization: []string{"kubedirect " + cluster}},
 		NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(10, 0, 0),
 		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 		IsCA:     true, BasicConstraintsValid: true,

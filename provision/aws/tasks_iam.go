@@ -99,7 +99,9 @@ var trustPolicy = policyDocument{Version: "2012-10-17", Statement: []statement{{
 // policy is the least privilege a node role needs:
 //   - every node reads the bootstrap files (join token, CA certificate hash) of its cluster, and nothing
 //     else of the state store;
-//   - the control plane also reads the cluster's CA (pki/) and writes the admin kubeconfig, only that key;
+//   - the control plane also reads the shared key pairs (pki/), writes the admin kubeconfig and the join
+//     token, takes the init lock and writes the cluster marker (control-plane/), and keeps etcd
+//     snapshots (backups/etcd/: put, list, delete); it lists instances to find the other control planes;
 //   - in dsr mode a node turns off the source/destination check of its own instance, and only its own:
 //     the condition aws:ARN = ${ec2:SourceInstanceARN} compares the instance being modified with the
 //     instance whose role credentials sign the request (aws:ARN is the target resource's ARN; AWS
@@ -110,11 +112,23 @@ func (m *model) policy(role string) policyDocument {
 	doc := policyDocument{Version: "2012-10-17"}
 	read := stringList{obj(dirBootstrap + "*")}
 	if role == roleControlPlane {
-		read = append(read, obj(dirPKI+"*"))
+		read = append(read, obj(dirPKI+"*"), obj(dirControlPlane+"*"), obj(DirEtcdBackups+"*"))
 	}
 	doc.Statement = append(doc.Statement, statement{Sid: "ReadStateStore", Effect: "Allow", Action: stringList{"s3:GetObject"}, Resource: read})
 	if role == roleControlPlane {
-		doc.Statement = append(doc.Statement, statement{Sid: "PublishKubeconfig", Effect: "Allow", Action: stringList{"s3:PutObject"}, Resource: stringList{obj(FileKubeconfig), obj(FileToken)}}) // and renews the join token
+		// Publishes the kubeconfig, renews the join token, takes the init lock and writes the cluster
+		// marker, saves etcd snapshots.
+		doc.Statement = append(doc.Statement,
+			statement{Sid: "WriteStateStore", Effect: "Allow", Action: stringList{"s3:PutObject"}, Resource: stringList{obj(FileKubeconfig), obj(FileToken), obj(dirControlPlane + "*"), obj(DirEtcdBackups + "*")}},
+			statement{Sid: "PruneEtcdSnapshots", Effect: "Allow", Action: stringList{"s3:DeleteObject"}, Resource: stringList{obj(DirEtcdBackups + "*")}},
+			statement{
+				Sid: "ListEtcdSnapshots", Effect: "Allow", Action: stringList{"s3:ListBucket"}, Resource: stringList{"arn:aws:s3:::" + m.names.Bucket()},
+				Condition: map[string]map[string]stringList{"StringLike": {"s3:prefix": {m.names.StateKey(DirEtcdBackups) + "*"}}},
+			},
+			// A replaced control plane finds the live ones to remove its predecessor's etcd member.
+			// EC2 has no resource-level permissions for Describe calls.
+			statement{Sid: "FindControlPlanes", Effect: "Allow", Action: stringList{"ec2:DescribeInstances"}, Resource: stringList{"*"}},
+		)
 	}
 	if m.dsr {
 		doc.Statement = append(doc.Statement, statement{

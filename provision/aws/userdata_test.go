@@ -60,7 +60,7 @@ func TestKubeadmConfigOfControlPlaneAndWorker(t *testing.T) {
 	nc := &NodeConfig{Cluster: "prod", ControlPlane: true, KubernetesVersion: "v1.34.4", APIEndpoint: "api-int.example", PublicAPIEndpoint: "api.example",
 		PodCIDR: "10.244.0.0/16", ServiceCIDR: "10.96.0.0/16"}
 	id := &Identity{InstanceID: "i-0123", PrivateIP: "172.20.0.10", Hostname: "ip-172-20-0-10"}
-	b, err := KubeadmConfig(nc, id, "abcdef.0123456789abcdef", "")
+	b, err := KubeadmConfig(nc, id, ModeInit, "abcdef.0123456789abcdef", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,13 +71,24 @@ func TestKubeadmConfigOfControlPlaneAndWorker(t *testing.T) {
 			t.Errorf("init config lacks %q:\n%s", want, s)
 		}
 	}
+	// Another control plane joins as one: it runs its own API server and etcd member.
+	b, _ = KubeadmConfig(nc, id, ModeJoinControlPlane, "abcdef.0123456789abcdef", "sha256:00ff")
+	s = string(b)
+	for _, want := range []string{"kind: JoinConfiguration", `apiServerEndpoint: "api-int.example:6443"`, "controlPlane:\n  localAPIEndpoint:\n    advertiseAddress: \"172.20.0.10\""} {
+		if !strings.Contains(s, want) {
+			t.Errorf("control-plane join config lacks %q:\n%s", want, s)
+		}
+	}
 	nc.ControlPlane = false
-	b, _ = KubeadmConfig(nc, id, "abcdef.0123456789abcdef", "sha256:00ff")
+	b, _ = KubeadmConfig(nc, id, ModeJoin, "abcdef.0123456789abcdef", "sha256:00ff")
 	s = string(b)
 	for _, want := range []string{"kind: JoinConfiguration", `apiServerEndpoint: "api-int.example:6443"`, `caCertHashes: ["sha256:00ff"]`} {
 		if !strings.Contains(s, want) {
 			t.Errorf("join config lacks %q:\n%s", want, s)
 		}
+	}
+	if strings.Contains(s, "controlPlane:") {
+		t.Errorf("a worker joins as a control plane:\n%s", s)
 	}
 }
 

@@ -233,7 +233,10 @@ func installChart(*run) []Step {
 			if err != nil {
 				return err
 			}
-			vals := install.Values(r.c, install.ValuesOptions{Image: r.image, APIServerHost: host, APIServerPort: port})
+			vals, err := install.Values(r.c, install.ValuesOptions{Image: r.image, APIServerHost: host, APIServerPort: port})
+			if err != nil {
+				return err
+			}
 			act, err := install.Helm(ctx, ch, vals, install.HelmOptions{Kubeconfig: r.kubeconfig, Log: r.o.Log})
 			r.o.Log.Debug("helm release", "release", install.ReleaseName, "action", act)
 			return err

@@ -12,7 +12,6 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/kubedirect/kubedirect/dataplane/config"
 	"github.com/kubedirect/kubedirect/manifests"
 	"github.com/kubedirect/kubedirect/provision/spec"
 	"helm.sh/helm/v3/pkg/chart"
@@ -61,10 +60,10 @@ func LoadChart() (*chart.Chart, error) {
 // Image is the kubedirect image the chart runs.
 type Image struct {
 	// Repository and Tag name the image.
-	Repository string
-	Tag        string
+	Repository string `json:"repository"`
+	Tag        string `json:"tag"`
 	// PullPolicy is Never for the self-image (loaded into the nodes) and IfNotPresent otherwise.
-	PullPolicy string
+	PullPolicy string `json:"pullPolicy"`
 }
 
 // Ref is the image reference repository:tag.
@@ -92,36 +91,10 @@ type ValuesOptions struct {
 	APIServerPort int
 }
 
-// Values returns the chart values for the cluster spec c (defaulted): its networking and dataplane
-// sections become the agent's configuration.
-func Values(c *spec.Cluster, o ValuesOptions) map[string]any {
-	n, d := c.Spec.Networking, c.Spec.Dataplane
-	port := o.APIServerPort
-	if port == 0 {
-		port = DefaultAPIServerPort
-	}
-	return map[string]any{
-		"image": map[string]any{
-			"repository": o.Image.Repository,
-			"tag":        o.Image.Tag,
-			"pullPolicy": o.Image.PullPolicy,
-		},
-		"apiServer": map[string]any{"host": o.APIServerHost, "port": port},
-		"config": map[string]any{
-			"podCIDR":             n.PodCIDR,
-			"serviceCIDR":         n.ServiceCIDR,
-			"encapsulation":       string(n.Encapsulation),
-			"vxlanPort":           config.DefaultVXLANPort,
-			"externalServiceMode": string(n.ExternalServiceMode),
-			"nodePortRange":       n.NodePortRange,
-			"logLevel":            d.LogLevel,
-			"mapSizes": map[string]any{
-				"services":  d.MapSizes.Services,
-				"backends":  d.MapSizes.Backends,
-				"conntrack": d.MapSizes.Conntrack,
-			},
-		},
-	}
+// Values returns the chart values for the cluster spec c (defaulted), as Helm takes them: see
+// ChartValuesFor.
+func Values(c *spec.Cluster, o ValuesOptions) (map[string]any, error) {
+	return ChartValuesFor(c, o).Map()
 }
 
 // APIServerHostFromKubeconfigServer returns the host of a kubeconfig server URL such as
@@ -149,7 +122,11 @@ func Render(c *spec.Cluster, o ValuesOptions) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return RenderChart(ch, Values(c, o))
+	vals, err := Values(c, o)
+	if err != nil {
+		return "", err
+	}
+	return RenderChart(ch, vals)
 }
 
 // RenderChart renders ch with vals as release ReleaseName in Namespace.

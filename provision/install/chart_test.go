@@ -254,9 +254,11 @@ func TestConfigMapIsAgentConfig(t *testing.T) {
 	if err != nil {
 		t.Fatalf("agent cannot load the chart's config: %v", err)
 	}
+	sizes := config.DefaultMapSizes()
+	sizes.Conntrack = 1024
 	want := config.Config{PodCIDR: "10.244.0.0/16", ServiceCIDR: "10.96.0.0/16", Encapsulation: "vxlan", VXLANPort: 8472,
 		ExternalServiceMode: "dsr", NodePortRange: "30000-32767", LogLevel: "debug",
-		MapSizes:   config.MapSizes{Services: 65536, Backends: 65536, Conntrack: 1024},
+		MapSizes:   sizes,
 		HealthAddr: ":9890", ProxyHealthAddr: ":10256", BPFFSPath: "/sys/fs/bpf/kubedirect", CNIDataDir: "/run/kubedirect",
 		NonMasqueradeCIDRs: []string{"10.244.0.0/16"}}
 	if !reflect.DeepEqual(*cfg, want) {
@@ -317,7 +319,28 @@ func TestValuesDocumented(t *testing.T) {
 	if err := yaml.Unmarshal(data, &documented); err != nil {
 		t.Fatal(err)
 	}
-	checkKeys(t, Values(loadExample(t, "kind.yaml"), goldenValues), documented, "")
+	vals, err := Values(loadExample(t, "kind.yaml"), goldenValues)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkKeys(t, vals, documented, "")
+}
+
+// TestValuesYAMLIsDefaultChartValues: a hand install (helm install with values.yaml) runs the agent
+// with the same configuration as the Go defaults the CLI starts from; every key of values.yaml is a
+// field of ChartValues.
+func TestValuesYAMLIsDefaultChartValues(t *testing.T) {
+	data, err := readChartFile("values.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got ChartValues
+	if err := sigsyaml.UnmarshalStrict(data, &got); err != nil {
+		t.Fatalf("values.yaml does not decode into ChartValues: %v", err)
+	}
+	if want := DefaultChartValues(); !reflect.DeepEqual(got, want) {
+		t.Errorf("values.yaml differs from DefaultChartValues():\n got %+v\nwant %+v", got, want)
+	}
 }
 
 func checkKeys(t *testing.T, got, documented map[string]any, path string) {

@@ -74,6 +74,9 @@ func decode(data []byte) (*Cluster, []error, error) {
 	if root.Kind == 0 || len(root.Content) == 0 {
 		return nil, nil, fmt.Errorf("%w: the document is empty", ErrInvalid)
 	}
+	if doc := root.Content[0]; doc.Kind != yaml.MappingNode {
+		return nil, nil, fmt.Errorf("%w: line %d: the document is %s, want a Cluster (a mapping of apiVersion, kind, metadata and spec)", ErrInvalid, doc.Line, nodeKind(doc))
+	}
 	var problems []error
 	paths := map[int]string{}
 	unknownFields(root.Content[0], reflect.TypeOf(Cluster{}), "", paths, &problems)
@@ -85,6 +88,9 @@ func decode(data []byte) (*Cluster, []error, error) {
 			return nil, nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 		}
 		for _, msg := range te.Errors {
+			if duplicateKey.MatchString(msg) {
+				continue // reported with its path by unknownFields
+			}
 			problems = append(problems, withPath(msg, paths))
 		}
 	}
@@ -93,6 +99,19 @@ func decode(data []byte) (*Cluster, []error, error) {
 		problems = append(problems, errors.New("the file holds more than one document; give one Cluster"))
 	}
 	return &c, problems, nil
+}
+
+// nodeKind names a YAML node's kind for a user.
+func nodeKind(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		return fmt.Sprintf("the value %q", n.Value)
+	case yaml.AliasNode:
+		return "an alias"
+	}
+	return "not a mapping"
 }
 
 // unknownFields walks a YAML node next to the Go type it decodes into and reports mapping keys that
@@ -104,12 +123,18 @@ func unknownFields(n *yaml.Node, t reflect.Type, path string, paths map[int]stri
 	switch {
 	case n.Kind == yaml.MappingNode && t.Kind() == reflect.Struct:
 		fields := yamlFields(t)
+		seen := map[string]int{} // key -> line
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			key, val := n.Content[i], n.Content[i+1]
 			p := joinPath(path, key.Value)
+			if first, dup := seen[key.Value]; dup {
+				*problems = append(*problems, fmt.Errorf("%s: set twice (lines %d and %d)", keyPath(path, key.Value), first, key.Line))
+				continue
+			}
+			seen[key.Value] = key.Line
 			ft, ok := fields[key.Value]
 			if !ok {
-				*problems = append(*problems, fmt.Errorf("%s: unknown field (line %d)%s", p, key.Line, suggest(key.Value, fields)))
+				*problems = append(*problems, fmt.Errorf("%s: unknown field (line %d)%s", keyPath(path, key.Value), key.Line, suggest(key.Value, fields)))
 				continue
 			}
 			paths[val.Line] = p
@@ -117,10 +142,20 @@ func unknownFields(n *yaml.Node, t reflect.Type, path string, paths map[int]stri
 		}
 	case n.Kind == yaml.SequenceNode && t.Kind() == reflect.Slice:
 		for i, item := range n.Content {
-			unknownFields(item, t.Elem(), fmt.Sprintf("%s[%d]", path, i), paths, problems)
+			p := fmt.Sprintf("%s[%d]", path, i)
+			if _, ok := paths[item.Line]; !ok { // an item on a line of its own: type errors there are its
+				paths[item.Line] = p
+			}
+			unknownFields(item, t.Elem(), p, paths, problems)
 		}
 	}
 }
+
+// duplicateKey matches yaml.v3's message for a key given twice in one mapping.
+var duplicateKey = regexp.MustCompile(`^line \d+: mapping key ".*" already defined at line \d+$`)
+
+// plainKey matches the keys that can be shown unquoted in a field path.
+var plainKey = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
 // typeErrorPattern matches yaml.v3's "line N: cannot unmarshal ..." messages.
 var typeErrorPattern = regexp.MustCompile(`^line (\d+): (.*)$`)
@@ -178,6 +213,15 @@ func suggest(key string, fields map[string]reflect.Type) string {
 		}
 	}
 	return ""
+}
+
+// keyPath is the path of a key the user wrote, quoted when it is no plain word (empty, or with spaces
+// or colons) so that the path still reads.
+func keyPath(parent, key string) string {
+	if !plainKey.MatchString(key) {
+		key = strconv.Quote(key)
+	}
+	return joinPath(parent, key)
 }
 
 func joinPath(parent, child string) string {

@@ -121,6 +121,23 @@ func TestLoadRejectsNonSpecs(t *testing.T) {
 			t.Errorf("%s: Load error = %v, want ErrInvalid", name, err)
 		}
 	}
+	// Keys given twice, and keys that are no words, are named with their path.
+	for doc, want := range map[string]string{
+		"kind: Cluster\nspec:\n  provider: kind\n  provider: aws\n": "  - spec.provider: set twice (lines 3 and 4)",
+		"kind: Cluster\n\"\": 1\n":                                  `  - "": unknown field (line 2)`,
+		"kind: Cluster\n\"a: b\": 1\n":                              `  - "a: b": unknown field (line 2)`,
+	} {
+		if _, err := Load([]byte(doc)); err == nil || !strings.Contains(err.Error(), want+"\n") {
+			t.Errorf("Load(%q) = %v, want a line %q", doc, err, want)
+		}
+	}
+	// A document that is no mapping gets one line saying so, not a list of every missing field.
+	for doc, want := range map[string]string{"0": `line 1: the document is the value "0", want a Cluster`, "- 1\n- 2\n": "line 1: the document is a list, want a Cluster"} {
+		_, err := Load([]byte(doc))
+		if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("Load(%q) = %v, want one line with %q", doc, err, want)
+		}
+	}
 }
 
 func TestParseStateStore(t *testing.T) {

@@ -49,6 +49,12 @@ const (
 	ModeDSR ExternalServiceMode = "dsr"
 )
 
+// ExternalServiceModes are the valid external service modes.
+var ExternalServiceModes = []ExternalServiceMode{ModeTunnel, ModeDSR}
+
+// Valid reports whether m is one of ExternalServiceModes.
+func (m ExternalServiceMode) Valid() bool { return m == ModeTunnel || m == ModeDSR }
+
 // Cluster is a kubedirect cluster spec document.
 type Cluster struct {
 	// APIVersion must be kubedirect.io/v1alpha1.

@@ -114,8 +114,8 @@ func (n *Networking) validate(p *field.Path) field.ErrorList {
 	if n.Encapsulation != EncapsulationVXLAN {
 		errs = append(errs, field.NotSupported(p.Child("encapsulation"), n.Encapsulation, []Encapsulation{EncapsulationVXLAN}))
 	}
-	if n.ExternalServiceMode != ModeTunnel && n.ExternalServiceMode != ModeDSR {
-		errs = append(errs, field.NotSupported(p.Child("externalServiceMode"), n.ExternalServiceMode, []ExternalServiceMode{ModeTunnel, ModeDSR}))
+	if !n.ExternalServiceMode.Valid() {
+		errs = append(errs, field.NotSupported(p.Child("externalServiceMode"), n.ExternalServiceMode, ExternalServiceModes))
 	}
 	if _, _, err := ParsePortRange(n.NodePortRange); err != nil {
 		errs = append(errs, field.Invalid(p.Child("nodePortRange"), n.NodePortRange, err.Error()))

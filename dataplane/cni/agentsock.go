@@ -1,0 +1,117 @@
+package cni
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// The CNI plugin tells the agent about pods over a unix socket (as Cilium's plugin talks to its agent):
+// ADD asks the agent to program the new pod and waits for its answer, DEL tells it the pod is gone.
+// The socket lives in a directory only root can enter (0700) and is itself 0600.
+
+// SocketPath is the agent's socket under dataDir.
+func SocketPath(dataDir string) string { return filepath.Join(dataDir, "agent", "agent.sock") }
+
+// Request is one message from the plugin: the pod at IP (its host veth HostIfindex) was added or deleted.
+type Request struct {
+	// Op is OpAdd or OpDel.
+	Op          string     `json:"op"`
+	IP          netip.Addr `json:"ip"`
+	HostIfindex int        `json:"hostIfindex,omitempty"`
+}
+
+// Request operations.
+const (
+	OpAdd = "add"
+	OpDel = "del"
+)
+
+// Reply is the agent's answer: the pod is programmed (ADD) or removed (DEL), or why not.
+type Reply struct {
+	Done  bool   `json:"done"`
+	Error string `json:"error,omitempty"`
+}
+
+// Handler answers one request; it runs on its own goroutine per connection.
+type Handler func(ctx context.Context, r Request) Reply
+
+// Serve listens on SocketPath(dataDir) until ctx ends, answering each connection's request with h. A
+// stale socket of an earlier agent is replaced.
+func Serve(ctx context.Context, dataDir string, h Handler) error {
+	path := SocketPath(dataDir)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("create agent socket dir: %w", err)
+	}
+	// an existing directory keeps its mode through MkdirAll
+	if err := os.Chmod(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("restrict agent socket dir: %w", err)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove stale agent socket: %w", err)
+	}
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return fmt.Errorf("listen on agent socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return fmt.Errorf("restrict agent socket: %w", err)
+	}
+	go func() {
+		<-ctx.Done()
+		l.Close() // also unlinks the socket
+	}()
+	for {
+		c, err := l.AcceptUnix()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("accept on agent socket: %w", err)
+		}
+		go serveConn(ctx, c, h)
+	}
+}
+
+// maxRequestWait bounds how long the agent keeps a connection whose plugin sends nothing.
+const maxRequestWait = 10 * time.Second
+
+func serveConn(ctx context.Context, c *net.UnixConn, h Handler) {
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(maxRequestWait))
+	var r Request
+	if err := json.NewDecoder(c).Decode(&r); err != nil {
+		return
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	_ = json.NewEncoder(c).Encode(h(ctx, r))
+}
+
+// Notify sends r to the agent and waits up to timeout for its reply. An agent that is not running is an
+// error at once (the socket is absent or refuses).
+func Notify(dataDir string, r Request, timeout time.Duration) (Reply, error) {
+	var rep Reply
+	c, err := net.DialTimeout("unix", SocketPath(dataDir), timeout)
+	if err != nil {
+		return rep, fmt.Errorf("reach the agent: %w", err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(timeout))
+	if err := json.NewEncoder(c).Encode(r); err != nil {
+		return rep, fmt.Errorf("send to the agent: %w", err)
+	}
+	if err := json.NewDecoder(c).Decode(&rep); err != nil {
+		return rep, fmt.Errorf("read the agent's reply: %w", err)
+	}
+	if rep.Error != "" {
+		return rep, fmt.Errorf("agent: %s", rep.Error)
+	}
+	return rep, nil
+}
