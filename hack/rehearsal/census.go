@@ -75,18 +75,20 @@ func census(ctx context.Context, cl *clients, cluster string, names kdaws.Names)
 	if err != nil {
 		return nil, fmt.Errorf("list IAM roles: %w", err)
 	}
-	for _, r := range roles.Roles {
-		if strings.HasPrefix(awssdk.ToString(r.RoleName), "kubedirect-"+cluster+"-") {
-			left = append(left, "iam-role "+awssdk.ToString(r.RoleName))
-		}
-	}
 	profiles, err := cl.iam.ListInstanceProfiles(ctx, &iam.ListInstanceProfilesInput{})
 	if err != nil {
 		return nil, fmt.Errorf("list instance profiles: %w", err)
 	}
+	var iamNames []string // "KIND NAME"
+	for _, r := range roles.Roles {
+		iamNames = append(iamNames, "iam-role "+awssdk.ToString(r.RoleName))
+	}
 	for _, p := range profiles.InstanceProfiles {
-		if strings.HasPrefix(awssdk.ToString(p.InstanceProfileName), "kubedirect-"+cluster+"-") {
-			left = append(left, "instance-profile "+awssdk.ToString(p.InstanceProfileName))
+		iamNames = append(iamNames, "instance-profile "+awssdk.ToString(p.InstanceProfileName))
+	}
+	for _, kn := range iamNames {
+		if _, name, _ := strings.Cut(kn, " "); strings.HasPrefix(name, "kubedirect-"+cluster+"-") {
+			left = append(left, kn)
 		}
 	}
 	objs, err := cl.s3.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: awssdk.String(names.Bucket())})
