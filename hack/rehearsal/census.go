@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"strings"
@@ -42,22 +43,11 @@ func runCensus(ctx context.Context, args []string) error {
 // census lists "KIND ID" for what is left.
 func census(ctx context.Context, cl *clients, cluster string, names kdaws.Names) ([]string, error) {
 	var left []string
-	// EC2 keeps the tags of terminated instances; those are gone.
-	tags, err := cl.ec2.DescribeTags(ctx, &ec2.DescribeTagsInput{Filters: []ec2types.Filter{
-		{Name: awssdk.String("key"), Values: []string{kdaws.TagCluster}}, {Name: awssdk.String("value"), Values: []string{cluster}}}})
+	ec2Left, err := taggedEC2(ctx, cl.ec2, cluster)
 	if err != nil {
-		return nil, fmt.Errorf("describe EC2 tags: %w", err)
+		return nil, err
 	}
-	for _, t := range tags.Tags {
-		id := awssdk.ToString(t.ResourceId)
-		if t.ResourceType == ec2types.ResourceTypeInstance {
-			out, err := cl.ec2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{id}})
-			if err == nil && len(out.Reservations) > 0 && out.Reservations[0].Instances[0].State.Name == ec2types.InstanceStateNameTerminated {
-				continue
-			}
-		}
-		left = append(left, string(t.ResourceType)+" "+id)
-	}
+	left = append(left, ec2Left...)
 	asgs, err := cl.asg.DescribeAutoScalingGroups(ctx, &autoscaling.DescribeAutoScalingGroupsInput{
 		Filters: []astypes.Filter{{Name: awssdk.String("tag:" + kdaws.TagCluster), Values: []string{cluster}}}})
 	if err != nil {
@@ -133,6 +123,73 @@ func taggedELB(ctx context.Context, c *elb.Client, cluster string) ([]string, er
 				}
 			}
 		}
+	}
+	return left, nil
+}
+
+// taggedEC2 lists the EC2 resources carrying the cluster's tag, type by type (moto's DescribeTags
+// still lists the tags of deleted resources).
+func taggedEC2(ctx context.Context, c *ec2.Client, cluster string) ([]string, error) {
+	f := []ec2types.Filter{{Name: awssdk.String("tag:" + kdaws.TagCluster), Values: []string{cluster}}}
+	var left []string
+	add := func(kind string, ids ...*string) {
+		for _, id := range ids {
+			left = append(left, kind+" "+awssdk.ToString(id))
+		}
+	}
+	vpcs, err := c.DescribeVpcs(ctx, &ec2.DescribeVpcsInput{Filters: f})
+	if err == nil {
+		for _, v := range vpcs.Vpcs {
+			add("vpc", v.VpcId)
+		}
+	}
+	subnets, err2 := c.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{Filters: f})
+	if err2 == nil {
+		for _, v := range subnets.Subnets {
+			add("subnet", v.SubnetId)
+		}
+	}
+	igws, err3 := c.DescribeInternetGateways(ctx, &ec2.DescribeInternetGatewaysInput{Filters: f})
+	if err3 == nil {
+		for _, v := range igws.InternetGateways {
+			add("internet-gateway", v.InternetGatewayId)
+		}
+	}
+	rts, err4 := c.DescribeRouteTables(ctx, &ec2.DescribeRouteTablesInput{Filters: f})
+	if err4 == nil {
+		for _, v := range rts.RouteTables {
+			add("route-table", v.RouteTableId)
+		}
+	}
+	sgs, err5 := c.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{Filters: f})
+	if err5 == nil {
+		for _, v := range sgs.SecurityGroups {
+			add("security-group", v.GroupId)
+		}
+	}
+	lts, err6 := c.DescribeLaunchTemplates(ctx, &ec2.DescribeLaunchTemplatesInput{Filters: f})
+	if err6 == nil {
+		for _, v := range lts.LaunchTemplates {
+			add("launch-template", v.LaunchTemplateId)
+		}
+	}
+	keys, err7 := c.DescribeKeyPairs(ctx, &ec2.DescribeKeyPairsInput{Filters: f})
+	if err7 == nil {
+		for _, v := range keys.KeyPairs {
+			add("key-pair", v.KeyPairId)
+		}
+	}
+	live := append(f, ec2types.Filter{Name: awssdk.String("instance-state-name"), Values: []string{"pending", "running", "stopping", "stopped"}})
+	inst, err8 := c.DescribeInstances(ctx, &ec2.DescribeInstancesInput{Filters: live})
+	if err8 == nil {
+		for _, r := range inst.Reservations {
+			for _, v := range r.Instances {
+				add("instance", v.InstanceId)
+			}
+		}
+	}
+	if err := errors.Join(err, err2, err3, err4, err5, err6, err7, err8); err != nil {
+		return nil, fmt.Errorf("describe EC2 resources: %w", err)
 	}
 	return left, nil
 }
