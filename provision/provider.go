@@ -121,6 +121,14 @@ func BuildDeleteOptions(opts ...DeleteOption) DeleteOptions {
 	return o
 }
 
+// CloudController is implemented by providers whose kubelets run with --cloud-provider=external:
+// create installs the cloud controller manager's chart (manifests) before the dataplane, and the
+// Nodes stay tainted uninitialised until it runs.
+type CloudController interface {
+	// CloudControllerValues are the values of the cloud controller manager's chart for c.
+	CloudControllerValues(c *spec.Cluster) (map[string]any, error)
+}
+
 // Describer is implemented by providers that tell the user what create is about to do.
 type Describer interface {
 	// Describe is the line printed before a new cluster is made.

@@ -29,6 +29,10 @@ struct kd_icmphdr {
 #define __always_inline inline __attribute__((always_inline))
 #endif
 
+/* KD_GO_ON: a helper that returns a tc verdict left the packet to its caller
+ * (tc verdicts are >= 0; failures are -KD_DROP_* reasons). */
+enum { KD_GO_ON = -1 };
+
 /* Service scope: ClusterIP frontends are only matched for traffic from pods
  * and host-network sockets; external frontends (NodePort, externalIPs,
  * LoadBalancer ingress) are matched on the node NIC and the overlay. */

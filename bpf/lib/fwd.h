@@ -4,9 +4,6 @@
 #include "events.h"
 #include "mtu.h"
 
-/* KD_GO_ON: a helper left the packet to its caller (tc verdicts are >= 0). */
-#define KD_GO_ON -1
-
 /* VNI used on the collect-metadata vxlan device; every node uses the same. */
 #define KD_VNI 1
 
@@ -48,7 +45,7 @@ static __always_inline int kd_encap(struct __sk_buff *skb, struct kd_config *cfg
 	if (!node_ip || !cfg->vxlan_ifindex)
 		return kd_drop(skb, KD_DROP_NO_TUNNEL);
 	rc = kd_tunnel_fit(skb, cfg);
-	if (rc >= 0) {
+	if (rc != KD_GO_ON) {
 		kd_count(KD_M_DROP, skb->len);
 		kd_count(KD_DROP_TOO_BIG, skb->len);
 		return rc;

@@ -101,7 +101,7 @@ static __always_inline int kd_frag_needed(struct __sk_buff *skb, struct kd_confi
 }
 
 /* kd_tunnel_fit prepares a packet about to be encapsulated: clamps a SYN's
- * MSS and returns -1 when it may go in, or the tc verdict of the ICMP
+ * MSS and returns KD_GO_ON when it may go in, or the tc verdict of the ICMP
  * fragmentation needed that replaces a DF packet too big for the tunnel. The
  * ICMP goes back out of the incoming interface, so it is only sent from an
  * ingress hook (ingress_ifindex == ifindex); from egress, and for packets
@@ -112,14 +112,14 @@ static __always_inline int kd_tunnel_fit(struct __sk_buff *skb, struct kd_config
 	__u16 mtu = cfg->tunnel_mtu;
 
 	if (!mtu)
-		return -1;
+		return KD_GO_ON;
 	kd_clamp_syn(skb, cfg);
 	if (skb->len - ETH_HLEN <= mtu || skb->gso_size)
-		return -1;
+		return KD_GO_ON;
 	if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip, sizeof(ip)) < 0 || ip.version != 4)
-		return -1;
+		return KD_GO_ON;
 	if (bpf_ntohs(ip.tot_len) <= mtu || !(ip.frag_off & bpf_htons(KD_IP_DF)) || ip.ihl != 5 ||
 	    skb->ingress_ifindex != skb->ifindex)
-		return -1;
+		return KD_GO_ON;
 	return kd_frag_needed(skb, cfg, &ip, mtu);
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/kubedirect/kubedirect/dataplane/agent/agentstatus"
 	"github.com/kubedirect/kubedirect/dataplane/lab"
 	"github.com/kubedirect/kubedirect/provision/spec"
 	"github.com/spf13/cobra"
@@ -90,7 +91,7 @@ outside client namespace. Needs root.`,
 			agents := map[string]any{}
 			c := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{Proxy: nil}}
 			for _, n := range l.State.Nodes {
-				resp, err := c.Get(l.AgentURL(n.Name) + "/status")
+				resp, err := c.Get(l.AgentURL(n.Name) + agentstatus.Path)
 				if err != nil {
 					agents[n.Name] = err.Error()
 					continue

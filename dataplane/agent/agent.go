@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kubedirect/kubedirect/dataplane/agent/agentstatus"
 	"github.com/kubedirect/kubedirect/dataplane/cni"
 	"github.com/kubedirect/kubedirect/dataplane/config"
 	"github.com/kubedirect/kubedirect/dataplane/loader"
@@ -113,34 +114,12 @@ type Agent struct {
 
 	mu     sync.Mutex
 	status Status
-}
-
-// Status is the agent's /status document.
-type Status struct {
-	// Node is this agent's node; Ready is true once the first full sync programmed the maps.
-	Node  string `json:"node"`
-	Ready bool   `json:"ready"`
-	// Services, Frontends and Backends count what is programmed (backends: TableAll slots).
-	Services  int `json:"services"`
-	Frontends int `json:"frontends"`
-	Backends  int `json:"backends"`
-	// Tunnels are remote pod CIDRs, Endpoints local pods, Conntrack live entries at the last GC.
-	Tunnels   int `json:"tunnels"`
-	Endpoints int `json:"endpoints"`
-	Conntrack int `json:"conntrack"`
-	// Skipped lists the Services the dataplane cannot serve, with the reason.
-	Skipped []string `json:"skipped,omitempty"`
-	// Syncs counts Service syncs; MapWrites counts service and backend map writes and deletes since start.
-	Syncs     int `json:"syncs"`
-	MapWrites int `json:"mapWrites"`
-	// SyncErrors counts failed Service programming attempts.
-	SyncErrors int `json:"syncErrors"`
-	// NodeIP is this node's InternalIP and PodCIDR its pod range, once known.
-	NodeIP  string `json:"nodeIP,omitempty"`
-	PodCIDR string `json:"podCIDR,omitempty"`
-
+	// skipped are the Services the dataplane cannot serve, with the reason (Status.Skipped); under mu.
 	skipped map[string]string
 }
+
+// Status is the agent's /status document (agentstatus.Status, which the validation reads too).
+type Status = agentstatus.Status
 
 // New validates the options.
 func New(o Options) (*Agent, error) {
@@ -153,7 +132,7 @@ func New(o Options) (*Agent, error) {
 	return &Agent{cfg: o.Config, node: o.NodeName, kc: o.Client, log: o.Logger.With("node", o.NodeName),
 		tunnels: map[netip.Prefix]netip.Addr{}, nodeAddrs: map[netip.Addr]bool{}, failedEP: map[netip.Addr]bool{},
 		endpoints: map[netip.Addr]maps.EndpointValue{}, cniReqs: make(chan cniRequest, 64),
-		status: Status{Node: o.NodeName, skipped: map[string]string{}}}, nil
+		status: Status{Node: o.NodeName}, skipped: map[string]string{}}, nil
 }
 
 // Run loads the datapath (adopting pinned maps), waits for this node's Node object, programs the full
@@ -408,9 +387,9 @@ func (a *Agent) done(key, skipped string, err error) {
 		a.status.SyncErrors++
 	}
 	if skipped != "" {
-		a.status.skipped[key] = skipped
+		a.skipped[key] = skipped
 	} else {
-		delete(a.status.skipped, key)
+		delete(a.skipped, key)
 	}
 	a.status.Services, a.status.Frontends, a.status.Backends, a.status.MapWrites = s, f, b, a.prog.Writes
 }
@@ -421,7 +400,7 @@ func (a *Agent) Snapshot() Status {
 	defer a.mu.Unlock()
 	st := a.status
 	st.Skipped = nil
-	for k, v := range a.status.skipped {
+	for k, v := range a.skipped {
 		st.Skipped = append(st.Skipped, k+": "+v)
 	}
 	return st
@@ -438,8 +417,8 @@ func (a *Agent) retrySkipped(ctx context.Context, interval time.Duration) {
 		case <-t.C:
 		}
 		a.mu.Lock()
-		keys := make([]string, 0, len(a.status.skipped))
-		for k := range a.status.skipped {
+		keys := make([]string, 0, len(a.skipped))
+		for k := range a.skipped {
 			keys = append(keys, k)
 		}
 		a.mu.Unlock()

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kubedirect/kubedirect/dataplane/agent/agentstatus"
 	"github.com/kubedirect/kubedirect/dataplane/maps"
 )
 
@@ -25,7 +26,7 @@ func (a *Agent) serveHealth(ctx context.Context) func() {
 		}
 		fmt.Fprintln(w, "ok")
 	})
-	mux.HandleFunc("/status", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc(agentstatus.Path, func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(a.Snapshot())
 	})

@@ -22,6 +22,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 // Systems compared by Bench.
@@ -180,15 +181,17 @@ func (l *Lab) benchService(ctx context.Context, name string, pod Pod) (string, e
 }
 
 func pollHTTP(ctx context.Context, l *Lab, addr string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		if _, err := l.HTTP(ctx, l.State.ClientNS, addr, 200*time.Millisecond); err == nil {
-			return nil
-		} else if time.Now().After(deadline) {
-			return fmt.Errorf("no connection to %s after %s: %w", addr, timeout, err)
+	var err error
+	if perr := wait.PollUntilContextTimeout(ctx, 5*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
+		_, err = l.HTTP(ctx, l.State.ClientNS, addr, 200*time.Millisecond)
+		return err == nil, nil
+	}); perr != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
-		time.Sleep(5 * time.Millisecond)
+		return fmt.Errorf("no connection to %s after %s: %w", addr, timeout, err)
 	}
+	return nil
 }
 
 // createServices creates n ClusterIP Services with one endpoint (pod) each, concurrently.
@@ -346,20 +349,20 @@ metricsBindAddress: 127.0.0.1:10249
 		return err
 	}
 	c := &http.Client{Timeout: time.Second, Transport: &http.Transport{Proxy: nil}}
-	deadline := time.Now().Add(120 * time.Second)
-	for {
+	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 120*time.Second, true, func(context.Context) (bool, error) {
 		resp, err := c.Get("http://" + n.IP + ":10256/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
+		if err != nil {
+			return false, nil
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("kube-proxy on %s not healthy (log %s)", node, l.Log("kube-proxy-"+node))
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, nil
+	}); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
-		time.Sleep(100 * time.Millisecond)
+		return fmt.Errorf("kube-proxy on %s not healthy (log %s)", node, l.Log("kube-proxy-"+node))
 	}
+	return nil
 }
 
 // StopKubeProxy stops kube-proxy on node and removes its rules (kube-proxy --cleanup in the namespace).

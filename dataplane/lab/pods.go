@@ -14,6 +14,7 @@ import (
 
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/kubedirect/kubedirect/dataplane/echo"
+	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 // netConf is the network configuration the lab hands the CNI plugin of a node.
@@ -86,17 +87,16 @@ func (l *Lab) AddPod(ctx context.Context, node, name string) (Pod, error) {
 	if err := l.save(); err != nil {
 		return p, err
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		_, err := l.HTTP(ctx, p.NetNS, "127.0.0.1:"+strconv.Itoa(HTTPPort), time.Second)
-		if err == nil {
-			return p, nil
+	if perr := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+		_, err = l.HTTP(ctx, p.NetNS, "127.0.0.1:"+strconv.Itoa(HTTPPort), time.Second)
+		return err == nil, nil
+	}); perr != nil {
+		if ctx.Err() != nil {
+			return p, ctx.Err()
 		}
-		if time.Now().After(deadline) {
-			return p, fmt.Errorf("echo in pod %s not answering: %w (log %s)", name, err, l.Log("echo-"+name))
-		}
-		time.Sleep(50 * time.Millisecond)
+		return p, fmt.Errorf("echo in pod %s not answering: %w (log %s)", name, err, l.Log("echo-"+name))
 	}
+	return p, nil
 }
 
 // DeletePod stops the pod's echo, runs CNI DEL and removes its namespace.

@@ -67,9 +67,15 @@ func LoadNodeConfig(path string) (*NodeConfig, error) {
 type Identity struct {
 	InstanceID string
 	PrivateIP  string
-	Hostname   string // the private DNS name, which kubelet registers the Node as
-	PublicIP   string // the public IPv4 address, "" without one
+	// Hostname is the private DNS name (ip-10-0-0-1.eu-west-1.compute.internal), lower case: the Node's
+	// name, as aws-cloud-controller-manager requires.
+	Hostname string
+	PublicIP string // the public IPv4 address, "" without one
+	Zone     string // the availability zone, part of the providerID
 }
+
+// ProviderID is the Node's spec.providerID as aws-cloud-controller-manager writes and reads it.
+func (id *Identity) ProviderID() string { return "aws:///" + id.Zone + "/" + id.InstanceID }
 
 // ReadIdentity asks IMDSv2 (AWS_EC2_METADATA_SERVICE_ENDPOINT is honoured, as in the rehearsal).
 func ReadIdentity(ctx context.Context, c *imds.Client) (*Identity, error) {
@@ -93,10 +99,13 @@ func ReadIdentity(ctx context.Context, c *imds.Client) (*Identity, error) {
 	if id.Hostname, err = get("local-hostname"); err != nil {
 		return nil, err
 	}
+	if id.Zone, err = get("placement/availability-zone"); err != nil {
+		return nil, err
+	}
 	// Not every instance has a public address: a missing one is no error.
 	id.PublicIP, _ = get("public-ipv4")
-	// kubelet names the Node after the short host name (ip-172-20-0-10), lower case.
-	id.Hostname = strings.ToLower(strings.SplitN(id.Hostname, ".", 2)[0])
+	// IMDS may list several names; the first is the instance's own.
+	id.Hostname = strings.ToLower(strings.Fields(id.Hostname + " ")[0])
 	return &id, nil
 }
 
@@ -113,6 +122,11 @@ localAPIEndpoint:
 nodeRegistration:
   name: "{{.NodeName}}"
   criSocket: unix:///run/containerd/containerd.sock
+  kubeletExtraArgs:
+    # aws-cloud-controller-manager initialises the Node (addresses, zone labels) and serves
+    # type LoadBalancer; the providerID names this instance to it.
+    - {name: cloud-provider, value: external}
+    - {name: provider-id, value: "{{.ProviderID}}"}
 ---
 apiVersion: kubeadm.k8s.io/v1beta4
 kind: ClusterConfiguration
@@ -142,6 +156,11 @@ controlPlane:
 nodeRegistration:
   name: "{{.NodeName}}"
   criSocket: unix:///run/containerd/containerd.sock
+  kubeletExtraArgs:
+    # aws-cloud-controller-manager initialises the Node (addresses, zone labels) and serves
+    # type LoadBalancer; the providerID names this instance to it.
+    - {name: cloud-provider, value: external}
+    - {name: provider-id, value: "{{.ProviderID}}"}
 `))
 
 // kubeadmParams fill the kubeadm configuration templates.
@@ -153,6 +172,7 @@ type kubeadmParams struct {
 	CAHash       string
 	NodeIP       string
 	NodeName     string
+	ProviderID   string
 }
 
 // KubeadmConfig renders the first control plane's InitConfiguration or the JoinConfiguration of
@@ -166,7 +186,7 @@ func KubeadmConfig(c *NodeConfig, id *Identity, mode JoinMode, token, caHash str
 	var buf bytes.Buffer
 	// The token in the state store is valid as long as the store says (BootstrapTokenTTL), so that a
 	// node added later still joins; kubeadm's TTL 0 would make it never expire.
-	err := t.Execute(&buf, kubeadmParams{C: c, ControlPlane: mode == ModeJoinControlPlane, Token: token, TokenTTL: BootstrapTokenTTL.String(), CAHash: caHash, NodeIP: id.PrivateIP, NodeName: id.Hostname})
+	err := t.Execute(&buf, kubeadmParams{C: c, ControlPlane: mode == ModeJoinControlPlane, Token: token, TokenTTL: BootstrapTokenTTL.String(), CAHash: caHash, NodeIP: id.PrivateIP, NodeName: id.Hostname, ProviderID: id.ProviderID()})
 	if err != nil {
 		return nil, fmt.Errorf("render kubeadm configuration: %w", err)
 	}

@@ -38,19 +38,22 @@ func imdsStandIn(t *testing.T, meta map[string]string) *httptest.Server {
 	return srv
 }
 
-// TestNodeIdentityComesFromIMDSv2: the bootstrap learns its instance, address and Node name with a
-// session token (an IMDS that refuses v1 requests answers it).
+// TestNodeIdentityComesFromIMDSv2: the bootstrap learns its instance, address, zone and Node name with
+// a session token (an IMDS that refuses v1 requests answers it). The Node is named after the whole
+// private DNS name and its providerID is aws:///zone/instance, as aws-cloud-controller-manager
+// requires.
 func TestNodeIdentityComesFromIMDSv2(t *testing.T) {
 	srv := imdsStandIn(t, map[string]string{
-		"/latest/meta-data/instance-id":    "i-0123456789abcdef0",
-		"/latest/meta-data/local-ipv4":     "172.20.0.10",
-		"/latest/meta-data/local-hostname": "IP-172-20-0-10.eu-west-1.compute.internal",
+		"/latest/meta-data/instance-id":                 "i-0123456789abcdef0",
+		"/latest/meta-data/local-ipv4":                  "172.20.0.10",
+		"/latest/meta-data/local-hostname":              "IP-172-20-0-10.eu-west-1.compute.internal",
+		"/latest/meta-data/placement/availability-zone": "eu-west-1b",
 	})
 	id, err := ReadIdentity(context.Background(), imds.New(imds.Options{Endpoint: srv.URL, ClientEnableState: imds.ClientEnabled}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if id.InstanceID != "i-0123456789abcdef0" || id.PrivateIP != "172.20.0.10" || id.Hostname != "ip-172-20-0-10" {
+	if id.InstanceID != "i-0123456789abcdef0" || id.PrivateIP != "172.20.0.10" || id.Hostname != "ip-172-20-0-10.eu-west-1.compute.internal" || id.ProviderID() != "aws:///eu-west-1b/i-0123456789abcdef0" {
 		t.Errorf("identity %+v", id)
 	}
 }

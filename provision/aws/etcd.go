@@ -25,6 +25,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/etcdutl/v3/snapshot"
 	"go.uber.org/zap"
@@ -131,15 +132,22 @@ func RemoveDeadMembers(ctx context.Context, cli *clientv3.Client, live []string)
 	if err != nil {
 		return nil, fmt.Errorf("list etcd members: %w", err)
 	}
-	var removed []string
-	for _, m := range list.Members {
-		alive := false
+	alive := func(m *etcdserverpb.Member) bool {
 		for _, u := range m.PeerURLs {
 			if pu, err := url.Parse(u); err == nil && slices.Contains(live, pu.Hostname()) {
-				alive = true
+				return true
 			}
 		}
-		if alive {
+		return false
+	}
+	// If no member is a live instance, the list of instances and etcd disagree about addresses:
+	// judging by it would remove the cluster's own members.
+	if !slices.ContainsFunc(list.Members, alive) {
+		return nil, fmt.Errorf("remove dead etcd members: none of the %d members is at a live control plane's address %v; refusing to judge", len(list.Members), live)
+	}
+	var removed []string
+	for _, m := range list.Members {
+		if alive(m) {
 			continue
 		}
 		name := m.Name

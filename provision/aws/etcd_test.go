@@ -125,6 +125,11 @@ func TestEtcdMemberOfReplacedControlPlaneIsRemoved(t *testing.T) {
 	if _, err := RemoveDeadMembers(ctx, cli, nil); err == nil {
 		t.Error("no live control plane known, and members were judged")
 	}
+	// Instances at other addresses than etcd's members (a list that disagrees with etcd) remove
+	// nothing.
+	if removed, err := RemoveDeadMembers(ctx, cli, []string{"127.0.0.9"}); err == nil || len(removed) > 0 {
+		t.Errorf("no member at a live address: removed %v, err %v", removed, err)
+	}
 	removed, err := RemoveDeadMembers(ctx, cli, []string{ms[0].ip, ms[1].ip})
 	if err != nil {
 		t.Fatal(err)

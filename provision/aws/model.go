@@ -70,13 +70,21 @@ func (m *model) controlPlanes() int {
 	return n
 }
 
-// controlPlaneSummary says how many control planes the cluster has and what they tolerate.
-func (m *model) controlPlaneSummary() string {
+// controlPlaneSummary says how many control planes the cluster has, what they tolerate, how they
+// join, where etcd's snapshots go and what runs the cloud integration: lines of the plan's header.
+func (m *model) controlPlaneSummary() []string {
 	n := m.controlPlanes()
-	if n == 1 {
-		return "Control plane: 1 node (etcd on it); losing it stops the API until the auto scaling group replaces it."
+	lines := []string{"Control plane: 1 node (etcd on it); losing it stops the API until the auto scaling group replaces it, which rejoins from the state store or, if etcd's disk is lost, starts empty: restore a snapshot."}
+	if n > 1 {
+		lines = []string{
+			fmt.Sprintf("Control plane: %d nodes, stacked etcd (one member on each), tolerates %d down; spread over the zones by one auto scaling group.", n, (n-1)/2),
+			fmt.Sprintf("Join: the first control plane to take %s runs kubeadm init; the other %d, and any the group replaces later, kubeadm join --control-plane with the shared key pairs from %s and remove the etcd members of terminated instances.", FileInitLock, n-1, dirPKI),
+		}
 	}
-	return fmt.Sprintf("Control plane: %d nodes, stacked etcd (one member on each), tolerates %d down; spread over the zones by one auto scaling group.", n, (n-1)/2)
+	return append(lines,
+		fmt.Sprintf("etcd snapshots: %s by the etcd leader to %s%s, the newest %d kept; `kubedirect node etcd-restore` restores one.", EtcdSnapshotSchedule, m.names.StateStore(), DirEtcdBackups, EtcdSnapshotsKept),
+		fmt.Sprintf("Cloud controller: %s:%s on the control planes (kubelet --cloud-provider=external; Nodes named after their private DNS names); Services of type LoadBalancer with service.beta.kubernetes.io/aws-load-balancer-type: nlb get a network load balancer.", cloudControllerRepository, m.spec.Spec.KubernetesVersion),
+	)
 }
 
 // carveSubnets gives each zone the next block of the VPC's CIDR, 16 blocks in all (a /20 of a /16).

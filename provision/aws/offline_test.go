@@ -74,6 +74,7 @@ func TestThreeControlPlanesArePlanned(t *testing.T) {
 	_ = plan.Write(&b)
 	for _, want := range []string{
 		"# Control plane: 3 nodes, stacked etcd (one member on each), tolerates 1 down",
+		"# Join: the first control plane to take control-plane/init-lock runs kubeadm init; the other 2, and any the group replaces later, kubeadm join --control-plane",
 		"+ AutoScalingGroup kubedirect-prod-control-plane\n    launchTemplate: (lt/control-plane, known after create) $Default\n    size: min 3 max 3 desired 3",
 		"targetGroup: (tg, known after create)\n    targetGroup: (tg-internal, known after create)",
 	} {

@@ -250,10 +250,14 @@ func (m *model) header(offline bool) []string {
 		fmt.Sprintf("# Plan for cluster %q on aws, region %s, zones %s", m.names.Cluster, m.region, strings.Join(m.zones, ", ")),
 		fmt.Sprintf("# State store: %s", m.names.StateStore()),
 		fmt.Sprintf("# Every resource is tagged %s=%s and %s=owned.", TagCluster, m.names.Cluster, KubernetesClusterTag(m.names.Cluster)),
-		"# " + m.controlPlaneSummary(),
+	}
+	for _, l := range m.controlPlaneSummary() {
+		h = append(h, "# "+l)
+	}
+	h = append(h,
 		fmt.Sprintf("# API: the operator through %s (access.api), the nodes through %s inside the VPC; health checks %s; cross-zone on.", m.names.LoadBalancer(), m.names.InternalLoadBalancer(), healthCheck),
 		fmt.Sprintf("# Operator permissions: aws.RequiredActions, with iam:CreateServiceLinkedRole for %s (a fresh account's first load balancer and auto scaling group).", strings.Join(serviceLinkedRoleServices, " and ")),
-	}
+	)
 	if offline {
 		h = append(h, "# Offline plan: no AWS call was made; create compares with the account and changes only what differs.")
 	}

@@ -101,7 +101,8 @@ var trustPolicy = policyDocument{Version: "2012-10-17", Statement: []statement{{
 //     else of the state store;
 //   - the control plane also reads the shared key pairs (pki/), writes the admin kubeconfig and the join
 //     token, takes the init lock and writes the cluster marker (control-plane/), and keeps etcd
-//     snapshots (backups/etcd/: put, list, delete); it lists instances to find the other control planes;
+//     snapshots (backups/etcd/: put, list, delete); it runs aws-cloud-controller-manager
+//     (cloudControllerStatements), whose ec2:DescribeInstances also finds the other control planes;
 //   - in dsr mode a node turns off the source/destination check of its own instance, and only its own:
 //     the condition aws:ARN = ${ec2:SourceInstanceARN} compares the instance being modified with the
 //     instance whose role credentials sign the request (aws:ARN is the target resource's ARN; AWS
@@ -125,10 +126,10 @@ func (m *model) policy(role string) policyDocument {
 				Sid: "ListEtcdSnapshots", Effect: "Allow", Action: stringList{"s3:ListBucket"}, Resource: stringList{"arn:aws:s3:::" + m.names.Bucket()},
 				Condition: map[string]map[string]stringList{"StringLike": {"s3:prefix": {m.names.StateKey(DirEtcdBackups) + "*"}}},
 			},
-			// A replaced control plane finds the live ones to remove its predecessor's etcd member.
-			// EC2 has no resource-level permissions for Describe calls.
-			statement{Sid: "FindControlPlanes", Effect: "Allow", Action: stringList{"ec2:DescribeInstances"}, Resource: stringList{"*"}},
 		)
+		// A replaced control plane finds the live ones with ec2:DescribeInstances, which the cloud
+		// controller manager needs too.
+		doc.Statement = append(doc.Statement, m.cloudControllerStatements()...)
 	}
 	if m.dsr {
 		doc.Statement = append(doc.Statement, statement{

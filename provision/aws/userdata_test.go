@@ -3,6 +3,9 @@ package aws
 import (
 	"context"
 	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -59,14 +62,15 @@ func TestUserDataOnlyInstallsPackagesAndRunsTheBinary(t *testing.T) {
 func TestKubeadmConfigOfControlPlaneAndWorker(t *testing.T) {
 	nc := &NodeConfig{Cluster: "prod", ControlPlane: true, KubernetesVersion: "v1.34.4", APIEndpoint: "api-int.example", PublicAPIEndpoint: "api.example",
 		PodCIDR: "10.244.0.0/16", ServiceCIDR: "10.96.0.0/16"}
-	id := &Identity{InstanceID: "i-0123", PrivateIP: "172.20.0.10", Hostname: "ip-172-20-0-10"}
+	id := &Identity{InstanceID: "i-0123", PrivateIP: "172.20.0.10", Hostname: "ip-172-20-0-10.eu-west-1.compute.internal", Zone: "eu-west-1a"}
 	b, err := KubeadmConfig(nc, id, ModeInit, "abcdef.0123456789abcdef", "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := string(b)
 	for _, want := range []string{`ttl: "24h0m0s"`, `advertiseAddress: "172.20.0.10"`, `controlPlaneEndpoint: "api-int.example:6443"`,
-		`certSANs: ["api-int.example", "api.example"]`, "podSubnet: 10.244.0.0/16", `name: "ip-172-20-0-10"`} {
+		`certSANs: ["api-int.example", "api.example"]`, "podSubnet: 10.244.0.0/16", `name: "ip-172-20-0-10.eu-west-1.compute.internal"`,
+		"{name: cloud-provider, value: external}", `{name: provider-id, value: "aws:///eu-west-1a/i-0123"}`} {
 		if !strings.Contains(s, want) {
 			t.Errorf("init config lacks %q:\n%s", want, s)
 		}
@@ -82,7 +86,8 @@ func TestKubeadmConfigOfControlPlaneAndWorker(t *testing.T) {
 	nc.ControlPlane = false
 	b, _ = KubeadmConfig(nc, id, ModeJoin, "abcdef.0123456789abcdef", "sha256:00ff")
 	s = string(b)
-	for _, want := range []string{"kind: JoinConfiguration", `apiServerEndpoint: "api-int.example:6443"`, `caCertHashes: ["sha256:00ff"]`} {
+	for _, want := range []string{"kind: JoinConfiguration", `apiServerEndpoint: "api-int.example:6443"`, `caCertHashes: ["sha256:00ff"]`,
+		"{name: cloud-provider, value: external}", `{name: provider-id, value: "aws:///eu-west-1a/i-0123"}`} {
 		if !strings.Contains(s, want) {
 			t.Errorf("join config lacks %q:\n%s", want, s)
 		}
@@ -115,5 +120,27 @@ func TestControlPlaneRenewsTheJoinToken(t *testing.T) {
 	err = n.RenewToken(context.Background(), func(context.Context, string, ...string) ([]byte, error) { return []byte("error: no"), nil })
 	if err == nil || string(e.cloud.Object("example-kubedirect-state", key)) != "new456.fedcba9876543210" {
 		t.Errorf("bad output accepted: %v", err)
+	}
+}
+
+// TestKubeadmAcceptsTheRenderedConfigs: the real kubeadm validates the init configuration and both
+// join configurations (field names, the kubelet's extra arguments, the control-plane section).
+func TestKubeadmAcceptsTheRenderedConfigs(t *testing.T) {
+	kubeadm := k8sBinary(t, "kubeadm")
+	nc := &NodeConfig{Cluster: "prod", ControlPlane: true, KubernetesVersion: "v1.34.4", APIEndpoint: "api-int.example", PublicAPIEndpoint: "api.example",
+		PodCIDR: "10.244.0.0/16", ServiceCIDR: "10.96.0.0/16"}
+	id := &Identity{InstanceID: "i-0123", PrivateIP: "172.20.0.10", Hostname: "ip-172-20-0-10.eu-west-1.compute.internal", Zone: "eu-west-1a"}
+	for _, mode := range []JoinMode{ModeInit, ModeJoinControlPlane, ModeJoin} {
+		b, err := KubeadmConfig(nc, id, mode, "abcdef.0123456789abcdef", "sha256:"+strings.Repeat("0f", 32))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := filepath.Join(t.TempDir(), "kubeadm.yaml")
+		if err := os.WriteFile(f, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command(kubeadm, "config", "validate", "--config", f).CombinedOutput(); err != nil {
+			t.Errorf("%s: kubeadm config validate: %v\n%s\n%s", mode, err, out, b)
+		}
 	}
 }

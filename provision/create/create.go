@@ -83,7 +83,7 @@ type Step struct {
 
 // Steps are create's actions in order.
 func Steps() []func(r *run) []Step {
-	return []func(r *run) []Step{buildImage, infrastructure, deliverImage, installChart, waitReady, validateCluster}
+	return []func(r *run) []Step{buildImage, infrastructure, deliverImage, installCloudController, installChart, waitReady, validateCluster}
 }
 
 // Cluster creates the cluster c describes with p, or, when it exists, converges it (the provider's
@@ -212,6 +212,30 @@ func deliverImage(r *run) []Step {
 				r.skipChart = true
 				return nil
 			}
+			return err
+		})
+	}}}
+}
+
+// installCloudController installs or upgrades the cloud controller manager of a provider that needs
+// one, as its own Helm release.
+func installCloudController(r *run) []Step {
+	cc, ok := r.p.(provision.CloudController)
+	if !ok {
+		return nil
+	}
+	return []Step{{Name: "", Run: func(ctx context.Context, r *run) error {
+		return r.pr.Step("Installing the cloud controller manager (Helm)", func() error {
+			ch, err := install.LoadCloudControllerChart()
+			if err != nil {
+				return err
+			}
+			vals, err := cc.CloudControllerValues(r.c)
+			if err != nil {
+				return err
+			}
+			act, err := install.Helm(ctx, ch, vals, install.HelmOptions{Kubeconfig: r.kubeconfig, Log: r.o.Log, Release: ch.Metadata.Name})
+			r.o.Log.Debug("helm release", "release", ch.Metadata.Name, "action", act)
 			return err
 		})
 	}}}

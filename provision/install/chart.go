@@ -33,8 +33,16 @@ const SelfImageRepository = "kubedirect.local/kubedirect"
 const DefaultAPIServerPort = 6443
 
 // LoadChart loads the chart embedded in package manifests.
-func LoadChart() (*chart.Chart, error) {
-	root := manifests.Chart()
+func LoadChart() (*chart.Chart, error) { return loadChart(manifests.Chart()) }
+
+// LoadCloudControllerChart loads the AWS cloud controller manager's chart embedded in package
+// manifests.
+func LoadCloudControllerChart() (*chart.Chart, error) {
+	return loadChart(manifests.CloudControllerChart())
+}
+
+// loadChart loads the chart whose files root holds.
+func loadChart(root fs.FS) (*chart.Chart, error) {
 	var files []*loader.BufferedFile
 	err := fs.WalkDir(root, ".", func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {

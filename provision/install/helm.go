@@ -37,6 +37,8 @@ type HelmOptions struct {
 	Timeout time.Duration
 	// Log receives Helm's debug output. Default: discarded.
 	Log *slog.Logger
+	// Release is the release's name. Default: ReleaseName.
+	Release string
 }
 
 // Action tells what Helm did.
@@ -48,11 +50,14 @@ const (
 	Upgraded  Action = "upgraded"
 )
 
-// Helm installs the chart as ReleaseName in Namespace, or upgrades the release when it exists (so
+// Helm installs the chart as the release (ReleaseName unless o says) in Namespace, or upgrades the release when it exists (so
 // running create again on an existing cluster upgrades). It does not wait for the agents: see WaitAgents.
 func Helm(ctx context.Context, ch *chart.Chart, vals map[string]any, o HelmOptions) (Action, error) {
 	if o.Timeout == 0 {
 		o.Timeout = DefaultTimeout
+	}
+	if o.Release == "" {
+		o.Release = ReleaseName
 	}
 	log := o.Log
 	if log == nil {
@@ -71,21 +76,21 @@ func Helm(ctx context.Context, ch *chart.Chart, vals map[string]any, o HelmOptio
 	hist := action.NewHistory(cfg)
 	hist.Max = 1
 	var act Action
-	switch _, err := hist.Run(ReleaseName); {
+	switch _, err := hist.Run(o.Release); {
 	case errors.Is(err, driver.ErrReleaseNotFound):
 		in := action.NewInstall(cfg)
-		in.ReleaseName, in.Namespace, in.Timeout = ReleaseName, Namespace, o.Timeout
+		in.ReleaseName, in.Namespace, in.Timeout = o.Release, Namespace, o.Timeout
 		if _, err := in.RunWithContext(ctx, ch, vals); err != nil {
-			return "", fmt.Errorf("helm install %s: %w", ReleaseName, err)
+			return "", fmt.Errorf("helm install %s: %w", o.Release, err)
 		}
 		act = Installed
 	case err != nil:
-		return "", fmt.Errorf("helm history %s: %w", ReleaseName, err)
+		return "", fmt.Errorf("helm history %s: %w", o.Release, err)
 	default:
 		up := action.NewUpgrade(cfg)
 		up.Namespace, up.Timeout = Namespace, o.Timeout
-		if _, err := up.RunWithContext(ctx, ReleaseName, ch, vals); err != nil {
-			return "", fmt.Errorf("helm upgrade %s: %w", ReleaseName, err)
+		if _, err := up.RunWithContext(ctx, o.Release, ch, vals); err != nil {
+			return "", fmt.Errorf("helm upgrade %s: %w", o.Release, err)
 		}
 		act = Upgraded
 	}

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/kubedirect/kubedirect/dataplane/agent/agentstatus"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 )
@@ -132,23 +133,11 @@ func CheckAgents(nodes []corev1.Node, agentPods []corev1.Pod, statuses map[strin
 	return out
 }
 
-// agentStatus is the part of the agent's /status JSON (dataplane/agent.Status) the checks read.
-type agentStatus struct {
-	Ready      bool     `json:"ready"`
-	Services   int      `json:"services"`
-	Frontends  int      `json:"frontends"`
-	Backends   int      `json:"backends"`
-	Tunnels    int      `json:"tunnels"`
-	Endpoints  int      `json:"endpoints"`
-	Skipped    []string `json:"skipped"`
-	SyncErrors int      `json:"syncErrors"`
-}
-
 // MapsProgrammed decides from an agent's /status JSON whether its BPF maps are programmed: the agent
 // reports ready, and its services map holds frontends with backends (every cluster has the kubernetes
 // Service, whose backend is the API server). Services the agent skipped are shown, not failed.
 func MapsProgrammed(status []byte) (bool, string) {
-	var st agentStatus
+	var st agentstatus.Status
 	if err := json.Unmarshal(status, &st); err != nil {
 		return false, "status is not the agent's JSON: " + err.Error()
 	}

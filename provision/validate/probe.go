@@ -13,6 +13,7 @@ import (
 	"github.com/kubedirect/kubedirect/dataplane/echo"
 	"github.com/kubedirect/kubedirect/manifests"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	sigsyaml "sigs.k8s.io/yaml"
 )
 
@@ -197,24 +198,21 @@ func renderObject(name string, params any, obj any) error {
 // probeAddr joins an IP and port.
 func probeAddr(ip string, port int32) string { return net.JoinHostPort(ip, strconv.Itoa(int(port))) }
 
+// probeRetryInterval is the pause between calls of a case or baseline that did not answer yet.
+const probeRetryInterval = 300 * time.Millisecond
+
 // observe calls c until Judge passes it or timeout ends (one call when no reply is expected), each call
 // bounded by callTimeout.
 func observe(ctx context.Context, p Prober, c Case, addr, expected string, nodeIPs map[string]string, timeout, callTimeout time.Duration) Row {
-	deadline := time.Now().Add(timeout)
-	for {
+	var row Row
+	_ = wait.PollUntilContextTimeout(ctx, probeRetryInterval, timeout, true, func(context.Context) (bool, error) {
 		cctx, cancel := context.WithTimeout(ctx, callTimeout)
 		reply, err := p.Probe(cctx, c.Protocol, addr)
 		cancel()
-		row := Judge(Observation{Case: c, Reply: reply, Err: err}, expected, nodeIPs)
-		if row.Result == Pass || !c.ExpectsReply() || expected == "" || time.Now().After(deadline) || ctx.Err() != nil {
-			return row
-		}
-		select {
-		case <-ctx.Done():
-			return row
-		case <-time.After(300 * time.Millisecond):
-		}
-	}
+		row = Judge(Observation{Case: c, Reply: reply, Err: err}, expected, nodeIPs)
+		return row.Result == Pass || !c.ExpectsReply() || expected == "", nil
+	})
+	return row // the last call's: a timeout or a cancelled ctx leaves it as it was
 }
 
 // baseline asks the host-network echo on every node, over both protocols, until it answers or timeout
@@ -230,22 +228,16 @@ func baseline(ctx context.Context, p Prober, nodes []ProbeNode, httpPort, udpPor
 				port = udpPort
 			}
 			addr := probeAddr(n.IP, int32(port))
-			deadline := time.Now().Add(timeout)
 			var lastErr error
-			for {
+			_ = wait.PollUntilContextTimeout(ctx, probeRetryInterval, timeout, true, func(context.Context) (bool, error) {
 				cctx, cancel := context.WithTimeout(ctx, callTimeout)
 				reply, err := p.Probe(cctx, proto, addr)
 				cancel()
-				if err == nil {
+				if lastErr = err; err == nil {
 					seen[n.Name][proto] = reply.SourceIP()
-					break
 				}
-				lastErr = err
-				if time.Now().After(deadline) || ctx.Err() != nil {
-					break
-				}
-				time.Sleep(300 * time.Millisecond)
-			}
+				return err == nil, nil
+			})
 			c := Check{Name: "baseline " + string(proto) + " (host-network echo)", Target: n.Name, Result: Pass}
 			if ip := seen[n.Name][proto]; ip != "" {
 				c.Detail = "client seen as " + ip + " at " + addr

@@ -3,6 +3,7 @@ package validate
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubedirect/kubedirect/dataplane/agent/agentstatus"
 	"github.com/kubedirect/kubedirect/dataplane/echo"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -485,5 +487,31 @@ func TestSystemPodFailureStillProves(t *testing.T) {
 	}
 	if len(rep.Matrix) != 24 || rep.Failures() != 1 {
 		t.Errorf("matrix %d rows, %d failures; want 24 rows and only the CoreDNS failure", len(rep.Matrix), rep.Failures())
+	}
+}
+
+// TestRunLeavesTheValidatorAsGiven: Run defaults a copy, so the caller's Validator keeps its unset
+// options (a later Run, for another cluster, picks the echo image of that cluster's DaemonSet).
+func TestRunLeavesTheValidatorAsGiven(t *testing.T) {
+	f := newFakeCluster(cluster()...)
+	v := f.validator()
+	if _, err := v.Run(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if v.Image != "" || v.PullPolicy != "" || v.AgentNamespace != "" || v.EchoHTTPPort != 0 || v.PodTimeout != 0 || v.Log != nil || v.ReachHint != "" {
+		t.Errorf("Run changed the caller's Validator: %+v", *v)
+	}
+}
+
+// TestMapsProgrammedReadsTheAgentsStatus: the document the agent serves (agentstatus.Status) is the
+// one the check reads, field for field.
+func TestMapsProgrammedReadsTheAgentsStatus(t *testing.T) {
+	body, err := json.Marshal(agentstatus.Status{Node: "n1", Ready: true, Services: 1, Frontends: 2, Backends: 1, Skipped: []string{"ns/a: full"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok, detail := MapsProgrammed(body)
+	if !ok || !strings.Contains(detail, "services=1 frontends=2 backends=1") || !strings.Contains(detail, "ns/a: full") {
+		t.Errorf("MapsProgrammed = %v, %q", ok, detail)
 	}
 }

@@ -10,8 +10,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kubedirect/kubedirect/dataplane/agent/agentstatus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -66,7 +68,15 @@ type Validator struct {
 	Log *slog.Logger
 }
 
-func (v *Validator) defaults() {
+// withDefaults returns a copy of v with every unset option defaulted; v itself is left as the caller
+// set it, so one Validator can run again (RunWithWait) or be reused for another cluster.
+func (v *Validator) withDefaults() *Validator {
+	w := *v
+	w.setDefaults()
+	return &w
+}
+
+func (v *Validator) setDefaults() {
 	if v.ReachHint == "" {
 		v.ReachHint = DefaultReachHint
 	}
@@ -112,13 +122,17 @@ func (v *Validator) proxyStatus(ctx context.Context, pod *corev1.Pod) ([]byte, e
 			}
 		}
 	}
-	return v.Client.CoreV1().Pods(pod.Namespace).ProxyGet("http", pod.Name, strconv.Itoa(port), "/status", nil).DoRaw(ctx)
+	return v.Client.CoreV1().Pods(pod.Namespace).ProxyGet("http", pod.Name, strconv.Itoa(port), agentstatus.Path, nil).DoRaw(ctx)
 }
 
 // Run validates once. An error means the validation could not be carried out (the API server is
 // unreachable, ctx ended); a failed check is reported in the Report, not as an error.
 func (v *Validator) Run(ctx context.Context) (*Report, error) {
-	v.defaults()
+	return v.withDefaults().run(ctx)
+}
+
+// run is Run on a defaulted copy, which it may change (the echo image found in the DaemonSet).
+func (v *Validator) run(ctx context.Context) (*Report, error) {
 	rep := &Report{Cluster: v.Cluster}
 	nodes, err := v.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 	if err != nil {
@@ -199,20 +213,9 @@ func blockingFailures(checks []Check) string {
 }
 
 // prove runs the source-IP proof in a fresh namespace, which it deletes whatever happens (also when ctx
-// is cancelled, e.g. by Ctrl-C).
+// is cancelled, e.g. by Ctrl-C): setup makes the probe pods and Services, matrix calls every case.
 func (v *Validator) prove(ctx context.Context, rep *Report, nodeList []corev1.Node) (err error) {
-	nodes := ProbeNodes(nodeList)
-	if v.Address != nil {
-		byName := map[string]*corev1.Node{}
-		for i := range nodeList {
-			byName[nodeList[i].Name] = &nodeList[i]
-		}
-		for i := range nodes {
-			if a := v.Address(byName[nodes[i].Name]); a != "" {
-				nodes[i].IP = a
-			}
-		}
-	}
+	nodes := v.probeNodes(nodeList)
 	if v.Image == "" {
 		rep.Checks = append(rep.Checks, Check{Name: "source-IP proof", Target: "cluster", Result: Fail, Detail: "no echo image: the agent DaemonSet names none"})
 		return nil
@@ -240,8 +243,35 @@ func (v *Validator) prove(ctx context.Context, rep *Report, nodeList []corev1.No
 		}
 		rep.Checks = append(rep.Checks, c)
 	}()
+	services, err := v.setup(ctx, rep, ns, nodes)
+	if err != nil || services == nil {
+		return err
+	}
+	return v.matrix(ctx, rep, nodes, services)
+}
 
-	// Pods: an echo backend on the pod network and a host-network baseline echo on every node.
+// probeNodes are the nodes of the proof, each with the address the outside client calls.
+func (v *Validator) probeNodes(nodeList []corev1.Node) []ProbeNode {
+	nodes := ProbeNodes(nodeList)
+	if v.Address == nil {
+		return nodes
+	}
+	byName := map[string]*corev1.Node{}
+	for i := range nodeList {
+		byName[nodeList[i].Name] = &nodeList[i]
+	}
+	for i := range nodes {
+		if a := v.Address(byName[nodes[i].Name]); a != "" {
+			nodes[i].IP = a
+		}
+	}
+	return nodes
+}
+
+// setup creates, in namespace ns, an echo backend on the pod network and a host-network baseline echo
+// on every node, and per backend node one Service per policy; it waits for the pods and records that
+// as a check. It returns the Services by "label/policy", or nil when the pods did not become ready.
+func (v *Validator) setup(ctx context.Context, rep *Report, ns string, nodes []ProbeNode) (map[string]*corev1.Service, error) {
 	var podNames []string
 	for _, n := range nodes {
 		for _, p := range []podParams{
@@ -254,41 +284,45 @@ func (v *Validator) prove(ctx context.Context, rep *Report, nodeList []corev1.No
 			}
 			var pod corev1.Pod
 			if err := renderObject("echo-pod.yaml", p, &pod); err != nil {
-				return err
+				return nil, err
 			}
 			if _, err := v.Client.CoreV1().Pods(ns).Create(ctx, &pod, metav1.CreateOptions{}); err != nil {
-				return fmt.Errorf("create probe pod %s: %w", p.Name, err)
+				return nil, fmt.Errorf("create probe pod %s: %w", p.Name, err)
 			}
 			podNames = append(podNames, p.Name)
 		}
 	}
-	// Services: per backend node, one per policy, TCP and UDP.
-	services := map[string]*corev1.Service{} // key: label/policy
+	services := map[string]*corev1.Service{}
 	for _, n := range nodes {
 		for _, pol := range Policies {
 			sp := serviceParams{Namespace: ns, Name: "echo-" + n.Label + "-" + strings.ToLower(string(pol)), NodeLabel: n.Label, Policy: string(pol),
 				HTTPPort: v.EchoHTTPPort, UDPPort: v.EchoUDPPort}
 			var svc corev1.Service
 			if err := renderObject("service.yaml", sp, &svc); err != nil {
-				return err
+				return nil, err
 			}
 			created, err := v.Client.CoreV1().Services(ns).Create(ctx, &svc, metav1.CreateOptions{})
 			if err != nil {
-				return fmt.Errorf("create probe service %s: %w", sp.Name, err)
+				return nil, fmt.Errorf("create probe service %s: %w", sp.Name, err)
 			}
 			services[n.Label+"/"+string(pol)] = created
 		}
 	}
 	ready, problems, err := v.waitPods(ctx, ns, podNames)
 	if err != nil {
-		return err
+		return nil, err
+	}
+	if !ready {
+		rep.Checks = append(rep.Checks, Check{Name: "probe pods ready", Target: ns, Result: Fail, Detail: problems})
+		return nil, nil
 	}
 	rep.Checks = append(rep.Checks, Check{Name: "probe pods ready", Target: ns, Result: Pass, Detail: fmt.Sprintf("%d pods", len(podNames))})
-	if !ready {
-		rep.Checks[len(rep.Checks)-1] = Check{Name: "probe pods ready", Target: ns, Result: Fail, Detail: problems}
-		return nil
-	}
+	return services, nil
+}
 
+// matrix measures the baseline (the client address the host-network echo sees) and then calls every
+// case of Plan(nodes) through the Services setup made, into rep.Matrix.
+func (v *Validator) matrix(ctx context.Context, rep *Report, nodes []ProbeNode, services map[string]*corev1.Service) error {
 	base, checks := baseline(ctx, v.Prober, nodes, v.BaselineHTTPPort, v.BaselineUDPPort, v.RowTimeout, v.CallTimeout, v.ReachHint)
 	rep.Checks = append(rep.Checks, checks...)
 	nodeIPs := map[string]string{}
@@ -323,17 +357,19 @@ func (v *Validator) prove(ctx context.Context, rep *Report, nodeList []corev1.No
 
 // waitPods waits until every named pod is Ready, or PodTimeout; then it says which are not and why.
 func (v *Validator) waitPods(ctx context.Context, ns string, names []string) (bool, string, error) {
-	deadline := time.Now().Add(v.PodTimeout)
-	for {
+	var problems []string
+	var listErr error
+	err := wait.PollUntilContextTimeout(ctx, v.PollInterval, v.PodTimeout, true, func(context.Context) (bool, error) {
 		list, err := v.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
 		if err != nil {
-			return false, "", fmt.Errorf("list probe pods: %w", err)
+			listErr = err
+			return false, fmt.Errorf("list probe pods: %w", err)
 		}
 		byName := map[string]*corev1.Pod{}
 		for i := range list.Items {
 			byName[list.Items[i].Name] = &list.Items[i]
 		}
-		var problems []string
+		problems = problems[:0]
 		for _, name := range names {
 			p, ok := byName[name]
 			switch {
@@ -343,18 +379,17 @@ func (v *Validator) waitPods(ctx context.Context, ns string, names []string) (bo
 				problems = append(problems, fmt.Sprintf("%s on %s: %s", name, p.Spec.NodeName, podProblem(p)))
 			}
 		}
-		if len(problems) == 0 {
-			return true, "", nil
-		}
-		if time.Now().After(deadline) {
-			return false, joinProblems(problems), nil
-		}
-		select {
-		case <-ctx.Done():
-			return false, "", ctx.Err()
-		case <-time.After(v.PollInterval):
-		}
+		return len(problems) == 0, nil
+	})
+	switch {
+	case err == nil:
+		return true, "", nil
+	case ctx.Err() != nil:
+		return false, "", ctx.Err()
+	case listErr != nil:
+		return false, "", err
 	}
+	return false, joinProblems(problems), nil
 }
 
 func joinProblems(p []string) string {
@@ -368,23 +403,25 @@ func joinProblems(p []string) string {
 // interval; wait 0 validates once. onRetry (optional) is told of every failed attempt before the next.
 // It returns the last attempt's report, or its error when it could not produce one (then the report is
 // nil).
-func (v *Validator) RunWithWait(ctx context.Context, wait, interval time.Duration, onRetry func(*Report, error)) (*Report, error) {
-	deadline := time.Now().Add(wait)
-	for {
-		rep, err := v.Run(ctx)
-		if err == nil && rep.Passed {
-			return rep, nil
-		}
-		if wait <= 0 || time.Now().Add(interval).After(deadline) || ctx.Err() != nil {
-			return rep, err
+func (v *Validator) RunWithWait(ctx context.Context, waitFor, interval time.Duration, onRetry func(*Report, error)) (*Report, error) {
+	if waitFor <= 0 {
+		return v.Run(ctx)
+	}
+	deadline := time.Now().Add(waitFor)
+	var rep *Report
+	var err error
+	perr := wait.PollUntilContextTimeout(ctx, interval, waitFor, true, func(context.Context) (bool, error) {
+		rep, err = v.Run(ctx)
+		if (err == nil && rep.Passed) || time.Now().Add(interval).After(deadline) || ctx.Err() != nil {
+			return true, nil
 		}
 		if onRetry != nil {
 			onRetry(rep, err)
 		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(interval):
-		}
+		return false, nil
+	})
+	if perr != nil && ctx.Err() != nil {
+		return nil, ctx.Err()
 	}
+	return rep, err
 }
