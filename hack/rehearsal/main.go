@@ -219,37 +219,50 @@ func (l *launcher) poll(ctx context.Context, region string) error {
 // controller manager has initialised it.
 const uninitializedTaint = "node.cloudprovider.kubernetes.io/uninitialized"
 
-// initializeNodes does for Nodes registered with kubelet --cloud-provider=external what
-// aws-cloud-controller-manager's node controller does (it cannot run here: its image cannot be
-// pulled, and moto's instances are not the containers): the provider ID, then the taint removed.
-// Nodes without the taint are left alone.
+// cloudController is the DaemonSet of manifests/charts/aws-cloud-controller-manager.
+const cloudController = "aws-cloud-controller-manager"
+
+// initializeNodes plays aws-cloud-controller-manager, which cannot run here (its image cannot be
+// pulled, and moto's instances are not the containers): it removes the controller's DaemonSet, whose
+// pods would never start, and does for Nodes registered with kubelet --cloud-provider=external what
+// the controller's node controller does: the provider ID where kubelet set none, then the taint
+// removed. Nodes without the taint are left alone.
 func (l *launcher) initializeNodes(ctx context.Context) error {
 	if l.apiContainer == "" {
 		return nil
 	}
 	kubectl := []string{"exec", l.apiContainer, "kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf"}
 	out, err := output(ctx, "docker", append(kubectl, "get", "nodes", "-o",
-		`jsonpath={range .items[*]}{.metadata.name}{" "}{.spec.taints[*].key}{"\n"}{end}`)...)
+		`jsonpath={range .items[*]}{.metadata.name}{" "}{.spec.providerID}{" "}{.spec.taints[*].key}{"\n"}{end}`)...)
 	if err != nil {
 		return nil // the API is not up yet
 	}
+	if ds, _ := output(ctx, "docker", append(kubectl, "-n", "kube-system", "get", "daemonset", cloudController, "--ignore-not-found", "-o", "name")...); ds != "" {
+		if _, err := output(ctx, "docker", append(kubectl, "-n", "kube-system", "delete", "daemonset", cloudController, "--wait=false")...); err != nil {
+			return err
+		}
+		log.Printf("removed daemonset %s: its image cannot be pulled here; the rehearsal initialises the Nodes", cloudController)
+	}
 	for _, line := range strings.Split(out, "\n") {
-		name, taints, _ := strings.Cut(line, " ")
-		if !strings.Contains(taints, uninitializedTaint) {
+		f := strings.Fields(line)
+		if len(f) < 2 || !strings.Contains(line, uninitializedTaint) {
 			continue
 		}
+		name := f[0]
 		for _, n := range l.nodes {
 			if strings.SplitN(n.inst.Hostname, ".", 2)[0] != strings.SplitN(name, ".", 2)[0] {
 				continue
 			}
-			patch := fmt.Sprintf(`{"spec":{"providerID":"aws:///%s/%s"}}`, n.inst.Zone, n.inst.ID)
-			if _, err := output(ctx, "docker", append(kubectl, "patch", "node", name, "-p", patch)...); err != nil {
-				return err
+			if !strings.HasPrefix(f[1], "aws://") {
+				patch := fmt.Sprintf(`{"spec":{"providerID":"aws:///%s/%s"}}`, n.inst.Zone, n.inst.ID)
+				if _, err := output(ctx, "docker", append(kubectl, "patch", "node", name, "-p", patch)...); err != nil {
+					return err
+				}
 			}
 			if _, err := output(ctx, "docker", append(kubectl, "taint", "node", name, uninitializedTaint+"-")...); err != nil {
 				return err
 			}
-			log.Printf("node %s: provider ID aws:///%s/%s, %s taint removed (the cloud controller manager's part)", name, n.inst.Zone, n.inst.ID, uninitializedTaint)
+			log.Printf("node %s (%s): %s taint removed (the cloud controller manager's part)", name, n.inst.ID, uninitializedTaint)
 		}
 	}
 	return nil
