@@ -2,6 +2,18 @@
 # Installs what the build and tests need and a fresh Debian machine lacks: Debian packages through apt
 # (only when a command is missing) and checks Go. Safe to run again; prints what it installs.
 set -euo pipefail
+# golangci-lint (`make golangci-lint`), built with `go install` from the Go module proxy into the cache,
+# never into the repo: `hack/ensure-tools.sh --golangci-lint` builds it when missing and prints its path.
+golangci_lint_version=v2.15.0
+golangci_lint="${KUBEDIRECT_CACHE:-$HOME/.cache/kubedirect}/tools/golangci-lint-$golangci_lint_version/golangci-lint"
+if [ "${1:-}" = --golangci-lint ]; then
+  if [ ! -x "$golangci_lint" ]; then
+    echo "ensure-tools: building golangci-lint $golangci_lint_version (go install, a few minutes)" >&2
+    GOBIN="$(dirname "$golangci_lint")" GOFLAGS= go install "github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$golangci_lint_version" >&2
+  fi
+  echo "$golangci_lint"
+  exit 0
+fi
 need=()
 have() { command -v "$1" >/dev/null 2>&1; }
 have ip || need+=(iproute2)

@@ -15,6 +15,11 @@ func CloudControllerImage(c *spec.Cluster) string {
 
 const cloudControllerRepository = "registry.k8s.io/provider-aws/cloud-controller-manager"
 
+// cloudControllerRulePrefix starts the description of every ingress rule aws-cloud-controller-manager
+// adds to the nodes' security group for a network load balancer (kubernetes.io/rule/nlb/client=<lb>,
+// .../health=<lb>, .../mtu=<lb>): create leaves those rules to it.
+const cloudControllerRulePrefix = "kubernetes.io/rule/nlb/"
+
 // CloudControllerValues are the values of manifests' aws-cloud-controller-manager chart: upstream's
 // image at the cluster's version, the cluster's name (the kubernetes.io/cluster/<name> tag every
 // resource of the cluster has, by which the controller finds subnets and security groups).

@@ -1,8 +1,14 @@
 package aws
 
 import (
+	"bytes"
+	"context"
 	"strings"
 	"testing"
+
+	awssdk "github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"github.com/kubedirect/kubedirect/provision"
 	"github.com/kubedirect/kubedirect/provision/install"
@@ -47,5 +53,44 @@ func TestCloudControllerRunsOnControlPlanesBeforeTheDataplane(t *testing.T) {
 	}
 	if cp := mustJSON(m.policy(roleControlPlane)); !strings.Contains(cp, "elasticloadbalancing:CreateLoadBalancer") || strings.Contains(cp, "ec2:CreateVolume") {
 		t.Errorf("control plane lacks the load-balancer permissions or has volume ones: %s", cp)
+	}
+}
+
+// TestSecondCreateKeepsTheCloudControllersRules: the rules aws-cloud-controller-manager adds to the
+// nodes' security group for a Service's network load balancer (client traffic and health checks to
+// its NodePorts) are its own: a second create neither plans to remove them nor removes them.
+func TestSecondCreateKeepsTheCloudControllersRules(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	if _, err := e.p.Create(ctx, e.c); err != nil {
+		t.Fatal(err)
+	}
+	ec2c := e.cloud.EC2()
+	sgs, err := ec2c.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{Filters: []ec2types.Filter{{Name: awssdk.String("group-name"), Values: []string{"kubedirect-prod-nodes"}}}})
+	if err != nil || len(sgs.SecurityGroups) != 1 {
+		t.Fatalf("nodes' security group: %v %v", sgs, err)
+	}
+	id := sgs.SecurityGroups[0].GroupId
+	_, err = ec2c.AuthorizeSecurityGroupIngress(ctx, &ec2.AuthorizeSecurityGroupIngressInput{GroupId: id, IpPermissions: []ec2types.IpPermission{{
+		IpProtocol: awssdk.String("tcp"), FromPort: awssdk.Int32(31234), ToPort: awssdk.Int32(31234),
+		IpRanges: []ec2types.IpRange{{CidrIp: awssdk.String("0.0.0.0/0"), Description: awssdk.String("kubernetes.io/rule/nlb/client=a0123456789abcdef")}},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := e.p.Plan(ctx, e.c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plan.Pending() != 0 {
+		var b bytes.Buffer
+		_ = plan.Write(&b)
+		t.Errorf("plan removes the cloud controller's rule:\n%s", b.String())
+	}
+	if _, err := e.p.Create(ctx, e.c); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.cloud.MutatingCalls()["RevokeSecurityGroupIngress"]; n != 0 {
+		t.Errorf("second create revoked %d rules", n)
 	}
 }

@@ -450,6 +450,9 @@ func (t *securityGroupRulesTask) Find(ctx context.Context, r *run) (*actual, err
 			perms[text] = single
 		}
 		for _, ipr := range p.IpRanges {
+			if strings.HasPrefix(aws.ToString(ipr.Description), cloudControllerRulePrefix) {
+				continue // the cloud controller's, for a Service's load balancer
+			}
 			ru := base
 			ru.cidr, ru.desc = aws.ToString(ipr.CidrIp), aws.ToString(ipr.Description)
 			add(ru, "", ec2types.IpPermission{IpProtocol: p.IpProtocol, FromPort: p.FromPort, ToPort: p.ToPort, IpRanges: []ec2types.IpRange{ipr}})
