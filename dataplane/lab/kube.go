@@ -21,6 +21,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 )
@@ -135,13 +136,14 @@ func (l *Lab) controlPlane(ctx context.Context, binDir string) error {
 		return err
 	}
 	s.Server = "https://" + s.HostIP + ":6443"
-	if _, err := l.startProc("apiserver", nil, filepath.Join(binDir, "kube-apiserver"),
+	s.APIServer = []string{filepath.Join(binDir, "kube-apiserver"),
 		"--etcd-servers", etcdURL, "--bind-address", s.HostIP, "--advertise-address", s.HostIP, "--secure-port", "6443",
 		"--cert-dir", pki, "--token-auth-file", filepath.Join(pki, "tokens.csv"), "--authorization-mode", "RBAC",
 		"--service-cluster-ip-range", "10.96.0.0/16", "--service-node-port-range", "30000-32767",
 		"--service-account-issuer", "https://kubernetes.default.svc", "--service-account-key-file", filepath.Join(pki, "sa.pub"),
 		"--service-account-signing-key-file", filepath.Join(pki, "sa.key"), "--allow-privileged=true",
-		"--enable-priority-and-fairness=false", "--profiling=false", "--v=1"); err != nil {
+		"--enable-priority-and-fairness=false", "--profiling=false", "--v=1"}
+	if _, err := l.startProc("apiserver", nil, s.APIServer[0], s.APIServer[1:]...); err != nil {
 		return err
 	}
 	s.Kubeconfig = filepath.Join(s.Dir, "kubeconfig")
@@ -164,6 +166,35 @@ func (l *Lab) controlPlane(ctx context.Context, binDir string) error {
 	}
 	l.Client = c
 	return l.agentRBAC(ctx)
+}
+
+// StopAPIServer stops the lab's API server (etcd keeps running): the agents lose their watches while
+// the datapath they programmed stays in the kernel.
+func (l *Lab) StopAPIServer() {
+	stopPid(l.State.Pids["apiserver"], l.State.Name, 10*time.Second)
+}
+
+// StartAPIServer starts the API server StopAPIServer stopped, with the same command line, and waits
+// until it answers.
+func (l *Lab) StartAPIServer(ctx context.Context) error {
+	s := &l.State
+	if len(s.APIServer) == 0 {
+		return fmt.Errorf("lab %s has no recorded API server command line", s.Name)
+	}
+	if _, err := l.startProc("apiserver", nil, s.APIServer[0], s.APIServer[1:]...); err != nil {
+		return err
+	}
+	if err := l.save(); err != nil {
+		return err
+	}
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 90*time.Second, true, func(ctx context.Context) (bool, error) {
+		_, err := l.Client.CoreV1().Namespaces().Get(ctx, "default", metav1.GetOptions{})
+		return err == nil, nil
+	})
+	if err != nil {
+		return fmt.Errorf("API server not back: %w (log %s)", err, l.Log("apiserver"))
+	}
+	return nil
 }
 
 func waitAPIServer(ctx context.Context, server, tok string, timeout time.Duration) error {

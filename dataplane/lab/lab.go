@@ -103,6 +103,8 @@ type State struct {
 	AgentKC    string `json:"agentKubeconfig"`
 	BPFFS      string `json:"bpffs"`
 	K8sBinDir  string `json:"k8sBinDir"`
+	// APIServer is the API server's command line, kept so that it can be stopped and started again.
+	APIServer []string `json:"apiServer"`
 	// ServicesMapSize is the agents' services map capacity.
 	ServicesMapSize int            `json:"servicesMapSize"`
 	Pids            map[string]int `json:"pids"`

@@ -8,10 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/kubedirect/kubedirect/dataplane/cni"
 	"golang.org/x/sys/unix"
+	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 // Up builds a lab. A lab of the same name left behind by a crashed run is removed first. On error,
@@ -237,6 +239,24 @@ func (l *Lab) StopAgent(node string) error {
 	}
 	stopPid(n.AgentPid, l.State.Name, 5*time.Second)
 	return nil
+}
+
+// KillAgent kills a node's agent with SIGKILL, as the kernel's OOM killer or a crash would: it cleans
+// nothing up. It returns when the process is gone.
+func (l *Lab) KillAgent(node string) error {
+	n, err := l.Node(node)
+	if err != nil {
+		return err
+	}
+	if n.AgentPid <= 0 || !ours(n.AgentPid, l.State.Name) {
+		return fmt.Errorf("no agent running on %s", node)
+	}
+	if err := syscall.Kill(n.AgentPid, syscall.SIGKILL); err != nil {
+		return fmt.Errorf("kill agent on %s: %w", node, err)
+	}
+	return wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+		return !ours(n.AgentPid, l.State.Name), nil
+	})
 }
 
 // RestartAgent stops and starts a node's agent and waits until it is ready again.
