@@ -225,15 +225,16 @@ const cloudController = "aws-cloud-controller-manager"
 // initializeNodes plays aws-cloud-controller-manager, which cannot run here (its image cannot be
 // pulled, and moto's instances are not the containers): it removes the controller's DaemonSet, whose
 // pods would never start, and does for Nodes registered with kubelet --cloud-provider=external what
-// the controller's node controller does: the provider ID where kubelet set none, then the taint
-// removed. Nodes without the taint are left alone.
+// the controller's node controller does: the provider ID where kubelet set none, the addresses
+// (InternalIP and ExternalIP the container's), then the taint removed. Nodes with addresses and
+// without the taint are left alone.
 func (l *launcher) initializeNodes(ctx context.Context) error {
 	if l.apiContainer == "" {
 		return nil
 	}
 	kubectl := []string{"exec", l.apiContainer, "kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf"}
 	out, err := output(ctx, "docker", append(kubectl, "get", "nodes", "-o",
-		`jsonpath={range .items[*]}{.metadata.name}{" "}{.spec.providerID}{" "}{.spec.taints[*].key}{"\n"}{end}`)...)
+		`jsonpath={range .items[*]}{.metadata.name}{"|"}{.spec.providerID}{"|"}{.spec.taints[*].key}{"|"}{.status.addresses[*].type}{"\n"}{end}`)...)
 	if err != nil {
 		return nil // the API is not up yet
 	}
@@ -244,8 +245,8 @@ func (l *launcher) initializeNodes(ctx context.Context) error {
 		log.Printf("removed daemonset %s: its image cannot be pulled here; the rehearsal initialises the Nodes", cloudController)
 	}
 	for _, line := range strings.Split(out, "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 || !strings.Contains(line, uninitializedTaint) {
+		f := strings.Split(line, "|")
+		if len(f) < 4 || !strings.Contains(f[2], uninitializedTaint) && strings.Contains(f[3], "InternalIP") {
 			continue
 		}
 		name := f[0]
@@ -259,10 +260,18 @@ func (l *launcher) initializeNodes(ctx context.Context) error {
 					return err
 				}
 			}
-			if _, err := output(ctx, "docker", append(kubectl, "taint", "node", name, uninitializedTaint+"-")...); err != nil {
+			// kubelet --cloud-provider=external leaves the addresses to the controller.
+			addrs := fmt.Sprintf(`{"status":{"addresses":[{"type":"InternalIP","address":%q},{"type":"ExternalIP","address":%q},{"type":"InternalDNS","address":%q},{"type":"Hostname","address":%q}]}}`,
+				n.inst.IP, n.inst.IP, n.inst.Hostname, n.inst.Hostname)
+			if _, err := output(ctx, "docker", append(kubectl, "patch", "node", name, "--subresource=status", "--type=merge", "-p", addrs)...); err != nil {
 				return err
 			}
-			log.Printf("node %s (%s): %s taint removed (the cloud controller manager's part)", name, n.inst.ID, uninitializedTaint)
+			if strings.Contains(f[2], uninitializedTaint) {
+				if _, err := output(ctx, "docker", append(kubectl, "taint", "node", name, uninitializedTaint+"-")...); err != nil {
+					return err
+				}
+			}
+			log.Printf("node %s (%s): addresses set, %s taint removed (the cloud controller manager's part)", name, n.inst.ID, uninitializedTaint)
 		}
 	}
 	return nil
