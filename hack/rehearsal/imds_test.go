@@ -24,7 +24,7 @@ func TestIMDSStandInAnswersTheSDKsIMDSv2Client(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := kdaws.Identity{InstanceID: "i-0123456789abcdef0", PrivateIP: "127.0.0.1", Hostname: "ip-127-0-0-1", PublicIP: "127.0.0.1"}
+	want := kdaws.Identity{InstanceID: "i-0123456789abcdef0", PrivateIP: "127.0.0.1", Hostname: "ip-127-0-0-1.eu-west-1.compute.internal", PublicIP: "127.0.0.1", Zone: "eu-west-1a"}
 	if *id != want {
 		t.Errorf("identity %+v, want %+v", *id, want)
 	}
