@@ -53,7 +53,7 @@ int from_container(struct __sk_buff *skb)
 		/* An ICMP error from a backend about a translated flow. */
 		v = kd_revnat_icmp(skb, &p, now, &err);
 		if (err)
-			return kd_drop(skb, KD_DROP_REWRITE);
+			return kd_drop(skb, err);
 		if (v && (v->flags & (KD_CT_NODEPORT_LOCAL | KD_CT_NODEPORT_FWD)))
 			return kd_reply_out(skb, cfg, &p, v);
 	}
@@ -76,7 +76,7 @@ int from_container(struct __sk_buff *skb)
 	/* Reply from a backend pod of a flow translated on this node. */
 	v = kd_revnat(skb, &p, now, &err);
 	if (err)
-		return kd_drop(skb, KD_DROP_REWRITE);
+		return kd_drop(skb, err);
 	if (v) {
 		if (v->flags & (KD_CT_NODEPORT_LOCAL | KD_CT_NODEPORT_FWD)) {
 			act = ((v->flags & KD_CT_NODEPORT_FWD) && !(v->flags & KD_CT_DSR)) ? KD_FRAG_ENCAP : KD_FRAG_FIB;
@@ -156,6 +156,6 @@ int to_container(struct __sk_buff *skb)
 		 (rc = kd_frag_record(&p, os, od, KD_FRAG_ROUTE, 0, now)) < 0)
 		return kd_drop(skb, -rc);
 	if (err)
-		return kd_drop(skb, KD_DROP_REWRITE);
+		return kd_drop(skb, err);
 	return TC_ACT_OK;
 }

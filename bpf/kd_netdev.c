@@ -120,7 +120,7 @@ int to_netdev(struct __sk_buff *skb)
 	od = p.daddr;
 	v = kd_revnat(skb, &p, now, &err);
 	if (err)
-		return kd_drop(skb, KD_DROP_REWRITE);
+		return kd_drop(skb, err);
 	/* A forwarded flow in tunnel mode goes back to the ingress node; dsr
 	 * and local flows continue out of this NIC as routed. */
 	if (v && (v->flags & KD_CT_NODEPORT_FWD) && !(v->flags & KD_CT_DSR)) {

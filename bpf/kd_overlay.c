@@ -47,13 +47,13 @@ int from_overlay(struct __sk_buff *skb)
 			}
 			kd_revnat_icmp(skb, &p, now, &err);
 			if (err)
-				return kd_drop(skb, KD_DROP_REWRITE);
+				return kd_drop(skb, err);
 		} else {
 			/* A later fragment of a datagram translated here. */
 			struct kd_frag_val *f = kd_frag_get(skb, &p, bpf_ktime_get_ns(), &err);
 
 			if (err)
-				return kd_drop(skb, KD_DROP_REWRITE);
+				return kd_drop(skb, err);
 			if (f && f->action == KD_FRAG_FIB)
 				return kd_fib_out(skb, &p);
 		}
@@ -88,7 +88,7 @@ int from_overlay(struct __sk_buff *skb)
 
 		v = kd_revnat(skb, &p, now, &err);
 		if (err)
-			return kd_drop(skb, KD_DROP_REWRITE);
+			return kd_drop(skb, err);
 		if (v && (rc = kd_frag_record(&p, os, od, KD_FRAG_ROUTE, 0, now)) < 0)
 			return kd_drop(skb, -rc);
 		/* From a host-network client on another node (its route to our
@@ -134,7 +134,7 @@ int to_overlay(struct __sk_buff *skb)
 		struct kd_frag_val *f = kd_frag_get(skb, &p, bpf_ktime_get_ns(), &err);
 
 		if (err)
-			return kd_drop(skb, KD_DROP_REWRITE);
+			return kd_drop(skb, err);
 		if (f && f->action == KD_FRAG_ENCAP)
 			peer = f->peer;
 	}
@@ -146,7 +146,7 @@ int to_overlay(struct __sk_buff *skb)
 	else if (rc == KD_PARSE_OTHER_L4)
 		v = kd_revnat_icmp(skb, &p, bpf_ktime_get_ns(), &err);
 	if (err)
-		return kd_drop(skb, KD_DROP_REWRITE);
+		return kd_drop(skb, err);
 	/* A forwarded flow in tunnel mode goes back to its ingress node. */
 	if (v && (v->flags & KD_CT_NODEPORT_FWD) && !(v->flags & KD_CT_DSR))
 		node = v->tunnel_peer;

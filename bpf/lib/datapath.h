@@ -13,20 +13,21 @@
 /* kd_revnat looks the packet up as the reply of a translated flow and, if it
  * is one, rewrites the source back to the frontend (and, for hairpin flows,
  * the destination back to the client). Returns the entry or NULL. A failed
- * rewrite sets *err. */
+ * rewrite sets *err to its KD_DROP_* reason. */
 static __always_inline struct kd_ct_val *kd_revnat(struct __sk_buff *skb, struct kd_pkt *p, __u64 now, int *err)
 {
 	struct kd_ct_key k;
 	struct kd_ct_val *v;
+	int rc;
 
 	kd_ct_key_reply(&k, p);
 	v = kd_ct_get(&k, p, now);
 	if (!v)
 		return NULL;
-	if (kd_snat(skb, p, v->nat_addr, v->nat_port) < 0)
-		*err = 1;
-	if ((v->flags & KD_CT_HAIRPIN) && kd_set_addr(skb, p, 0, v->client_addr) < 0)
-		*err = 1;
+	if ((rc = kd_snat(skb, p, v->nat_addr, v->nat_port)) < 0)
+		*err = -rc;
+	else if ((v->flags & KD_CT_HAIRPIN) && (rc = kd_set_addr(skb, p, 0, v->client_addr)) < 0)
+		*err = -rc;
 	if (!*err)
 		kd_count(KD_M_REVNAT, skb->len);
 	return v;
@@ -43,7 +44,7 @@ static __always_inline int kd_frag_follow(struct __sk_buff *skb, struct kd_confi
 
 	*f = kd_frag_get(skb, p, now, &err);
 	if (err)
-		return kd_drop(skb, KD_DROP_REWRITE);
+		return kd_drop(skb, err);
 	if (*f && (*f)->action == KD_FRAG_ENCAP)
 		return kd_encap(skb, cfg, (*f)->peer);
 	return KD_GO_ON;

@@ -33,7 +33,8 @@ static __always_inline int kd_frag_set_addr(struct __sk_buff *skb, __u32 off, __
 }
 
 /* kd_frag_get looks a non-first fragment up and applies its datagram's
- * address rewrite. Returns the entry (p updated) or NULL; *err on failure. */
+ * address rewrite. Returns the entry (p updated) or NULL; a failed rewrite
+ * sets *err to its KD_DROP_* reason. */
 static __always_inline struct kd_frag_val *kd_frag_get(struct __sk_buff *skb, struct kd_pkt *p, __u64 now, int *err)
 {
 	struct kd_frag_key k = { .saddr = p->saddr, .daddr = p->daddr, .id = p->ip_id, .proto = p->proto };
@@ -43,7 +44,7 @@ static __always_inline struct kd_frag_val *kd_frag_get(struct __sk_buff *skb, st
 		return NULL;
 	if (kd_frag_set_addr(skb, KD_IP_SRC_OFF, p->saddr, v->saddr) < 0 ||
 	    kd_frag_set_addr(skb, KD_IP_DST_OFF, p->daddr, v->daddr) < 0) {
-		*err = 1;
+		*err = KD_DROP_REWRITE;
 		return NULL;
 	}
 	p->saddr = v->saddr;

@@ -16,17 +16,19 @@ static __always_inline int kd_csum_fix(struct __sk_buff *skb, __u32 csum_off, __
 	__u32 old = 0, nw = 0;
 
 	if (bpf_skb_load_bytes(skb, off, &old, len) < 0)
-		return -1;
+		return -KD_DROP_REWRITE;
 	__builtin_memcpy(&nw, new, len);
 	if (l3 ? bpf_l3_csum_replace(skb, csum_off, old, nw, len) < 0
 	       : bpf_l4_csum_replace(skb, csum_off, old, nw, len) < 0)
-		return -1;
-	return bpf_skb_store_bytes(skb, off, &nw, len, 0);
+		return -KD_DROP_REWRITE;
+	if (bpf_skb_store_bytes(skb, off, &nw, len, 0) < 0)
+		return -KD_DROP_REWRITE;
+	return 0;
 }
 
 /* kd_icmp_quoted fills q with the tuple of the packet quoted in an ICMP error
- * (as the error's sender saw it) and returns 0, or -1 if p is not such an
- * error about a TCP/UDP packet with a plain IPv4 header. */
+ * (as the error's sender saw it) and returns 0, or KD_GO_ON if p is not such
+ * an error about a TCP/UDP packet with a plain IPv4 header. */
 static __always_inline int kd_icmp_quoted(struct __sk_buff *skb, struct kd_pkt *p, struct kd_pkt *q)
 {
 	struct iphdr in;
@@ -34,17 +36,17 @@ static __always_inline int kd_icmp_quoted(struct __sk_buff *skb, struct kd_pkt *
 	__u16 ports[2];
 
 	if (p->proto != IPPROTO_ICMP)
-		return -1;
+		return KD_GO_ON;
 	if (bpf_skb_load_bytes(skb, p->l4_off, hdr, sizeof(hdr)) < 0)
-		return -1;
+		return KD_GO_ON;
 	if (hdr[0] != KD_ICMP_DEST_UNREACH && hdr[0] != KD_ICMP_TIME_EXCEEDED)
-		return -1;
+		return KD_GO_ON;
 	if (bpf_skb_load_bytes(skb, p->l4_off + 8, &in, sizeof(in)) < 0 || in.ihl != 5)
-		return -1;
+		return KD_GO_ON;
 	if (in.protocol != IPPROTO_TCP && in.protocol != IPPROTO_UDP)
-		return -1;
+		return KD_GO_ON;
 	if (bpf_skb_load_bytes(skb, p->l4_off + 8 + 20, ports, sizeof(ports)) < 0)
-		return -1;
+		return KD_GO_ON;
 	q->saddr = in.saddr;
 	q->daddr = in.daddr;
 	q->sport = bpf_ntohs(ports[0]);
@@ -55,7 +57,8 @@ static __always_inline int kd_icmp_quoted(struct __sk_buff *skb, struct kd_pkt *
 }
 
 /* kd_revnat_icmp rewrites an ICMP error about a translated flow. Returns the
- * conntrack entry (NULL if it is not about one); *err on a failed rewrite. */
+ * conntrack entry (NULL if it is not about one); a failed rewrite sets *err
+ * to its KD_DROP_* reason. */
 static __always_inline struct kd_ct_val *kd_revnat_icmp(struct __sk_buff *skb, struct kd_pkt *p, __u64 now,
 							int *err)
 {
@@ -99,6 +102,6 @@ static __always_inline struct kd_ct_val *kd_revnat_icmp(struct __sk_buff *skb, s
 	p->saddr = v->nat_addr;
 	return v;
 fail:
-	*err = 1;
+	*err = KD_DROP_REWRITE;
 	return v;
 }
