@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO    ?= go
 BIN   ?= bin/kubedirect
 
-.PHONY: all build test unit root-tests fuzz fuzz-short lint golangci-lint generate generate-check bench bench-bpf bench-lab e2e demo node-image docker-down tools clean
+.PHONY: all build test unit root-tests fuzz fuzz-short lint golangci-lint generate generate-check bench bench-bpf bench-lab e2e e2e-aws demo node-image docker-down tools clean
 
 all: build
 
@@ -56,9 +56,15 @@ generate-check: generate
 	@git diff --exit-code --stat -- bpf || { echo "go generate ./bpf changed the committed files: commit them"; exit 1; }
 
 ## e2e: create, validate and delete examples/kind.yaml and examples/kind-dsr.yaml on kind (a private
-## Docker daemon and an offline node image when no daemon is reachable).
+## Docker daemon and an offline node image when no daemon is reachable), then the AWS rehearsal.
 e2e:
 	hack/e2e.sh
+	hack/e2e-aws.sh
+
+## e2e-aws: the AWS rehearsal: the real create, bootstrap, validate, get, export and delete of an AWS
+## cluster against moto, node containers playing the instances (hack/README.md).
+e2e-aws:
+	hack/e2e-aws.sh
 
 ## demo: the main job: create the example cluster on kind and validate it.
 demo: tools build
