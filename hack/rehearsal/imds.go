@@ -85,12 +85,12 @@ func (s *imds) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // answer is the metadata at path (below /latest/).
 func (i *instance) answer(path string) ([]byte, bool) {
 	creds := "meta-data/iam/security-credentials/"
-	switch {
-	case path == "user-data":
+	switch path {
+	case "user-data":
 		return i.UserData, true
-	case path == creds:
+	case creds:
 		return []byte(i.Role), true
-	case path == creds+i.Role:
+	case creds + i.Role:
 		// Any key works with moto (IAM is not enforced in the rehearsal); the shape is EC2's.
 		b, _ := json.Marshal(map[string]string{
 			"Code": "Success", "Type": "AWS-HMAC", "AccessKeyId": "ASIAREHEARSAL" + strings.ToUpper(i.ID[len(i.ID)-6:]),
@@ -98,7 +98,7 @@ func (i *instance) answer(path string) ([]byte, bool) {
 			"LastUpdated": time.Now().UTC().Format(time.RFC3339), "Expiration": time.Now().Add(6 * time.Hour).UTC().Format(time.RFC3339),
 		})
 		return b, true
-	case path == "dynamic/instance-identity/document":
+	case "dynamic/instance-identity/document":
 		b, _ := json.Marshal(map[string]string{"instanceId": i.ID, "region": i.Region, "availabilityZone": i.Zone, "privateIp": i.IP})
 		return b, true
 	}
