@@ -15,7 +15,13 @@ import (
 	"github.com/kubedirect/kubedirect/provision/install"
 	"github.com/kubedirect/kubedirect/provision/spec"
 	"github.com/kubedirect/kubedirect/provision/validate"
+	"k8s.io/client-go/tools/clientcmd"
 )
+
+// DefaultKubeconfigPath is the kubeconfig file kubectl reads first, by client-go's own rule: the first
+// $KUBECONFIG entry that exists (else its last entry), or ~/.kube/config. create and export write the
+// cluster's context there when no path is given.
+func DefaultKubeconfigPath() string { return clientcmd.NewDefaultPathOptions().GetDefaultFilename() }
 
 // ErrNotFound is returned (wrapped) when a named cluster does not exist.
 var ErrNotFound = errors.New("cluster not found")

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/kubedirect/kubedirect/provision"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
@@ -126,7 +127,7 @@ func mintAdminKubeconfig(cluster, server string, caPEM, caKeyPEM []byte, now tim
 // current and leaves the file with mode 0600.
 func mergeKubeconfig(kc []byte, path string) (string, error) {
 	if path == "" {
-		path = defaultKubeconfigPath()
+		path = provision.DefaultKubeconfigPath()
 	}
 	in, err := clientcmd.Load(kc)
 	if err != nil {
@@ -167,7 +168,7 @@ func mergeKubeconfig(kc []byte, path string) (string, error) {
 // default when empty); a missing file is no error.
 func removeFromKubeconfig(cluster, path string) error {
 	if path == "" {
-		path = defaultKubeconfigPath()
+		path = provision.DefaultKubeconfigPath()
 	}
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -195,23 +196,4 @@ func removeFromKubeconfig(cluster, path string) error {
 		return fmt.Errorf("remove context from %s: %w", path, err)
 	}
 	return os.WriteFile(path, out, 0o600)
-}
-
-// defaultKubeconfigPath is the file kubectl reads first: the first existing $KUBECONFIG entry (else its
-// last), or ~/.kube/config.
-func defaultKubeconfigPath() string {
-	if env := os.Getenv("KUBECONFIG"); env != "" {
-		paths := filepath.SplitList(env)
-		for _, p := range paths {
-			if _, err := os.Stat(p); err == nil {
-				return p
-			}
-		}
-		return paths[len(paths)-1]
-	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return ".kubeconfig"
-	}
-	return filepath.Join(home, ".kube", "config")
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kubedirect/kubedirect/provision"
 	"github.com/kubedirect/kubedirect/provision/spec"
 	"sigs.k8s.io/kind/pkg/apis/config/v1alpha4"
 )
@@ -97,7 +98,7 @@ func TestDefaultKubeconfigPath(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("KUBECONFIG", strings.Join([]string{filepath.Join(dir, "a"), existing}, string(os.PathListSeparator)))
-	if got := DefaultKubeconfigPath(); got != existing {
+	if got := provision.DefaultKubeconfigPath(); got != existing {
 		t.Errorf("got %q, want the first existing entry %q", got, existing)
 	}
 }

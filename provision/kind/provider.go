@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -233,29 +232,10 @@ func ContextName(cluster string) string { return "kind-" + cluster }
 // mode was before the merge.
 func restrictKubeconfig(path string) error {
 	if path == "" {
-		path = DefaultKubeconfigPath()
+		path = provision.DefaultKubeconfigPath()
 	}
 	if err := os.Chmod(path, 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("restrict kubeconfig %s: %w", path, err)
 	}
 	return nil
-}
-
-// DefaultKubeconfigPath is the file kind writes when no path is given: the first entry of $KUBECONFIG
-// that exists (else its last entry), or ~/.kube/config.
-func DefaultKubeconfigPath() string {
-	if env := os.Getenv("KUBECONFIG"); env != "" {
-		paths := filepath.SplitList(env)
-		for _, p := range paths {
-			if _, err := os.Stat(p); err == nil {
-				return p
-			}
-		}
-		return paths[len(paths)-1]
-	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return ""
-	}
-	return filepath.Join(home, ".kube", "config")
 }
