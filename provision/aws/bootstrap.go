@@ -109,7 +109,18 @@ func ReadIdentity(ctx context.Context, c *imds.Client) (*Identity, error) {
 	return &id, nil
 }
 
-var kubeadmInit = template.Must(template.New("init").Parse(`apiVersion: kubeadm.k8s.io/v1beta4
+// kubeadmNodeRegistration is the part of kubeadm's init and join configurations that registers this
+// node: its name and the kubelet's flags.
+var kubeadmNodeRegistration = template.Must(template.New("nodeRegistration").Parse(`nodeRegistration:
+  name: "{{.NodeName}}"
+  criSocket: unix:///run/containerd/containerd.sock
+  kubeletExtraArgs:
+    # aws-cloud-controller-manager initialises the Node (addresses, zone labels) and serves
+    # type LoadBalancer; the providerID names this instance to it.
+    - {name: cloud-provider, value: external}
+    - {name: provider-id, value: "{{.ProviderID}}"}`))
+
+var kubeadmInit = template.Must(template.Must(kubeadmNodeRegistration.Clone()).New("init").Parse(`apiVersion: kubeadm.k8s.io/v1beta4
 kind: InitConfiguration
 bootstrapTokens:
   - token: "{{.Token}}"
@@ -119,14 +130,7 @@ bootstrapTokens:
 localAPIEndpoint:
   advertiseAddress: "{{.NodeIP}}"
   bindPort: 6443
-nodeRegistration:
-  name: "{{.NodeName}}"
-  criSocket: unix:///run/containerd/containerd.sock
-  kubeletExtraArgs:
-    # aws-cloud-controller-manager initialises the Node (addresses, zone labels) and serves
-    # type LoadBalancer; the providerID names this instance to it.
-    - {name: cloud-provider, value: external}
-    - {name: provider-id, value: "{{.ProviderID}}"}
+{{template "nodeRegistration" .}}
 ---
 apiVersion: kubeadm.k8s.io/v1beta4
 kind: ClusterConfiguration
@@ -140,7 +144,7 @@ networking:
   serviceSubnet: {{.C.ServiceCIDR}}
 `))
 
-var kubeadmJoin = template.Must(template.New("join").Parse(`apiVersion: kubeadm.k8s.io/v1beta4
+var kubeadmJoin = template.Must(template.Must(kubeadmNodeRegistration.Clone()).New("join").Parse(`apiVersion: kubeadm.k8s.io/v1beta4
 kind: JoinConfiguration
 discovery:
   bootstrapToken:
@@ -153,14 +157,7 @@ controlPlane:
     advertiseAddress: "{{.NodeIP}}"
     bindPort: 6443
 {{- end}}
-nodeRegistration:
-  name: "{{.NodeName}}"
-  criSocket: unix:///run/containerd/containerd.sock
-  kubeletExtraArgs:
-    # aws-cloud-controller-manager initialises the Node (addresses, zone labels) and serves
-    # type LoadBalancer; the providerID names this instance to it.
-    - {name: cloud-provider, value: external}
-    - {name: provider-id, value: "{{.ProviderID}}"}
+{{template "nodeRegistration" .}}
 `))
 
 // kubeadmParams fill the kubeadm configuration templates.

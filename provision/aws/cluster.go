@@ -144,11 +144,7 @@ func (a *clusterProvider) List(ctx context.Context) ([]string, error) {
 	if a.stateStore == "" {
 		return nil, nil
 	}
-	bucket, prefix, err := spec.ParseStateStore(a.stateStore)
-	if err != nil {
-		return nil, fmt.Errorf("state store %q: %w", a.stateStore, err)
-	}
-	s3c, err := a.s3For(ctx, bucket, "")
+	s3c, bucket, prefix, err := a.stateStoreS3(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -185,11 +181,7 @@ func (a *clusterProvider) Get(ctx context.Context, name string) (*spec.Cluster, 
 	if a.stateStore == "" {
 		return nil, fmt.Errorf("aws cluster %q: no state store given (--state-store or $%s): %w", name, StateStoreEnv, provision.ErrNotFound)
 	}
-	bucket, prefix, err := spec.ParseStateStore(a.stateStore)
-	if err != nil {
-		return nil, fmt.Errorf("state store %q: %w", a.stateStore, err)
-	}
-	s3c, err := a.s3For(ctx, bucket, "")
+	s3c, bucket, prefix, err := a.stateStoreS3(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -323,6 +315,16 @@ func (a *clusterProvider) store(ctx context.Context, c *spec.Cluster) (store, er
 
 // s3For returns an S3 client for bucket: the provider's clients when it has them (tests, or a run
 // that already made them), else one for region, or for the bucket's own region when region is empty.
+// stateStoreS3 parses the state store given to the CLI and returns an S3 client in its bucket's region.
+func (a *clusterProvider) stateStoreS3(ctx context.Context) (s3c S3API, bucket, prefix string, err error) {
+	bucket, prefix, err = spec.ParseStateStore(a.stateStore)
+	if err != nil {
+		return nil, "", "", fmt.Errorf("state store %q: %w", a.stateStore, err)
+	}
+	s3c, err = a.s3For(ctx, bucket, "")
+	return s3c, bucket, prefix, err
+}
+
 func (a *clusterProvider) s3For(ctx context.Context, bucket, region string) (S3API, error) {
 	if a.p.clients != nil {
 		return a.p.clients.S3, nil

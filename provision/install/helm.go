@@ -100,16 +100,26 @@ func Helm(ctx context.Context, ch *chart.Chart, vals map[string]any, o HelmOptio
 // WaitAgents waits up to timeout (DefaultTimeout when 0) for the agent DaemonSet to be rolled out and
 // ready on every node of the cluster that kubeconfig reaches.
 func WaitAgents(ctx context.Context, kubeconfig []byte, timeout time.Duration) error {
+	cs, wctx, cancel, err := clientWithin(ctx, kubeconfig, timeout)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	return WaitDaemonSet(wctx, cs, Namespace, ReleaseName, 2*time.Second)
+}
+
+// clientWithin returns a clientset of kubeconfig and a context that ends after timeout (DefaultTimeout
+// when 0): what every wait of install starts with.
+func clientWithin(ctx context.Context, kubeconfig []byte, timeout time.Duration) (kubernetes.Interface, context.Context, context.CancelFunc, error) {
 	if timeout == 0 {
 		timeout = DefaultTimeout
 	}
 	cs, err := Clientset(kubeconfig)
 	if err != nil {
-		return err
+		return nil, nil, nil, err
 	}
 	wctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	return WaitDaemonSet(wctx, cs, Namespace, ReleaseName, 2*time.Second)
+	return cs, wctx, cancel, nil
 }
 
 // DaemonSetRolledOut reports whether every scheduled pod of ds runs its current template and is ready,

@@ -50,14 +50,10 @@ func NodesReady(nodes []corev1.Node, want int) (bool, []string) {
 // DaemonSet to be ready on each. On failure the error names every node that is missing or not Ready,
 // followed by hint(node) (how to read that node's bootstrap log), and the agents' problems.
 func WaitNodesAndAgents(ctx context.Context, kubeconfig []byte, want int, timeout time.Duration, hint func(node string) string) error {
-	if timeout == 0 {
-		timeout = DefaultTimeout
-	}
-	cs, err := Clientset(kubeconfig)
+	cs, wctx, cancel, err := clientWithin(ctx, kubeconfig, timeout)
 	if err != nil {
 		return err
 	}
-	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var problems []string
 	var missing []corev1.Node
