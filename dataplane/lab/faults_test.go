@@ -27,7 +27,6 @@ type path struct {
 // TCP connections that send a request every 100 ms, a stream of new TCP connections on every path, and
 // a UDP client that keeps its source port (one flow, as a DNS resolver's).
 type load struct {
-	l            *lab.Lab
 	established  []*echo.Conn
 	estNames     []string
 	estOK        atomic.Int64
@@ -45,7 +44,7 @@ type load struct {
 func startLoad(t *testing.T, l *lab.Lab, paths []path, udp *fixedPortUDP) *load {
 	t.Helper()
 	ctx := context.Background()
-	ld := &load{l: l, stop: make(chan struct{})}
+	ld := &load{stop: make(chan struct{})}
 	for _, p := range paths {
 		for range 2 {
 			var c *echo.Conn
