@@ -2,7 +2,6 @@ package loader_test
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -243,22 +242,5 @@ func liveOverlay(t *testing.T, mode uint8) {
 
 // udpEcho answers each datagram on port in ns with the sender address it saw.
 func udpEcho(t *testing.T, ns *netns, port int) {
-	var pc net.PacketConn
-	if err := ns.do(func() (err error) {
-		pc, err = net.ListenPacket("udp4", fmt.Sprintf(":%d", port))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, 64)
-		for {
-			_, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			_, _ = pc.WriteTo([]byte(from.String()), from)
-		}
-	}()
+	serveUDP(t, ns, port, func(_ []byte, from net.Addr) []byte { return []byte(from.String()) })
 }
