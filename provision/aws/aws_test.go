@@ -85,6 +85,21 @@ func newCreatedEnv(t *testing.T) (*env, context.Context) {
 	return e, ctx
 }
 
+// wantNoChanges stops the test unless a plan of e's cluster now has nothing to change (when says at
+// which point); the message shows the plan.
+func (e *env) wantNoChanges(t *testing.T, ctx context.Context, when string) {
+	t.Helper()
+	plan, err := e.p.Plan(ctx, e.c)
+	if err != nil {
+		t.Fatalf("plan %s: %v", when, err)
+	}
+	if plan.Pending() != 0 {
+		var b bytes.Buffer
+		_ = plan.Write(&b)
+		t.Fatalf("plan %s has %d changes:\n%s", when, plan.Pending(), b.String())
+	}
+}
+
 func apiErr(code, msg string) error { return &smithy.GenericAPIError{Code: code, Message: msg} }
 
 func TestDryRunPlanOfExampleIsGolden(t *testing.T) {
@@ -156,15 +171,7 @@ func TestCreateOnEmptyAccountMakesTheCluster(t *testing.T) {
 func TestSecondCreatePlansNoChange(t *testing.T) {
 	e, ctx := newCreatedEnv(t)
 	before := e.cloud.MutatingCalls()
-	plan, err := e.p.Plan(ctx, e.c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if plan.Pending() != 0 {
-		var b bytes.Buffer
-		_ = plan.Write(&b)
-		t.Fatalf("plan on an applied cluster has %d changes:\n%s", plan.Pending(), b.String())
-	}
+	e.wantNoChanges(t, ctx, "on an applied cluster")
 	if _, err := e.p.Create(ctx, e.c); err != nil {
 		t.Fatal(err)
 	}
@@ -250,10 +257,7 @@ func TestCreateResumesAfterAFailureHalfway(t *testing.T) {
 					t.Errorf("%s: %d after resuming, want %d", kind, got, want)
 				}
 			}
-			plan, err := e.p.Plan(ctx, e.c)
-			if err != nil || plan.Pending() != 0 {
-				t.Errorf("plan after resuming: %v, %d pending", err, plan.Pending())
-			}
+			e.wantNoChanges(t, ctx, "after resuming")
 		})
 	}
 }
@@ -347,9 +351,7 @@ func TestChangesInPlaceAndRefusedReplacement(t *testing.T) {
 	if _, err := e.p.Create(ctx, e.c); err != nil {
 		t.Fatal(err)
 	}
-	if plan, err := e.p.Plan(ctx, e.c); err != nil || plan.Pending() != 0 {
-		t.Errorf("after the update: %v, %d pending", err, plan.Pending())
-	}
+	e.wantNoChanges(t, ctx, "after the update")
 	if n := e.cloud.Count("Instance"); n != 6 {
 		t.Errorf("%d instances after scaling the workers to 5, want 6", n)
 	}
@@ -392,10 +394,7 @@ func TestExistingVPCIsUsedAndKept(t *testing.T) {
 	if n := e.cloud.Count("VPC"); n != 1 {
 		t.Errorf("%d VPCs, want the existing one only", n)
 	}
-	plan, err := e.p.Plan(ctx, e.c)
-	if err != nil || plan.Pending() != 0 {
-		t.Fatalf("second plan: %v, %d pending", err, plan.Pending())
-	}
+	e.wantNoChanges(t, ctx, "after a second create")
 	if _, err := e.p.Delete(ctx, e.c); err != nil {
 		t.Fatal(err)
 	}
@@ -419,9 +418,7 @@ func TestSSHKeyIsImportedOnce(t *testing.T) {
 	if e.cloud.Count("KeyPair") != 1 {
 		t.Fatalf("%d key pairs", e.cloud.Count("KeyPair"))
 	}
-	if plan, err := e.p.Plan(ctx, e.c); err != nil || plan.Pending() != 0 {
-		t.Fatalf("second plan: %v", err)
-	}
+	e.wantNoChanges(t, ctx, "after a second create")
 	if err := os.WriteFile(path, []byte("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAnotherKey test\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
