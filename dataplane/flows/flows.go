@@ -50,6 +50,8 @@ type Flow struct {
 	Backend netip.AddrPort `json:"backend,omitzero"`
 	// TunnelPeer is the node the flow was sent to through the overlay, or came from (forwarded NodePort).
 	TunnelPeer netip.Addr `json:"tunnelPeer,omitzero"`
+	// TunnelPeerNode is the tunnel peer's node name, named by `kubedirect monitor`.
+	TunnelPeerNode string `json:"tunnelPeerNode,omitempty"`
 	// Program is the BPF program that emitted the event (from-netdev, from-overlay, from-container).
 	Program string `json:"program,omitempty"`
 }
