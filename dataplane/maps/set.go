@@ -369,11 +369,15 @@ type Counters struct {
 	Verdicts map[string]Metric
 	// Drops by DropReasonNames value.
 	Drops map[string]Metric
+	// Other holds the remaining kd_metrics slots (ring-buffer losses, say) by CounterNames value, and
+	// every other slot that counted something as "slot_N": a counter the C side adds shows up in the
+	// metrics before Go names it.
+	Other map[string]Metric
 }
 
 // ReadMetrics sums kd_metrics over all CPUs.
 func (s *Set) ReadMetrics() (Counters, error) {
-	c := Counters{Verdicts: map[string]Metric{}, Drops: map[string]Metric{}}
+	c := Counters{Verdicts: map[string]Metric{}, Drops: map[string]Metric{}, Other: map[string]Metric{}}
 	for i := 0; i < MetricSlots; i++ {
 		var per []Metric
 		if err := s.Metrics.Lookup(uint32(i), &per); err != nil {
@@ -388,6 +392,10 @@ func (s *Set) ReadMetrics() (Counters, error) {
 			c.Verdicts[n] = sum
 		} else if n, ok := DropReasonNames[i]; ok {
 			c.Drops[n] = sum
+		} else if n, ok := CounterNames[i]; ok {
+			c.Other[n] = sum
+		} else if sum != (Metric{}) {
+			c.Other[fmt.Sprintf("slot_%d", i)] = sum
 		}
 	}
 	return c, nil

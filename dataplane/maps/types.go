@@ -331,6 +331,10 @@ var DropReasonNames = map[int]string{
 	DropFragment: "fragment", DropCTCollision: "ct_collision", DropTooBig: "too_big",
 }
 
+// CounterNames names the kd_metrics slots that are neither verdicts nor drop reasons (Prometheus label
+// values of kubedirect_datapath_counter_*).
+var CounterNames = map[int]string{}
+
 // Addr4 returns a's 4 bytes (zero for an invalid or IPv6 address).
 func Addr4(a netip.Addr) [4]byte {
 	if !a.Is4() && !a.Is4In6() {
