@@ -13,21 +13,34 @@
 #define KD_NS 1000000000ULL
 #define KD_TCP_FINS (KD_TCP_FIN_CLIENT | KD_TCP_FIN_BACKEND)
 
+static __always_inline void kd_ct_key_set(struct kd_ct_key *k, __be32 saddr, __be32 daddr, __u16 sport,
+					  __u16 dport, __u8 proto, __u8 dir)
+{
+	k->saddr = saddr;
+	k->daddr = daddr;
+	k->sport = sport;
+	k->dport = dport;
+	k->proto = proto;
+	k->dir = dir;
+	k->pad = 0;
+}
+
 static __always_inline void kd_ct_key_fwd(struct kd_ct_key *k, struct kd_pkt *p)
 {
-	k->saddr = p->saddr;
-	k->daddr = p->daddr;
-	k->sport = p->sport;
-	k->dport = p->dport;
-	k->proto = p->proto;
-	k->dir = KD_CT_FWD;
-	k->pad = 0;
+	kd_ct_key_set(k, p->saddr, p->daddr, p->sport, p->dport, p->proto, KD_CT_FWD);
 }
 
 static __always_inline void kd_ct_key_reply(struct kd_ct_key *k, struct kd_pkt *p)
 {
 	kd_ct_key_fwd(k, p);
 	k->dir = KD_CT_REPLY;
+}
+
+/* kd_ct_key_swapped is the key of p's tuple seen from the other side (source
+ * and destination swapped): where the entry of the flow p answers is found. */
+static __always_inline void kd_ct_key_swapped(struct kd_ct_key *k, const struct kd_pkt *p, __u8 dir)
+{
+	kd_ct_key_set(k, p->daddr, p->saddr, p->dport, p->sport, p->proto, dir);
 }
 
 /* kd_ct_lifetime folds this packet's TCP flags into *state and returns the

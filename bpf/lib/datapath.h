@@ -33,6 +33,23 @@ static __always_inline struct kd_ct_val *kd_revnat(struct __sk_buff *skb, struct
 	return v;
 }
 
+/* kd_ingress_parse is how every ingress program starts: without a config yet
+ * the packet passes untouched, a malformed one is dropped and a non-IPv4 one
+ * goes to the stack. KD_GO_ON leaves the packet, with *rc the parse result
+ * (KD_PARSE_*), to the caller. */
+static __always_inline int kd_ingress_parse(struct __sk_buff *skb, const struct kd_config *cfg, struct kd_pkt *p,
+					    int *rc)
+{
+	if (!cfg)
+		return TC_ACT_OK;
+	*rc = kd_parse(skb, p);
+	if (*rc == KD_PARSE_MALFORMED)
+		return kd_drop(skb, KD_DROP_MALFORMED);
+	if (*rc == KD_PARSE_NOT_IPV4)
+		return kd_pass(skb);
+	return KD_GO_ON;
+}
+
 /* kd_frag_follow sends a later fragment (KD_PARSE_FRAGMENT) the way its first
  * fragment went: its datagram's address rewrite, and into the tunnel if the
  * first fragment went there. Returns a tc verdict, or KD_GO_ON with *f the
@@ -54,10 +71,12 @@ static __always_inline int kd_frag_follow(struct __sk_buff *skb, struct kd_confi
 static __always_inline int kd_no_backend(struct __sk_buff *skb, struct kd_config *cfg, struct kd_pkt *p,
 					 const struct kd_svc_val *svc, __u8 prog, __u32 reason)
 {
-	kd_event(cfg, p, prog, KD_M_DROP, reason, 0, 0, 0, svc->svc_id);
-	if (reason == KD_DROP_NO_BACKEND && (svc->flags & KD_SVC_REJECT))
+	if (reason == KD_DROP_NO_BACKEND && (svc->flags & KD_SVC_REJECT)) {
+		kd_event(cfg, p, prog, KD_M_REJECT, reason, 0, 0, 0, svc->svc_id);
 		return kd_reject(skb, p);
-	return kd_drop(skb, reason);
+	}
+	kd_dropped(skb, reason, svc->svc_id);
+	return TC_ACT_SHOT;
 }
 
 /* kd_deliver_dnat sends an already DNATed packet to its backend: a local

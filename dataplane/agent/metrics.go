@@ -142,12 +142,16 @@ var datapathFamilies = []datapathFamily{
 		func(c maps.Counters) map[string]maps.Metric { return c.Verdicts }),
 	newDatapathFamily("kubedirect_datapath_drop", "Dropped packets by reason.", "reason",
 		func(c maps.Counters) map[string]maps.Metric { return c.Drops }),
-	// Every other kd_metrics slot (flow events lost to a full ring buffer, ...), by name or slot_N.
-	newDatapathFamily("kubedirect_datapath_counter", "Other datapath counters.", "counter",
+	// Every kd_metrics slot Go has no name for yet, as slot_N.
+	newDatapathFamily("kubedirect_datapath_counter", "Datapath counters without a name yet (kd_metrics slot).", "counter",
 		func(c maps.Counters) map[string]maps.Metric { return c.Other }),
 }
 
+var eventsLostDesc = prometheus.NewDesc("kubedirect_flow_events_lost_total",
+	"Flow events the datapath could not put into the full kd_events ring buffer (monitor never sees them).", nil, nil)
+
 func (datapathCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- eventsLostDesc
 	for _, f := range datapathFamilies {
 		ch <- f.packets
 		ch <- f.bytes
@@ -165,6 +169,10 @@ func (c datapathCollector) Collect(ch chan<- prometheus.Metric) {
 		c.a.log.Warn("read datapath counters", "err", err)
 		return
 	}
+	if counters.Verdicts == nil { // not loaded yet
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(eventsLostDesc, prometheus.CounterValue, float64(counters.EventsLost))
 	for _, f := range datapathFamilies {
 		m := f.pick(counters)
 		keys := make([]string, 0, len(m))

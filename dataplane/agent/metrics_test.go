@@ -71,9 +71,7 @@ func someCounters() maps.Counters {
 	for _, n := range maps.DropReasonNames {
 		c.Drops[n] = maps.Metric{Packets: 2, Bytes: 200}
 	}
-	for _, n := range maps.CounterNames {
-		c.Other[n] = maps.Metric{Packets: 1, Bytes: 100}
-	}
+	c.EventsLost = 5
 	c.Other["slot_30"] = maps.Metric{Packets: 7, Bytes: 700}
 	return c
 }
@@ -164,6 +162,9 @@ func TestMetricsKeepNamesOfTheHandWrittenExposition(t *testing.T) {
 	}
 	if got := value(fams, "kubedirect_datapath_drop_bytes_total", `reason="no_local_backend"`); got != 200 {
 		t.Errorf(`kubedirect_datapath_drop_bytes_total{reason="no_local_backend"} = %v, want 200`, got)
+	}
+	if got := value(fams, "kubedirect_flow_events_lost_total", ""); got != 5 {
+		t.Errorf("kubedirect_flow_events_lost_total = %v, want the 5 of kd_metrics", got)
 	}
 }
 

@@ -369,9 +369,10 @@ type Counters struct {
 	Verdicts map[string]Metric
 	// Drops by DropReasonNames value.
 	Drops map[string]Metric
-	// Other holds the remaining kd_metrics slots (ring-buffer losses, say) by CounterNames value, and
-	// every other slot that counted something as "slot_N": a counter the C side adds shows up in the
-	// metrics before Go names it.
+	// EventsLost is the number of flow events the full ring buffer could not take.
+	EventsLost uint64
+	// Other holds every other kd_metrics slot that counted something, as "slot_N": a counter the C side
+	// adds shows in the metrics before Go names it.
 	Other map[string]Metric
 }
 
@@ -392,8 +393,8 @@ func (s *Set) ReadMetrics() (Counters, error) {
 			c.Verdicts[n] = sum
 		} else if n, ok := DropReasonNames[i]; ok {
 			c.Drops[n] = sum
-		} else if n, ok := CounterNames[i]; ok {
-			c.Other[n] = sum
+		} else if i == MetricEventLost {
+			c.EventsLost = sum.Packets
 		} else if sum != (Metric{}) {
 			c.Other[fmt.Sprintf("slot_%d", i)] = sum
 		}

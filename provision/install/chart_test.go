@@ -260,7 +260,7 @@ func TestConfigMapIsAgentConfig(t *testing.T) {
 		ExternalServiceMode: "dsr", NodePortRange: "30000-32767", LogLevel: "debug",
 		MapSizes:   sizes,
 		HealthAddr: ":9890", ProxyHealthAddr: ":10256", BPFFSPath: "/sys/fs/bpf/kubedirect", CNIDataDir: "/run/kubedirect",
-		NonMasqueradeCIDRs: []string{"10.244.0.0/16"}}
+		NonMasqueradeCIDRs: []string{"10.244.0.0/16"}, EventSample: config.DefaultEventSample, FlowHistory: config.DefaultFlowHistory}
 	if !reflect.DeepEqual(*cfg, want) {
 		t.Errorf("agent config\n got %+v\nwant %+v", *cfg, want)
 	}
