@@ -36,18 +36,13 @@ int from_container(struct __sk_buff *skb)
 	struct kd_svc_val *svc;
 	struct kd_backend_val be;
 	__u64 now;
-	int err = 0, rc;
+	int err = 0, rc, verdict;
 	__u16 flags, sport;
 	__be32 src, os, od;
 	__u8 act;
 
-	if (!cfg)
-		return TC_ACT_OK;
-	rc = kd_parse(skb, &p);
-	if (rc == KD_PARSE_MALFORMED)
-		return kd_drop(skb, KD_DROP_MALFORMED);
-	if (rc == KD_PARSE_NOT_IPV4)
-		return kd_pass(skb);
+	if ((verdict = kd_ingress_parse(skb, cfg, &p, &rc)) != KD_GO_ON)
+		return verdict;
 	now = bpf_ktime_get_ns();
 	if (rc == KD_PARSE_OTHER_L4) {
 		/* An ICMP error from a backend about a translated flow. */
@@ -61,9 +56,8 @@ int from_container(struct __sk_buff *skb)
 		/* A later fragment of a datagram translated here: same rewrite,
 		 * same way out. */
 		struct kd_frag_val *f;
-		int verdict = kd_frag_follow(skb, cfg, &p, now, &f);
 
-		if (verdict != KD_GO_ON)
+		if ((verdict = kd_frag_follow(skb, cfg, &p, now, &f)) != KD_GO_ON)
 			return verdict;
 		if (f && f->action == KD_FRAG_FIB)
 			return kd_fib_out(skb, &p);

@@ -15,27 +15,23 @@ SEC("tc")
 int from_netdev(struct __sk_buff *skb)
 {
 	struct kd_config *cfg = kd_cfg();
-	struct kd_pkt p;
-	struct kd_ct_key k;
-	struct kd_ct_val *v;
-	struct kd_svc_val *svc;
 	struct kd_backend_val be;
-	__u64 now;
+	struct kd_svc_val *svc;
+	struct kd_ct_val *v;
+	struct kd_ct_key k;
+	struct kd_pkt p;
+	int rc, verdict;
 	__u16 flags, sport;
+	__u64 now;
 	__be32 od;
-	int rc;
 
-	if (!cfg)
-		return TC_ACT_OK;
-	rc = kd_parse(skb, &p);
-	if (rc == KD_PARSE_MALFORMED)
-		return kd_drop(skb, KD_DROP_MALFORMED);
+	if ((verdict = kd_ingress_parse(skb, cfg, &p, &rc)) != KD_GO_ON)
+		return verdict;
 	if (rc == KD_PARSE_FRAGMENT) {
 		/* A later fragment of a datagram translated here. */
 		struct kd_frag_val *f;
-		int verdict = kd_frag_follow(skb, cfg, &p, bpf_ktime_get_ns(), &f);
 
-		if (verdict != KD_GO_ON)
+		if ((verdict = kd_frag_follow(skb, cfg, &p, bpf_ktime_get_ns(), &f)) != KD_GO_ON)
 			return verdict;
 		if (f)
 			return kd_deliver_dnat(skb, &p);

@@ -23,15 +23,10 @@ int from_overlay(struct __sk_buff *skb)
 	struct kd_ct_val *v;
 	__be32 peer = 0;
 	__u64 now;
-	int err = 0, rc;
+	int err = 0, rc, verdict;
 
-	if (!cfg)
-		return TC_ACT_OK;
-	rc = kd_parse(skb, &p);
-	if (rc == KD_PARSE_MALFORMED)
-		return kd_drop(skb, KD_DROP_MALFORMED);
-	if (rc == KD_PARSE_NOT_IPV4)
-		return kd_pass(skb);
+	if ((verdict = kd_ingress_parse(skb, cfg, &p, &rc)) != KD_GO_ON)
+		return verdict;
 	if (rc != KD_PARSE_OK) {
 		/* ICMP errors for a local client's translated flow, fragments. */
 		if (rc == KD_PARSE_OTHER_L4) {
@@ -66,13 +61,7 @@ int from_overlay(struct __sk_buff *skb)
 
 	/* Tunnel-mode reply of a flow this node forwarded (step 4): the
 	 * backend's node already wrote our frontend as source. */
-	k.saddr = p.daddr;
-	k.daddr = p.saddr;
-	k.sport = p.dport;
-	k.dport = p.sport;
-	k.proto = p.proto;
-	k.dir = KD_CT_FWD;
-	k.pad = 0;
+	kd_ct_key_swapped(&k, &p, KD_CT_FWD);
 	v = bpf_map_lookup_elem(&kd_conntrack, &k);
 	if (v && (v->flags & KD_CT_NODEPORT_REMOTE) && v->expires >= now) {
 		kd_ct_get(&k, &p, now); /* refresh lifetime / TCP state */
@@ -158,12 +147,7 @@ int to_overlay(struct __sk_buff *skb)
 		return kd_drop(skb, KD_DROP_NO_TUNNEL);
 	if (v && (rc = kd_frag_record(&p, os, od, KD_FRAG_ENCAP, node, bpf_ktime_get_ns())) < 0)
 		return kd_drop(skb, -rc);
-	tk.remote_ipv4 = bpf_ntohl(node);
-	tk.tunnel_id = KD_VNI;
-	tk.tunnel_ttl = 64;
-	if (bpf_skb_set_tunnel_key(skb, &tk, sizeof(tk), BPF_F_ZERO_CSUM_TX) < 0)
-		return kd_drop(skb, KD_DROP_REWRITE);
-	kd_count(KD_M_ENCAP, skb->len);
-	kd_trace(cfg, KD_M_ENCAP, node, skb->ifindex);
+	if ((rc = kd_tunnel_to(skb, cfg, node, skb->ifindex)) < 0)
+		return kd_drop(skb, -rc);
 	return TC_ACT_OK;
 }

@@ -20,21 +20,34 @@
 #define KD_CT_PORT_MIN 32768
 #define KD_CT_PORT_MASK 0x7fff
 
+static __always_inline void kd_ct_key_set(struct kd_ct_key *k, __be32 saddr, __be32 daddr, __u16 sport,
+					  __u16 dport, __u8 proto, __u8 dir)
+{
+	k->saddr = saddr;
+	k->daddr = daddr;
+	k->sport = sport;
+	k->dport = dport;
+	k->proto = proto;
+	k->dir = dir;
+	k->pad = 0;
+}
+
 static __always_inline void kd_ct_key_fwd(struct kd_ct_key *k, struct kd_pkt *p)
 {
-	k->saddr = p->saddr;
-	k->daddr = p->daddr;
-	k->sport = p->sport;
-	k->dport = p->dport;
-	k->proto = p->proto;
-	k->dir = KD_CT_FWD;
-	k->pad = 0;
+	kd_ct_key_set(k, p->saddr, p->daddr, p->sport, p->dport, p->proto, KD_CT_FWD);
 }
 
 static __always_inline void kd_ct_key_reply(struct kd_ct_key *k, struct kd_pkt *p)
 {
 	kd_ct_key_fwd(k, p);
 	k->dir = KD_CT_REPLY;
+}
+
+/* kd_ct_key_swapped is the key of p's tuple seen from the other side (source
+ * and destination swapped): where the entry of the flow p answers is found. */
+static __always_inline void kd_ct_key_swapped(struct kd_ct_key *k, const struct kd_pkt *p, __u8 dir)
+{
+	kd_ct_key_set(k, p->daddr, p->saddr, p->dport, p->sport, p->proto, dir);
 }
 
 /* kd_ct_lifetime folds this packet's TCP flags into *state and returns the
@@ -265,11 +278,7 @@ static __always_inline int kd_ct_create(struct kd_pkt *p, __u64 now, __be32 be_a
 
 	*sport = p->sport;
 	if (!(flags & KD_CT_NODEPORT_REMOTE)) {
-		rk.saddr = be_addr;
-		rk.daddr = reply_dst;
-		rk.sport = be_port;
-		rk.proto = p->proto;
-		rk.dir = KD_CT_REPLY;
+		kd_ct_key_set(&rk, be_addr, reply_dst, be_port, p->sport, p->proto, KD_CT_REPLY);
 		if ((rc = kd_ct_reply_port(&rk, p, now)) < 0)
 			return rc;
 		*sport = rk.dport;

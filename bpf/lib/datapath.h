@@ -36,6 +36,23 @@ static __always_inline struct kd_ct_val *kd_revnat(struct __sk_buff *skb, struct
 	return v;
 }
 
+/* kd_ingress_parse is how every ingress program starts: without a config yet
+ * the packet passes untouched, a malformed one is dropped and a non-IPv4 one
+ * goes to the stack. KD_GO_ON leaves the packet, with *rc the parse result
+ * (KD_PARSE_*), to the caller. */
+static __always_inline int kd_ingress_parse(struct __sk_buff *skb, const struct kd_config *cfg, struct kd_pkt *p,
+					    int *rc)
+{
+	if (!cfg)
+		return TC_ACT_OK;
+	*rc = kd_parse(skb, p);
+	if (*rc == KD_PARSE_MALFORMED)
+		return kd_drop(skb, KD_DROP_MALFORMED);
+	if (*rc == KD_PARSE_NOT_IPV4)
+		return kd_pass(skb);
+	return KD_GO_ON;
+}
+
 /* kd_frag_follow sends a later fragment (KD_PARSE_FRAGMENT) the way its first
  * fragment went: its datagram's address rewrite, and into the tunnel if the
  * first fragment went there. Returns a tc verdict, or KD_GO_ON with *f the

@@ -35,11 +35,27 @@ static __always_inline int kd_to_endpoint(struct __sk_buff *skb, __be32 daddr)
 	return bpf_redirect_peer(ep->ifindex, 0);
 }
 
+/* kd_tunnel_to gives the packet its overlay destination node_ip (the vxlan
+ * device adds the outer headers) and counts the encapsulation; ifindex is
+ * where it leaves, for the trace. -KD_DROP_REWRITE when the kernel refuses. */
+static __always_inline int kd_tunnel_to(struct __sk_buff *skb, struct kd_config *cfg, __be32 node_ip, __u32 ifindex)
+{
+	struct bpf_tunnel_key key = {};
+
+	key.remote_ipv4 = bpf_ntohl(node_ip); /* the helper takes host order */
+	key.tunnel_id = KD_VNI;
+	key.tunnel_ttl = 64;
+	if (bpf_skb_set_tunnel_key(skb, &key, sizeof(key), BPF_F_ZERO_CSUM_TX) < 0)
+		return -KD_DROP_REWRITE;
+	kd_count(KD_M_ENCAP, skb->len);
+	kd_trace(cfg, KD_M_ENCAP, node_ip, ifindex);
+	return 0;
+}
+
 /* kd_encap sends the packet as is into the vxlan device with node_ip as
  * the outer destination. */
 static __always_inline int kd_encap(struct __sk_buff *skb, struct kd_config *cfg, __be32 node_ip)
 {
-	struct bpf_tunnel_key key = {};
 	int rc;
 
 	if (!node_ip || !cfg->vxlan_ifindex)
@@ -50,13 +66,8 @@ static __always_inline int kd_encap(struct __sk_buff *skb, struct kd_config *cfg
 		kd_count(KD_DROP_TOO_BIG, skb->len);
 		return rc;
 	}
-	key.remote_ipv4 = bpf_ntohl(node_ip); /* the helper takes host order */
-	key.tunnel_id = KD_VNI;
-	key.tunnel_ttl = 64;
-	if (bpf_skb_set_tunnel_key(skb, &key, sizeof(key), BPF_F_ZERO_CSUM_TX) < 0)
-		return kd_drop(skb, KD_DROP_REWRITE);
-	kd_count(KD_M_ENCAP, skb->len);
-	kd_trace(cfg, KD_M_ENCAP, node_ip, cfg->vxlan_ifindex);
+	if ((rc = kd_tunnel_to(skb, cfg, node_ip, cfg->vxlan_ifindex)) < 0)
+		return kd_drop(skb, -rc);
 	return bpf_redirect(cfg->vxlan_ifindex, 0);
 }
 

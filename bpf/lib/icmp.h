@@ -72,12 +72,7 @@ static __always_inline struct kd_ct_val *kd_revnat_icmp(struct __sk_buff *skb, s
 	if (kd_icmp_quoted(skb, p, &q) < 0)
 		return NULL;
 	/* Quoted: client:sport -> backend:dport. The reply tuple is reversed. */
-	k.saddr = q.daddr;
-	k.daddr = q.saddr;
-	k.sport = q.dport;
-	k.dport = q.sport;
-	k.proto = q.proto;
-	k.dir = KD_CT_REPLY;
+	kd_ct_key_swapped(&k, &q, KD_CT_REPLY);
 	v = bpf_map_lookup_elem(&kd_conntrack, &k);
 	if (!v || v->expires < now || (v->flags & KD_CT_HAIRPIN))
 		return NULL;

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/kubedirect/kubedirect/dataplane/agent/agentstatus"
+	"github.com/kubedirect/kubedirect/provision/agentexec"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 )
@@ -14,7 +15,7 @@ import (
 // Labels the checks look for.
 const (
 	// AgentSelector selects the kubedirect agent's pods and DaemonSet (the chart's labels).
-	AgentSelector = "app.kubernetes.io/name=kubedirect,app.kubernetes.io/component=agent"
+	AgentSelector = agentexec.Selector
 	// KubeProxyName is kube-proxy's DaemonSet, and KubeProxyLabel its pods' label, in kube-system.
 	KubeProxyName  = "kube-proxy"
 	KubeProxyLabel = "k8s-app=kube-proxy"
@@ -50,7 +51,7 @@ func CheckSystemPods(pods []corev1.Pod) []Check {
 		c := Check{Name: "kube-system pod ready", Target: p.Name, Result: Pass}
 		switch {
 		case p.Status.Phase == corev1.PodSucceeded:
-		case !podReady(&p):
+		case !agentexec.PodReady(&p):
 			c.Result, c.Detail = Fail, podProblem(&p)
 		}
 		out = append(out, c)
@@ -92,16 +93,7 @@ type AgentStatus struct {
 // CheckAgents requires, on every node, a Ready agent pod whose /status reports programmed maps.
 // agentPods are the pods AgentSelector selects; statuses are keyed by pod name.
 func CheckAgents(nodes []corev1.Node, agentPods []corev1.Pod, statuses map[string]AgentStatus) []Check {
-	byNode := map[string]*corev1.Pod{}
-	for i := range agentPods {
-		p := &agentPods[i]
-		if p.Spec.NodeName == "" || p.DeletionTimestamp != nil {
-			continue
-		}
-		if old, ok := byNode[p.Spec.NodeName]; !ok || (!podReady(old) && podReady(p)) {
-			byNode[p.Spec.NodeName] = p
-		}
-	}
+	byNode := agentexec.ByNode(agentPods)
 	var out []Check
 	for _, n := range sortedNodes(nodes) {
 		p, ok := byNode[n.Name]
@@ -109,7 +101,7 @@ func CheckAgents(nodes []corev1.Node, agentPods []corev1.Pod, statuses map[strin
 			out = append(out, Check{Name: "agent ready", Target: n.Name, Result: Fail, Detail: "no kubedirect agent pod on this node"})
 			continue
 		}
-		if !podReady(p) {
+		if !agentexec.PodReady(p) {
 			out = append(out, Check{Name: "agent ready", Target: n.Name, Result: Fail, Detail: p.Name + ": " + podProblem(p)})
 			continue
 		}
@@ -154,18 +146,6 @@ func MapsProgrammed(status []byte) (bool, string) {
 		return false, "no service backends programmed: " + summary
 	}
 	return true, summary
-}
-
-func podReady(p *corev1.Pod) bool {
-	if p.Status.Phase != corev1.PodRunning {
-		return false
-	}
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }
 
 // podProblem says why a pod is not ready, from its container states.

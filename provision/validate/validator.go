@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kubedirect/kubedirect/dataplane/agent/agentstatus"
+	"github.com/kubedirect/kubedirect/provision/agentexec"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -19,7 +20,7 @@ import (
 
 // Defaults of Validator.
 const (
-	DefaultAgentNamespace   = "kube-system"
+	DefaultAgentNamespace   = agentexec.Namespace
 	DefaultAgentHealthPort  = 9890
 	DefaultEchoHTTPPort     = 8080
 	DefaultEchoUDPPort      = 8081
@@ -171,7 +172,7 @@ func (v *Validator) run(ctx context.Context) (*Report, error) {
 	statuses := map[string]AgentStatus{}
 	for i := range agents.Items {
 		p := &agents.Items[i]
-		if podReady(p) {
+		if agentexec.PodReady(p) {
 			body, err := v.Status(ctx, p)
 			statuses[p.Name] = AgentStatus{Body: body, Err: err}
 		}
@@ -375,7 +376,7 @@ func (v *Validator) waitPods(ctx context.Context, ns string, names []string) (bo
 			switch {
 			case !ok:
 				problems = append(problems, name+": missing")
-			case !podReady(p):
+			case !agentexec.PodReady(p):
 				problems = append(problems, fmt.Sprintf("%s on %s: %s", name, p.Spec.NodeName, podProblem(p)))
 			}
 		}
