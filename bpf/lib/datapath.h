@@ -74,10 +74,12 @@ static __always_inline int kd_frag_follow(struct __sk_buff *skb, struct kd_confi
 static __always_inline int kd_no_backend(struct __sk_buff *skb, struct kd_config *cfg, struct kd_pkt *p,
 					 const struct kd_svc_val *svc, __u8 prog, __u32 reason)
 {
-	kd_event(cfg, p, prog, KD_M_DROP, reason, 0, 0, 0, svc->svc_id);
-	if (reason == KD_DROP_NO_BACKEND && (svc->flags & KD_SVC_REJECT))
+	if (reason == KD_DROP_NO_BACKEND && (svc->flags & KD_SVC_REJECT)) {
+		kd_event(cfg, p, prog, KD_M_REJECT, reason, 0, 0, 0, svc->svc_id);
 		return kd_reject(skb, p);
-	return kd_drop(skb, reason);
+	}
+	kd_dropped(skb, reason, svc->svc_id);
+	return TC_ACT_SHOT;
 }
 
 /* kd_deliver_dnat sends an already DNATed packet to its backend: a local

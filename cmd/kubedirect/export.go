@@ -7,14 +7,9 @@ import (
 )
 
 func newExportCommand(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "export", Short: "Export a cluster's settings"}
-	ref := &clusterRef{}
 	var path string
-	kubeconfig := &cobra.Command{
-		Use:   "kubeconfig (--name NAME | -f FILE)",
-		Short: "Merge a cluster's admin context into a kubeconfig file (mode 0600)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+	kubeconfig := clusterCommand("kubeconfig", "Merge a cluster's admin context into a kubeconfig file (mode 0600)",
+		func(cmd *cobra.Command, ref *clusterRef) error {
 			prov, c, err := ref.resolve(cmd.Context(), g, nil)
 			if err != nil {
 				return err
@@ -25,10 +20,9 @@ func newExportCommand(g *globals) *cobra.Command {
 			}
 			g.printer().Println(fmt.Sprintf("Set kubectl context to %q", name))
 			return nil
-		},
-	}
-	ref.addFlags(kubeconfig)
+		})
 	kubeconfig.Flags().StringVar(&path, "kubeconfig", "", "kubeconfig file to write (default $KUBECONFIG or ~/.kube/config)")
+	cmd := &cobra.Command{Use: "export", Short: "Export a cluster's settings"}
 	cmd.AddCommand(kubeconfig)
 	return cmd
 }

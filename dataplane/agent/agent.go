@@ -112,6 +112,9 @@ type Agent struct {
 	cniReqs   chan cniRequest                   // CNI plugin requests for the endpoints goroutine
 	failedEP  map[netip.Addr]bool               // endpoints goroutine only
 
+	// cfgMu serializes read-modify-writes of kd_config: the node config and monitor sessions' sampling.
+	cfgMu sync.Mutex
+
 	mu     sync.Mutex
 	status Status
 	// skipped are the Services the dataplane cannot serve, with the reason (Status.Skipped); under mu.

@@ -369,6 +369,8 @@ type Counters struct {
 	Verdicts map[string]Metric
 	// Drops by DropReasonNames value.
 	Drops map[string]Metric
+	// EventsLost is the number of flow events the full ring buffer could not take.
+	EventsLost uint64
 }
 
 // ReadMetrics sums kd_metrics over all CPUs.
@@ -388,6 +390,8 @@ func (s *Set) ReadMetrics() (Counters, error) {
 			c.Verdicts[n] = sum
 		} else if n, ok := DropReasonNames[i]; ok {
 			c.Drops[n] = sum
+		} else if i == MetricEventLost {
+			c.EventsLost = sum.Packets
 		}
 	}
 	return c, nil
