@@ -182,7 +182,10 @@ struct kd_ct_val {
 	__u16 nat_port;		/* host order */
 	__u16 flags;		/* KD_CT_* */
 	__u8 tcp_state;		/* KD_TCP_* */
-	__u8 pad[3];
+	__u8 pad;
+	__u16 client_port;	/* host order; 0: the client's port is kept. FWD: the source port the
+				 * client's packets leave with; REPLY: the client's own port (dst
+				 * rewrite). Set when the reply tuple was taken (kd_ct_create). */
 };
 
 struct kd_affinity_key {

@@ -158,7 +158,11 @@ type ConntrackValue struct {
 	NATPort    uint16
 	Flags      uint16 // CT*
 	TCPState   uint8  // TCP*
-	Pad        [3]uint8
+	Pad        uint8
+	// ClientPort is 0 when the client's port is kept. Forward: the source
+	// port the client's packets leave with; reply: the client's own port.
+	// Set when another flow held the reply tuple.
+	ClientPort uint16
 }
 
 // AffinityKey is struct kd_affinity_key.
