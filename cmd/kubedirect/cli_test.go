@@ -126,3 +126,15 @@ func TestExitCodeOfCheckFailure(t *testing.T) {
 		t.Fatalf("exitCode = %d, printed %q", got, buf.String())
 	}
 }
+
+// TestExportDashboardPrintsGrafanaJSON: the dashboard a user imports into Grafana is the embedded one.
+func TestExportDashboardPrintsGrafanaJSON(t *testing.T) {
+	code, out, stderr := run(t, "", "export", "dashboard")
+	var d struct {
+		Title  string `json:"title"`
+		Panels []any  `json:"panels"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &d) != nil || d.Title != "kubedirect" || len(d.Panels) == 0 {
+		t.Fatalf("exit %d, title %q, %d panels, stderr:\n%s", code, d.Title, len(d.Panels), stderr)
+	}
+}
