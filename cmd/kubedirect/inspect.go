@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/netip"
 	"strings"
 
@@ -35,9 +36,8 @@ var inspectShort = map[string]string{
 }
 
 func newInspectTableCommand(g *globals, table string) *cobra.Command {
-	t := &clusterTarget{}
-	var output, service, ip string
-	var nodes []string
+	v := &viewFlags{}
+	var service, ip string
 	cmd := &cobra.Command{
 		Use:   table + " [--node NODE]... [--service NS/NAME] [--ip IP] [-o table|json]",
 		Short: inspectShort[table],
@@ -45,9 +45,6 @@ func newInspectTableCommand(g *globals, table string) *cobra.Command {
   kubedirect inspect %s --name demo --node demo-worker --service default/web -o json`, table, table),
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(output); err != nil {
-				return err
-			}
 			f := inspect.Filter{Service: service}
 			if service != "" && !strings.Contains(service, "/") {
 				return fmt.Errorf("flag --service: %q is not namespace/name", service)
@@ -59,16 +56,15 @@ func newInspectTableCommand(g *globals, table string) *cobra.Command {
 				}
 				f.IP = a
 			}
-			ctx := cmd.Context()
-			ac, name, err := connectTarget(ctx, g, t)
+			ac, name, err := v.connect(cmd, g)
 			if err != nil {
 				return err
 			}
-			s, err := observe.Read(ctx, ac, nodes...)
+			s, err := observe.Read(cmd.Context(), ac, v.nodes...)
 			if err != nil {
 				return fmt.Errorf("inspect %s of %q: %w", table, name, err)
 			}
-			if err := writeInspectTable(g, s, table, f, output); err != nil {
+			if err := writeInspectTable(g, s, table, f, v.output); err != nil {
 				return err
 			}
 			if err := s.Err(); err != nil {
@@ -77,45 +73,40 @@ func newInspectTableCommand(g *globals, table string) *cobra.Command {
 			return nil
 		},
 	}
-	t.addFlags(cmd)
-	cmd.Flags().StringSliceVar(&nodes, "node", nil, "only these nodes (repeat or comma-separate)")
+	v.addFlags(cmd, g)
 	cmd.Flags().StringVar(&service, "service", "", "only the entries of this Service (namespace/name)")
 	cmd.Flags().StringVar(&ip, "ip", "", "only the entries that involve this address")
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
-	_ = cmd.RegisterFlagCompletionFunc("node", t.completeNodes(g))
-	_ = cmd.RegisterFlagCompletionFunc("service", t.completeServices(g))
+	_ = cmd.RegisterFlagCompletionFunc("service", v.completeServices(g))
 	return cmd
 }
 
 // writeInspectTable prints one of inspect.Tables.
 func writeInspectTable(g *globals, s *observe.Snapshot, table string, f inspect.Filter, output string) error {
 	c, d := s.Cluster, s.Dumps
-	var rows any
-	var write func() error
 	switch table {
 	case "services":
-		r := c.ServiceRows(d, f)
-		rows, write = r, func() error { return inspect.WriteServices(g.stdout, r) }
+		return emit(g, output, c.ServiceRows(d, f), inspect.WriteServices)
 	case "backends":
-		r := c.BackendRows(d, f)
-		rows, write = r, func() error { return inspect.WriteBackends(g.stdout, r) }
+		return emit(g, output, c.BackendRows(d, f), inspect.WriteBackends)
 	case "tunnels":
-		r := c.TunnelRows(d, f)
-		rows, write = r, func() error { return inspect.WriteTunnels(g.stdout, r) }
+		return emit(g, output, c.TunnelRows(d, f), inspect.WriteTunnels)
 	case "endpoints":
-		r := c.EndpointRows(d, f)
-		rows, write = r, func() error { return inspect.WriteEndpoints(g.stdout, r) }
+		return emit(g, output, c.EndpointRows(d, f), inspect.WriteEndpoints)
 	case "conntrack":
-		r := c.ConntrackRows(d, f)
-		rows, write = r, func() error { return inspect.WriteConntrack(g.stdout, r) }
+		return emit(g, output, c.ConntrackRows(d, f), inspect.WriteConntrack)
 	case "affinity":
-		r := c.AffinityRows(d, f)
-		rows, write = r, func() error { return inspect.WriteAffinity(g.stdout, r) }
-	default:
-		return fmt.Errorf("inspect: unknown table %q", table)
+		return emit(g, output, c.AffinityRows(d, f), inspect.WriteAffinity)
 	}
+	return fmt.Errorf("inspect: unknown table %q", table)
+}
+
+// emit prints rows as JSON or with their table writer.
+func emit[T any](g *globals, output string, rows []T, table func(io.Writer, []T) error) error {
 	if output == "json" {
+		if rows == nil {
+			rows = []T{}
+		}
 		return json.NewEncoder(g.stdout).Encode(rows)
 	}
-	return write()
+	return table(g.stdout, rows)
 }

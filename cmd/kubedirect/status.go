@@ -11,18 +11,8 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// checkOutput accepts the -o values of the inspection verbs.
-func checkOutput(output string) error {
-	if output != "table" && output != "json" {
-		return fmt.Errorf("flag --output: unsupported value %q (want table or json)", output)
-	}
-	return nil
-}
-
 func newStatusCommand(g *globals) *cobra.Command {
-	t := &clusterTarget{}
-	var output string
-	var nodes []string
+	v := &viewFlags{}
 	cmd := &cobra.Command{
 		Use:   "status [--name NAME | -f FILE | --kubeconfig FILE] [--node NODE]... [-o table|json]",
 		Short: "Show every node's agent and datapath: readiness, attach mode, map fill, sync, drops",
@@ -37,20 +27,16 @@ nearly full, node unreachable), 1 when status could not run.`,
   kubedirect status --node demo-worker -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(output); err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			ac, name, err := connectTarget(ctx, g, t)
+			ac, name, err := v.connect(cmd, g)
 			if err != nil {
 				return err
 			}
-			s, err := observe.Read(ctx, ac, nodes...)
+			s, err := observe.Read(cmd.Context(), ac, v.nodes...)
 			if err != nil {
 				return fmt.Errorf("status of %q: %w", name, err)
 			}
 			rows := inspect.StatusRows(s.Dumps, s.NodeErrors)
-			if output == "json" {
+			if v.output == "json" {
 				err = json.NewEncoder(g.stdout).Encode(rows)
 			} else {
 				err = inspect.WriteStatus(g.stdout, rows, time.Now())
@@ -64,9 +50,6 @@ nearly full, node unreachable), 1 when status could not run.`,
 			return nil
 		},
 	}
-	t.addFlags(cmd)
-	cmd.Flags().StringSliceVar(&nodes, "node", nil, "only these nodes (repeat or comma-separate)")
-	_ = cmd.RegisterFlagCompletionFunc("node", t.completeNodes(g))
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	v.addFlags(cmd, g)
 	return cmd
 }

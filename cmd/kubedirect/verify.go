@@ -14,9 +14,7 @@ import (
 var verifyInterval = 2 * time.Second
 
 func newVerifyCommand(g *globals) *cobra.Command {
-	t := &clusterTarget{}
-	var output string
-	var nodes []string
+	v := &viewFlags{}
 	var settle time.Duration
 	cmd := &cobra.Command{
 		Use:   "verify [--name NAME | -f FILE | --kubeconfig FILE] [--node NODE]... [-o table|json]",
@@ -33,19 +31,15 @@ Exit status: 0 when the maps match, 2 when there is a difference or a node could
   kubedirect verify --name demo --node demo-worker -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(output); err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			ac, name, err := connectTarget(ctx, g, t)
+			ac, name, err := v.connect(cmd, g)
 			if err != nil {
 				return err
 			}
-			r, err := observe.Verify(ctx, ac, settle, verifyInterval, nodes...)
+			r, err := observe.Verify(cmd.Context(), ac, settle, verifyInterval, v.nodes...)
 			if err != nil {
 				return fmt.Errorf("verify %q: %w", name, err)
 			}
-			if output == "json" {
+			if v.output == "json" {
 				err = json.NewEncoder(g.stdout).Encode(r)
 			} else {
 				err = writeVerify(g, r)
@@ -60,11 +54,8 @@ Exit status: 0 when the maps match, 2 when there is a difference or a node could
 			return nil
 		},
 	}
-	t.addFlags(cmd)
-	cmd.Flags().StringSliceVar(&nodes, "node", nil, "only these nodes (repeat or comma-separate)")
+	v.addFlags(cmd, g)
 	cmd.Flags().DurationVar(&settle, "settle", 10*time.Second, "re-check differences for up to this long before reporting them")
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
-	_ = cmd.RegisterFlagCompletionFunc("node", t.completeNodes(g))
 	return cmd
 }
 

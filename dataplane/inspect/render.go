@@ -90,6 +90,31 @@ func (c *Cluster) ServiceRows(dumps []*Dump, f Filter) []ServiceRow {
 	return out
 }
 
+// writeTable prints header and rows as aligned columns (cells separated by tabs).
+func writeTable(w io.Writer, header string, rows [][]any) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	for _, r := range rows {
+		for i, c := range r {
+			if i > 0 {
+				fmt.Fprint(tw, "\t")
+			}
+			fmt.Fprint(tw, c)
+		}
+		fmt.Fprintln(tw)
+	}
+	return tw.Flush()
+}
+
+// cells turns rows into table cells with row.
+func cells[T any](rows []T, row func(T) []any) [][]any {
+	out := make([][]any, len(rows))
+	for i, r := range rows {
+		out[i] = row(r)
+	}
+	return out
+}
+
 func orDash(s string) string {
 	if s == "" {
 		return "-"
@@ -111,16 +136,13 @@ func joinBackends(bs []NamedBackend) string {
 // WriteServices prints one line per frontend:
 // "demo-worker  default/web:80/TCP  ClusterIP  10.96.4.1:80/TCP -> 10.244.1.5:8080 (node demo-worker), ...".
 func WriteServices(w io.Writer, rows []ServiceRow) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tSERVICE\tTYPE\tFRONTEND\t\tBACKENDS")
-	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t->\t%s", r.Node, orDash(r.Service), r.Kind, r.Frontend, joinBackends(r.Backends))
+	return writeTable(w, "NODE\tSERVICE\tTYPE\tFRONTEND\t\tBACKENDS", cells(rows, func(r ServiceRow) []any {
+		backends := joinBackends(r.Backends)
 		if slices.Contains(r.Flags, "externalLocal") || slices.Contains(r.Flags, "internalLocal") {
-			fmt.Fprintf(tw, "; local: %s", joinBackends(r.LocalBackends))
+			backends += "; local: " + joinBackends(r.LocalBackends)
 		}
-		fmt.Fprintln(tw)
-	}
-	return tw.Flush()
+		return []any{r.Node, orDash(r.Service), r.Kind, r.Frontend, "->", backends}
+	}))
 }
 
 // BackendRow is one backend slot of `inspect backends -o json`.
@@ -152,12 +174,9 @@ func (c *Cluster) BackendRows(dumps []*Dump, f Filter) []BackendRow {
 
 // WriteBackends prints the backend slots.
 func WriteBackends(w io.Writer, rows []BackendRow) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tSERVICE\tID\tTABLE\tSLOT\tBACKEND\tBACKEND NODE")
-	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%s\t%s\n", r.Node, orDash(r.Service), r.ServiceID, r.Table, r.Slot, r.Address, r.NamedBackend.Node)
-	}
-	return tw.Flush()
+	return writeTable(w, "NODE\tSERVICE\tID\tTABLE\tSLOT\tBACKEND\tBACKEND NODE", cells(rows, func(r BackendRow) []any {
+		return []any{r.Node, orDash(r.Service), r.ServiceID, r.Table, r.Slot, r.Address, r.NamedBackend.Node}
+	}))
 }
 
 // TunnelRow is one tunnel of `inspect tunnels -o json`.
@@ -184,12 +203,9 @@ func (c *Cluster) TunnelRows(dumps []*Dump, f Filter) []TunnelRow {
 
 // WriteTunnels prints the tunnels.
 func WriteTunnels(w io.Writer, rows []TunnelRow) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tPOD CIDR\tPEER\tPEER NODE")
-	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Node, r.PodCIDR, r.Peer, orDash(r.PeerNode))
-	}
-	return tw.Flush()
+	return writeTable(w, "NODE\tPOD CIDR\tPEER\tPEER NODE", cells(rows, func(r TunnelRow) []any {
+		return []any{r.Node, r.PodCIDR, r.Peer, orDash(r.PeerNode)}
+	}))
 }
 
 // EndpointRow is one local pod of `inspect endpoints -o json`.
@@ -217,12 +233,9 @@ func (c *Cluster) EndpointRows(dumps []*Dump, f Filter) []EndpointRow {
 
 // WriteEndpoints prints the local pods.
 func WriteEndpoints(w io.Writer, rows []EndpointRow) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tPOD IP\tPOD\tIFINDEX\tMAC")
-	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", r.Node, r.Address, orDash(r.Pod), r.Ifindex, r.MAC)
-	}
-	return tw.Flush()
+	return writeTable(w, "NODE\tPOD IP\tPOD\tIFINDEX\tMAC", cells(rows, func(r EndpointRow) []any {
+		return []any{r.Node, r.Address, orDash(r.Pod), r.Ifindex, r.MAC}
+	}))
 }
 
 // ConntrackRow is one flow entry of `inspect conntrack -o json`, in a user's terms: a forward entry's
@@ -276,14 +289,10 @@ func (c *Cluster) ConntrackRows(dumps []*Dump, f Filter) []ConntrackRow {
 
 // WriteConntrack prints the flows.
 func WriteConntrack(w io.Writer, rows []ConntrackRow) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tDIR\tPROTO\tSERVICE\tCLIENT\tFRONTEND\tBACKEND\tPEER\tSTATE\tEXPIRES")
-	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Node, r.Direction, r.Protocol, orDash(r.Service),
-			r.Client, r.Frontend, r.Backend, orDash(r.TunnelPeer), orDash(strings.Join(append(slices.Clone(r.Flags), r.State...), ",")),
-			time.Duration(r.ExpiresIn).Round(time.Second))
-	}
-	return tw.Flush()
+	return writeTable(w, "NODE\tDIR\tPROTO\tSERVICE\tCLIENT\tFRONTEND\tBACKEND\tPEER\tSTATE\tEXPIRES", cells(rows, func(r ConntrackRow) []any {
+		return []any{r.Node, r.Direction, r.Protocol, orDash(r.Service), r.Client, r.Frontend, r.Backend, orDash(r.TunnelPeer),
+			orDash(strings.Join(append(slices.Clone(r.Flags), r.State...), ",")), time.Duration(r.ExpiresIn).Round(time.Second)}
+	}))
 }
 
 // AffinityRow is one ClientIP affinity entry of `inspect affinity -o json`.
@@ -314,10 +323,7 @@ func (c *Cluster) AffinityRows(dumps []*Dump, f Filter) []AffinityRow {
 
 // WriteAffinity prints the affinity entries.
 func WriteAffinity(w io.Writer, rows []AffinityRow) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tSERVICE\tCLIENT\tBACKEND\tIDLE")
-	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Node, orDash(r.Service), r.Client, r.Backend, time.Duration(r.IdleFor).Round(time.Second))
-	}
-	return tw.Flush()
+	return writeTable(w, "NODE\tSERVICE\tCLIENT\tBACKEND\tIDLE", cells(rows, func(r AffinityRow) []any {
+		return []any{r.Node, orDash(r.Service), r.Client, r.Backend, time.Duration(r.IdleFor).Round(time.Second)}
+	}))
 }

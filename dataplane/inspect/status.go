@@ -6,7 +6,6 @@ import (
 	"maps"
 	"slices"
 	"strings"
-	"text/tabwriter"
 	"time"
 )
 
@@ -117,22 +116,21 @@ func fill(ms []MapFill, name string) string {
 
 // WriteStatus prints one line per node, then each node's problems.
 func WriteStatus(w io.Writer, rows []StatusRow, now time.Time) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tVERSION\tREADY\tATTACH\tSERVICES\tSKIPPED\tFRONTENDS\tBACKENDS\tCONNTRACK\tAFFINITY\tLAST SYNC\tSYNC ERRORS\tDROPS")
-	for _, r := range rows {
-		last := "-"
-		if !r.LastSync.IsZero() {
-			last = now.Sub(r.LastSync).Round(time.Second).String() + " ago"
-		}
-		var drops []string
-		for _, reason := range slices.Sorted(maps.Keys(r.Drops)) {
-			drops = append(drops, fmt.Sprintf("%s=%d", reason, r.Drops[reason]))
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%t\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", r.Node, orDash(r.Version), r.Ready,
-			orDash(strings.Join(r.Attach, ", ")), r.Services, len(r.Skipped), fill(r.Maps, "kd_services"), fill(r.Maps, "kd_backends"),
-			fill(r.Maps, "kd_conntrack"), fill(r.Maps, "kd_affinity"), last, r.SyncErrors, orDash(strings.Join(drops, " ")))
-	}
-	if err := tw.Flush(); err != nil {
+	err := writeTable(w, "NODE\tVERSION\tREADY\tATTACH\tSERVICES\tSKIPPED\tFRONTENDS\tBACKENDS\tCONNTRACK\tAFFINITY\tLAST SYNC\tSYNC ERRORS\tDROPS",
+		cells(rows, func(r StatusRow) []any {
+			last := "-"
+			if !r.LastSync.IsZero() {
+				last = now.Sub(r.LastSync).Round(time.Second).String() + " ago"
+			}
+			var drops []string
+			for _, reason := range slices.Sorted(maps.Keys(r.Drops)) {
+				drops = append(drops, fmt.Sprintf("%s=%d", reason, r.Drops[reason]))
+			}
+			return []any{r.Node, orDash(r.Version), r.Ready, orDash(strings.Join(r.Attach, ", ")), r.Services, len(r.Skipped),
+				fill(r.Maps, "kd_services"), fill(r.Maps, "kd_backends"), fill(r.Maps, "kd_conntrack"), fill(r.Maps, "kd_affinity"),
+				last, r.SyncErrors, orDash(strings.Join(drops, " "))}
+		}))
+	if err != nil {
 		return err
 	}
 	for _, r := range rows {
