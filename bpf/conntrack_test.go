@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"github.com/kubedirect/kubedirect/dataplane/agent"
 	"github.com/kubedirect/kubedirect/dataplane/maps"
 )
@@ -156,38 +157,97 @@ func TestRootConntrackEntriesExpireTogether(t *testing.T) {
 	}
 }
 
-// TestRootReplyTupleCollision: the same client address and port to two
-// frontends translated to one backend give one reply tuple. The second flow
-// must not take over the first's reply translation (its replies would leave
-// with the wrong source and be dropped by the client); it is dropped and
-// counted while the first lives, and accepted once the first has closed.
-func TestRootReplyTupleCollision(t *testing.T) {
-	h := newHarness(t, nodeA, cidrA, maps.ModeTunnel, pod2)
+// TestRootReplyTupleCollisionBothFlowsWork: the same client address and port
+// to two frontends translated to one backend (two node addresses of one
+// NodePort, a ClusterIP and a NodePort) give one reply tuple. Both
+// connections must work, as with kube-proxy (nf_conntrack's NAT gives the
+// second flow another source port): bytes both ways, every reply leaving with
+// its own frontend as source and the client's own port as destination, the
+// later packets of each flow keeping their translation, and ICMP errors about
+// the second flow quoting what the client sent.
+func TestRootReplyTupleCollisionBothFlowsWork(t *testing.T) {
+	h := newHarness(t, nodeA, cidrA, maps.ModeTunnel, pod1, pod2)
 	p := h.d.Programs
 	other := netip.MustParseAddr("192.168.50.3") // a second address of this node
 	must(t, h.d.Maps.AddNodeAddr(other))
 	h.service(svcKey(netip.Addr{}, 30080, maps.ProtoTCP, maps.ScopeExternal), 1, 0, backend{addr: pod2, port: 8080})
 
-	h.runPkt(p.FromNetdev, tcp(client, 50000, nodeA, 30080, tcpSYN), actRedirect)
-	h.runPkt(p.FromNetdev, tcp(client, 50000, other, 30080, tcpSYN), actShot)
-	if n := h.metric("ct_collision"); n != 1 {
-		t.Errorf("ct_collision = %d, want 1", n)
+	// flow sends the client's packet through prog and returns the source
+	// port the backend sees (the client's address and the payload are kept).
+	flow := func(prog *ebpf.Program, in packet, be netip.Addr, bport uint16) uint16 {
+		t.Helper()
+		out := h.runPkt(prog, in, actRedirect)
+		if out.Src != in.Src || out.Dst != be || out.DstPort != bport || string(out.Payload) != string(in.Payload) {
+			t.Fatalf("%s:%d -> %s:%d %q arrived as %s:%d -> %s:%d %q", in.Src, in.SrcPort, in.Dst, in.DstPort,
+				in.Payload, out.Src, out.SrcPort, out.Dst, out.DstPort, out.Payload)
+		}
+		return out.SrcPort
 	}
-	out := h.runPkt(p.FromContainer, tcp(pod2, 8080, client, 50000, tcpSYN|tcpACK), actRedirect)
-	expect(t, out, nodeA, 30080, client, 50000)
+	// reply sends the backend's answer to port and checks what the client gets.
+	reply := func(rep packet, front netip.Addr, fport uint16, cport uint16) {
+		t.Helper()
+		out := h.runPkt(p.FromContainer, rep, actRedirect)
+		expect(t, out, front, fport, rep.Dst, cport)
+		if string(out.Payload) != string(rep.Payload) {
+			t.Fatalf("reply payload %q, want %q", out.Payload, rep.Payload)
+		}
+	}
 
-	// The first flow ends: the port is free for the other frontend.
-	h.runPkt(p.FromNetdev, tcp(client, 50000, nodeA, 30080, tcpRST), actRedirect)
-	h.runPkt(p.FromNetdev, tcp(client, 50000, other, 30080, tcpSYN), actRedirect)
-	out = h.runPkt(p.FromContainer, tcp(pod2, 8080, client, 50000, tcpSYN|tcpACK), actRedirect)
-	expect(t, out, other, 30080, client, 50000)
+	p1 := flow(p.FromNetdev, tcp(client, 50000, nodeA, 30080, tcpSYN), pod2, 8080)
+	p2 := flow(p.FromNetdev, tcp(client, 50000, other, 30080, tcpSYN), pod2, 8080)
+	if p1 != 50000 || p2 == p1 {
+		t.Fatalf("the backend sees source ports %d and %d, want 50000 and another one", p1, p2)
+	}
+	reply(tcp(pod2, 8080, client, p1, tcpSYN|tcpACK), nodeA, 30080, 50000)
+	reply(tcp(pod2, 8080, client, p2, tcpSYN|tcpACK), other, 30080, 50000)
+	for i := 0; i < 2; i++ {
+		if got := flow(p.FromNetdev, tcp(client, 50000, other, 30080, tcpACK), pod2, 8080); got != p2 {
+			t.Fatalf("next packet of the second flow left with port %d, want %d", got, p2)
+		}
+		if got := flow(p.FromNetdev, tcp(client, 50000, nodeA, 30080, tcpACK), pod2, 8080); got != p1 {
+			t.Fatalf("next packet of the first flow left with port %d, want %d", got, p1)
+		}
+		reply(tcp(pod2, 8080, client, p2, tcpACK), other, 30080, 50000)
+		reply(tcp(pod2, 8080, client, p1, tcpACK), nodeA, 30080, 50000)
+	}
+	if n := h.metric("ct_collision"); n != 0 {
+		t.Errorf("ct_collision = %d, want 0", n)
+	}
+	// Both entries of the second flow live and close together.
+	h.runPkt(p.FromNetdev, tcp(client, 50000, other, 30080, tcpRST), actRedirect)
+	if v, ok := h.ctEntry(pod2, 8080, client, p2, maps.ProtoTCP, maps.CTReply); !ok || lifetime(v) > maps.CTCloseTimeout {
+		t.Errorf("reply entry of the second flow after the client's RST: %v, lifetime %v", ok, lifetime(v))
+	}
 
-	// UDP: the same, and a new flow of the same frontend is never refused.
+	// UDP, with an ICMP error from the backend about the second flow.
 	h.service(svcKey(netip.Addr{}, 30053, maps.ProtoUDP, maps.ScopeExternal), 2, 0, backend{addr: pod2, port: 5353})
-	h.runPkt(p.FromNetdev, udp(client, 50001, nodeA, 30053), actRedirect)
-	h.runPkt(p.FromNetdev, udp(client, 50001, other, 30053), actShot)
-	out = h.runPkt(p.FromContainer, udp(pod2, 5353, client, 50001), actRedirect)
-	expect(t, out, nodeA, 30053, client, 50001)
+	u1 := flow(p.FromNetdev, udp(client, 50001, nodeA, 30053), pod2, 5353)
+	u2 := flow(p.FromNetdev, udp(client, 50001, other, 30053), pod2, 5353)
+	if u1 != 50001 || u2 == u1 {
+		t.Fatalf("UDP: the backend sees source ports %d and %d, want 50001 and another one", u1, u2)
+	}
+	reply(udp(pod2, 5353, client, u2), other, 30053, 50001)
+	reply(udp(pod2, 5353, client, u1), nodeA, 30053, 50001)
+	got := h.runPkt(p.FromContainer, icmpErr(pod2, client, udp(client, u2, pod2, 5353)), actRedirect)
+	if got.Src != other || got.Dst != client {
+		t.Fatalf("icmp %s -> %s, want %s -> %s", got.Src, got.Dst, other, client)
+	}
+	expectQuoted(t, got, client, 50001, other, 30053)
+
+	// A pod reaching one backend through its ClusterIP and a NodePort with
+	// the same source port (from_container, no socket hooks).
+	vip := netip.MustParseAddr("10.96.0.20")
+	h.service(svcKey(vip, 80, maps.ProtoTCP, maps.ScopeCluster), 1, 0, backend{addr: pod2, port: 8080})
+	c1 := flow(p.FromContainer, tcp(pod1, 40000, vip, 80, tcpSYN), pod2, 8080)
+	c2 := flow(p.FromContainer, tcp(pod1, 40000, nodeA, 30080, tcpSYN), pod2, 8080)
+	if c1 != 40000 || c2 == c1 {
+		t.Fatalf("pod client: the backend sees source ports %d and %d, want 40000 and another one", c1, c2)
+	}
+	if got := flow(p.FromContainer, tcp(pod1, 40000, nodeA, 30080, tcpACK), pod2, 8080); got != c2 {
+		t.Fatalf("next packet of the pod's second flow left with port %d, want %d", got, c2)
+	}
+	reply(tcp(pod2, 8080, pod1, c2, tcpSYN|tcpACK), nodeA, 30080, 40000)
+	reply(tcp(pod2, 8080, pod1, c1, tcpSYN|tcpACK), vip, 80, 40000)
 }
 
 // TestRootAffinityFollowsBackends: a ClientIP affinity entry only counts while

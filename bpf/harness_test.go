@@ -1,7 +1,6 @@
 package bpf_test
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -82,13 +81,8 @@ func newHarnessSized(t testing.TB, sizes config.MapSizes, self netip.Addr, cidr 
 	testutil.RequireRoot(t)
 	h := &harness{t: t, self: self}
 	h.setupNetns()
-	d, err := loader.Load(context.Background(), loader.Options{PinDir: loadertest.PinDir(t), MapSizes: sizes})
-	if err != nil {
-		t.Fatalf("load: %v", err)
-	}
-	h.d = d
-	t.Cleanup(func() { _ = d.Remove() })
-	m := d.Maps
+	h.d = loadertest.Load(t, loader.Options{MapSizes: sizes})
+	m := h.d.Maps
 	mask := net.CIDRMask(cidr.Bits(), 32)
 	must(t, m.SetConfig(maps.Config{
 		NodeIP: maps.Addr4(self), PodCIDR: maps.Addr4(cidr.Addr()), PodMask: [4]byte(mask),
@@ -101,8 +95,8 @@ func newHarnessSized(t testing.TB, sizes config.MapSizes, self netip.Addr, cidr 
 	for _, p := range pods {
 		must(t, m.SetEndpoint(p, maps.EndpointValue{Ifindex: podIfindex(p), MAC: podMAC(p), HostMAC: hostMAC}))
 	}
-	h.events, err = ringbuf.NewReader(m.Events)
-	if err != nil {
+	var err error
+	if h.events, err = ringbuf.NewReader(m.Events); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.events.Close() })

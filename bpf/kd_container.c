@@ -37,7 +37,7 @@ int from_container(struct __sk_buff *skb)
 	struct kd_backend_val be;
 	__u64 now;
 	int err = 0, rc, verdict;
-	__u16 flags;
+	__u16 flags, sport;
 	__be32 src, os, od;
 	__u8 act;
 
@@ -88,6 +88,7 @@ int from_container(struct __sk_buff *skb)
 	v = kd_ct_get(&k, &p, now);
 	if (v && (v->flags & KD_CT_CLUSTER)) {
 		if ((rc = kd_dnat(skb, &p, v->nat_addr, v->nat_port)) < 0 ||
+		    (rc = kd_set_port(skb, &p, 1, kd_ct_sport(v, &p))) < 0 ||
 		    ((v->flags & KD_CT_HAIRPIN) && (rc = kd_set_addr(skb, &p, 1, cfg->hairpin_addr)) < 0))
 			return kd_drop(skb, -rc);
 		kd_count(KD_M_DNAT, skb->len);
@@ -117,10 +118,10 @@ int from_container(struct __sk_buff *skb)
 	}
 	if (be.flags & KD_BE_HOSTNET)
 		flags |= KD_CT_HOSTNET;
-	if ((rc = kd_ct_create(&p, now, be.addr, be.port, src, 0, svc->svc_id, flags)) < 0)
+	if ((rc = kd_ct_create(&p, now, be.addr, be.port, src, 0, svc->svc_id, flags, &sport)) < 0)
 		return kd_drop(skb, -rc);
 	kd_event(cfg, &p, KD_PROG_FROM_CONTAINER, KD_M_DNAT, 0, be.addr, be.port, 0, svc->svc_id);
-	if ((rc = kd_dnat(skb, &p, be.addr, be.port)) < 0 ||
+	if ((rc = kd_dnat(skb, &p, be.addr, be.port)) < 0 || (rc = kd_set_port(skb, &p, 1, sport)) < 0 ||
 	    ((flags & KD_CT_HAIRPIN) && (rc = kd_set_addr(skb, &p, 1, src)) < 0))
 		return kd_drop(skb, -rc);
 	kd_count(KD_M_DNAT, skb->len);

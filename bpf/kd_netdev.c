@@ -21,7 +21,7 @@ int from_netdev(struct __sk_buff *skb)
 	struct kd_ct_key k;
 	struct kd_pkt p;
 	int rc, verdict;
-	__u16 flags;
+	__u16 flags, sport;
 	__u64 now;
 	__be32 od;
 
@@ -53,7 +53,7 @@ int from_netdev(struct __sk_buff *skb)
 			return kd_encap(skb, cfg, v->tunnel_peer);
 		}
 		if (v->flags & KD_CT_NODEPORT_LOCAL)
-			return kd_dnat_deliver(skb, &p, v->nat_addr, v->nat_port, od, now);
+			return kd_dnat_deliver(skb, &p, v->nat_addr, v->nat_port, kd_ct_sport(v, &p), od, now);
 	}
 
 	/* Exact frontend (externalIP, LoadBalancer IP, a NodePort bound to one
@@ -70,7 +70,7 @@ int from_netdev(struct __sk_buff *skb)
 	if (!(be.flags & KD_BE_LOCAL)) {
 		/* Forward the original packet; the client IP is kept end to end. */
 		if ((rc = kd_ct_create(&p, now, be.addr, be.port, 0, be.node_ip, svc->svc_id,
-				       KD_CT_NODEPORT_REMOTE)) < 0)
+				       KD_CT_NODEPORT_REMOTE, &sport)) < 0)
 			return kd_drop(skb, -rc);
 		kd_event(cfg, &p, KD_PROG_FROM_NETDEV, KD_M_ENCAP, 0, be.addr, be.port, be.node_ip,
 			 svc->svc_id);
@@ -81,10 +81,10 @@ int from_netdev(struct __sk_buff *skb)
 	flags = KD_CT_NODEPORT_LOCAL;
 	if (be.flags & KD_BE_HOSTNET)
 		flags |= KD_CT_HOSTNET;
-	if ((rc = kd_ct_create(&p, now, be.addr, be.port, p.saddr, 0, svc->svc_id, flags)) < 0)
+	if ((rc = kd_ct_create(&p, now, be.addr, be.port, p.saddr, 0, svc->svc_id, flags, &sport)) < 0)
 		return kd_drop(skb, -rc);
 	kd_event(cfg, &p, KD_PROG_FROM_NETDEV, KD_M_DNAT, 0, be.addr, be.port, 0, svc->svc_id);
-	return kd_dnat_deliver(skb, &p, be.addr, be.port, od, now);
+	return kd_dnat_deliver(skb, &p, be.addr, be.port, sport, od, now);
 }
 
 SEC("tc")

@@ -119,6 +119,7 @@ enum kd_metric_index {
 	KD_M_REJECT,		/* no endpoints: RST / ICMP sent */
 	KD_M_DROP,		/* dropped (reason counted too) */
 	KD_M_VERDICT_MAX,
+	KD_M_EVENT_LOST = 15,	/* a flow event the full kd_events ring buffer could not take */
 	KD_DROP_MALFORMED = 16,	/* truncated or invalid headers */
 	KD_DROP_NO_BACKEND,	/* service has no endpoints */
 	KD_DROP_NO_LOCAL_BACKEND, /* eTP/iTP Local or forwarded, none here */
@@ -181,7 +182,10 @@ struct kd_ct_val {
 	__u16 nat_port;		/* host order */
 	__u16 flags;		/* KD_CT_* */
 	__u8 tcp_state;		/* KD_TCP_* */
-	__u8 pad[3];
+	__u8 pad;
+	__u16 client_port;	/* host order; 0: the client's port is kept. FWD: the source port the
+				 * client's packets leave with; REPLY: the client's own port (dst
+				 * rewrite). Set when the reply tuple was taken (kd_ct_create). */
 };
 
 struct kd_affinity_key {
@@ -221,14 +225,15 @@ struct kd_config {
 	__be32 hairpin_addr;	/* SNAT source for pod-to-own-service hairpin */
 	__u32 vxlan_ifindex;	/* vxlan device in external mode */
 	__u32 netdev_ifindex;	/* NIC used for DSR / forwarded replies when the FIB says so */
-	__u32 event_sample;	/* 0: no events; N: one flow event per N new flows */
+	__u32 event_sample;	/* default: 0 no events; N one event per N new flows, every drop and reject */
 	__u16 vxlan_port;	/* 8472 */
 	__u8 mode;		/* KD_MODE_*: default external mode */
 	__u8 debug;		/* KD_DEBUG_* */
 	__u64 host_netns;	/* cookie of the node's network namespace: its sockets get NodePorts on 127.0.0.0/8 */
 	__u16 tunnel_mtu;	/* largest inner IPv4 packet the overlay carries unfragmented (NIC MTU - 50); 0: no check */
 	__u16 pad;
-	__u32 pad2;
+	__u32 sample_override;	/* event_sample of a monitor session, until override_until */
+	__u64 override_until;	/* CLOCK_MONOTONIC ns; past it event_sample applies again */
 };
 
 /* kd_config.debug: KD_DEBUG_TRACE emits an event for every redirect (tests,

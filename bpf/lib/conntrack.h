@@ -13,6 +13,13 @@
 #define KD_NS 1000000000ULL
 #define KD_TCP_FINS (KD_TCP_FIN_CLIENT | KD_TCP_FIN_BACKEND)
 
+/* Source ports tried when a new flow's reply tuple is taken: KD_CT_PORT_TRIES
+ * candidates in 32768-65535 (above the default NodePort range, as Cilium's
+ * SNAT keeps), derived from a hash of the flow. */
+#define KD_CT_PORT_TRIES 8
+#define KD_CT_PORT_MIN 32768
+#define KD_CT_PORT_MASK 0x7fff
+
 static __always_inline void kd_ct_key_set(struct kd_ct_key *k, __be32 saddr, __be32 daddr, __u16 sport,
 					  __u16 dport, __u8 proto, __u8 dir)
 {
@@ -74,6 +81,13 @@ static __always_inline __u64 kd_ct_lifetime(struct kd_pkt *p, __u8 *state, int r
 	return KD_CT_SYN_TIMEOUT * KD_NS;
 }
 
+/* kd_ct_sport is the source port the client's packets of forward entry v
+ * leave with (p: one of them). */
+static __always_inline __u16 kd_ct_sport(const struct kd_ct_val *v, const struct kd_pkt *p)
+{
+	return v->client_port ? v->client_port : p->sport;
+}
+
 /* kd_ct_partner_key builds the key of the other entry of k's flow. Returns
  * -1 when the flow has no other entry on this node. */
 static __always_inline int kd_ct_partner_key(struct kd_ct_key *k, struct kd_ct_val *v, struct kd_ct_key *pk)
@@ -83,7 +97,7 @@ static __always_inline int kd_ct_partner_key(struct kd_ct_key *k, struct kd_ct_v
 	if (k->dir == KD_CT_REPLY) {
 		pk->saddr = v->client_addr;
 		pk->daddr = v->nat_addr;
-		pk->sport = k->dport;
+		pk->sport = v->client_port ? v->client_port : k->dport;
 		pk->dport = v->nat_port;
 		pk->dir = KD_CT_FWD;
 		return 0;
@@ -93,7 +107,7 @@ static __always_inline int kd_ct_partner_key(struct kd_ct_key *k, struct kd_ct_v
 	pk->saddr = v->nat_addr;
 	pk->daddr = k->saddr;
 	pk->sport = v->nat_port;
-	pk->dport = k->sport;
+	pk->dport = v->client_port ? v->client_port : k->sport;
 	pk->dir = KD_CT_REPLY;
 	if (v->flags & KD_CT_HAIRPIN) {
 		struct kd_config *cfg = kd_cfg();
@@ -205,7 +219,8 @@ static __always_inline int kd_ct_reply_taken(struct kd_ct_key *k, struct kd_pkt 
 
 	if (!old || old->expires < now || (old->tcp_state & KD_TCP_CLOSING))
 		return 0;
-	if (old->nat_addr == p->daddr && old->nat_port == p->dport && old->client_addr == p->saddr)
+	if (old->nat_addr == p->daddr && old->nat_port == p->dport && old->client_addr == p->saddr &&
+	    (old->client_port ? old->client_port : k->dport) == p->sport)
 		return 0; /* the same flow again (port reuse) */
 	/* Only while its forward entry lives (not evicted or replaced). */
 	kd_ct_partner_key(k, old, &fk);
@@ -213,25 +228,60 @@ static __always_inline int kd_ct_reply_taken(struct kd_ct_key *k, struct kd_pkt 
 	return f && f->expires >= now && kd_ct_is_partner(k, f);
 }
 
+/* kd_ct_hash mixes x (murmur3's 32-bit finalizer): the candidate source
+ * ports of a flow are spread over the range and differ between flows. */
+static __always_inline __u32 kd_ct_hash(__u32 x)
+{
+	x ^= x >> 16;
+	x *= 0x85ebca6b;
+	x ^= x >> 13;
+	x *= 0xc2b2ae35;
+	x ^= x >> 16;
+	return x;
+}
+
+/* kd_ct_reply_port finds the destination port of the new flow's reply key rk
+ * (backend -> reply_dst): the client's own port unless a live flow of another
+ * frontend holds that reply tuple. Then, as nf_conntrack's NAT does, the flow
+ * gets another source port: up to KD_CT_PORT_TRIES candidates, deterministic
+ * from a hash of the flow, the first free one wins. Returns 0 with rk->dport
+ * set, or -KD_DROP_CT_COLLISION when every candidate is taken. */
+static __always_inline int kd_ct_reply_port(struct kd_ct_key *rk, struct kd_pkt *p, __u64 now)
+{
+	__u32 seed;
+	int i;
+
+	rk->dport = p->sport;
+	if (!kd_ct_reply_taken(rk, p, now))
+		return 0;
+	seed = kd_ct_hash(p->saddr ^ kd_ct_hash(p->daddr ^ kd_ct_hash(((__u32)p->sport << 16) | p->dport)));
+	for (i = 0; i < KD_CT_PORT_TRIES; i++) {
+		rk->dport = KD_CT_PORT_MIN + (kd_ct_hash(seed + i) & KD_CT_PORT_MASK);
+		if (rk->dport != p->sport && !kd_ct_reply_taken(rk, p, now))
+			return 0;
+	}
+	return -KD_DROP_CT_COLLISION;
+}
+
 /* kd_ct_create stores both directions of a translated flow. The reply key is
- * what the backend sends: backend -> reply_dst. Returns 0, or
- * -KD_DROP_CT_COLLISION / -KD_DROP_CT_FULL. */
+ * what the backend sends: backend -> reply_dst. *sport is set to the source
+ * port the flow's packets leave with (p->sport unless that reply tuple was
+ * taken, see kd_ct_reply_port). Returns 0, or -KD_DROP_CT_COLLISION /
+ * -KD_DROP_CT_FULL. */
 static __always_inline int kd_ct_create(struct kd_pkt *p, __u64 now, __be32 be_addr, __u16 be_port,
-					__be32 reply_dst, __be32 peer, __u32 svc_id, __u16 flags)
+					__be32 reply_dst, __be32 peer, __u32 svc_id, __u16 flags, __u16 *sport)
 {
 	struct kd_ct_key k = {};
 	struct kd_ct_key rk = {};
 	struct kd_ct_val v = {};
+	int rc;
 
+	*sport = p->sport;
 	if (!(flags & KD_CT_NODEPORT_REMOTE)) {
-		rk.saddr = be_addr;
-		rk.daddr = reply_dst;
-		rk.sport = be_port;
-		rk.dport = p->sport;
-		rk.proto = p->proto;
-		rk.dir = KD_CT_REPLY;
-		if (kd_ct_reply_taken(&rk, p, now))
-			return -KD_DROP_CT_COLLISION;
+		kd_ct_key_set(&rk, be_addr, reply_dst, be_port, p->sport, p->proto, KD_CT_REPLY);
+		if ((rc = kd_ct_reply_port(&rk, p, now)) < 0)
+			return rc;
+		*sport = rk.dport;
 	}
 	kd_ct_key_fwd(&k, p);
 	v.nat_addr = be_addr;
@@ -239,6 +289,8 @@ static __always_inline int kd_ct_create(struct kd_pkt *p, __u64 now, __be32 be_a
 	v.tunnel_peer = peer;
 	v.svc_id = svc_id;
 	v.flags = flags;
+	if (*sport != p->sport)
+		v.client_port = *sport;
 	if (kd_ct_put(&k, &v, p, now) < 0)
 		return -KD_DROP_CT_FULL;
 	if (flags & KD_CT_NODEPORT_REMOTE)
@@ -246,6 +298,8 @@ static __always_inline int kd_ct_create(struct kd_pkt *p, __u64 now, __be32 be_a
 	v.nat_addr = p->daddr;
 	v.nat_port = p->dport;
 	v.client_addr = p->saddr;
+	if (*sport != p->sport)
+		v.client_port = p->sport;
 	if (kd_ct_put(&rk, &v, p, now) < 0)
 		return -KD_DROP_CT_FULL;
 	return 0;

@@ -12,7 +12,8 @@
 
 /* kd_revnat looks the packet up as the reply of a translated flow and, if it
  * is one, rewrites the source back to the frontend (and, for hairpin flows,
- * the destination back to the client). Returns the entry or NULL. A failed
+ * the destination back to the client; for flows whose source port was
+ * changed, the destination port back to the client's). Returns the entry or NULL. A failed
  * rewrite sets *err to its KD_DROP_* reason. */
 static __always_inline struct kd_ct_val *kd_revnat(struct __sk_buff *skb, struct kd_pkt *p, __u64 now, int *err)
 {
@@ -27,6 +28,8 @@ static __always_inline struct kd_ct_val *kd_revnat(struct __sk_buff *skb, struct
 	if ((rc = kd_snat(skb, p, v->nat_addr, v->nat_port)) < 0)
 		*err = -rc;
 	else if ((v->flags & KD_CT_HAIRPIN) && (rc = kd_set_addr(skb, p, 0, v->client_addr)) < 0)
+		*err = -rc;
+	else if (v->client_port && (rc = kd_set_port(skb, p, 0, v->client_port)) < 0)
 		*err = -rc;
 	if (!*err)
 		kd_count(KD_M_REVNAT, skb->len);
@@ -71,10 +74,12 @@ static __always_inline int kd_frag_follow(struct __sk_buff *skb, struct kd_confi
 static __always_inline int kd_no_backend(struct __sk_buff *skb, struct kd_config *cfg, struct kd_pkt *p,
 					 const struct kd_svc_val *svc, __u8 prog, __u32 reason)
 {
-	kd_event(cfg, p, prog, KD_M_DROP, reason, 0, 0, 0, svc->svc_id);
-	if (reason == KD_DROP_NO_BACKEND && (svc->flags & KD_SVC_REJECT))
+	if (reason == KD_DROP_NO_BACKEND && (svc->flags & KD_SVC_REJECT)) {
+		kd_event(cfg, p, prog, KD_M_REJECT, reason, 0, 0, 0, svc->svc_id);
 		return kd_reject(skb, p);
-	return kd_drop(skb, reason);
+	}
+	kd_dropped(skb, reason, svc->svc_id);
+	return TC_ACT_SHOT;
 }
 
 /* kd_deliver_dnat sends an already DNATed packet to its backend: a local
@@ -90,14 +95,15 @@ static __always_inline int kd_deliver_dnat(struct __sk_buff *skb, struct kd_pkt 
 }
 
 /* kd_dnat_deliver ends every external flow whose backend is on this node:
- * DNAT p (which arrived for od) to addr:port, count it, record the rewrite
- * for the datagram's later fragments and deliver it. */
+ * DNAT p (which arrived for od) to addr:port, give it source port sport (see
+ * kd_ct_create), count it, record the rewrite for the datagram's later
+ * fragments and deliver it. */
 static __always_inline int kd_dnat_deliver(struct __sk_buff *skb, struct kd_pkt *p, __be32 addr, __u16 port,
-					   __be32 od, __u64 now)
+					   __u16 sport, __be32 od, __u64 now)
 {
 	int rc = kd_dnat(skb, p, addr, port);
 
-	if (rc < 0)
+	if (rc < 0 || (rc = kd_set_port(skb, p, 1, sport)) < 0)
 		return kd_drop(skb, -rc);
 	kd_count(KD_M_DNAT, skb->len);
 	rc = kd_frag_record(p, p->saddr, od, KD_FRAG_ROUTE, 0, now);
@@ -118,13 +124,13 @@ static __always_inline int kd_forwarded_flow(struct __sk_buff *skb, struct kd_co
 	struct kd_svc_val *svc;
 	struct kd_backend_val be;
 	__be32 od = p->daddr;
-	__u16 flags;
+	__u16 flags, sport;
 	int rc;
 
 	kd_ct_key_fwd(&k, p);
 	f = kd_ct_get(&k, p, now);
 	if (f && (f->flags & KD_CT_NODEPORT_FWD))
-		return kd_dnat_deliver(skb, p, f->nat_addr, f->nat_port, od, now);
+		return kd_dnat_deliver(skb, p, f->nat_addr, f->nat_port, kd_ct_sport(f, p), od, now);
 	/* Forwarded traffic is trusted to be for a node address of the
 	 * ingress node, so the NodePort wildcard applies to any address. */
 	svc = kd_svc_lookup(p, KD_SCOPE_EXTERNAL, 1);
@@ -139,10 +145,10 @@ static __always_inline int kd_forwarded_flow(struct __sk_buff *skb, struct kd_co
 		flags |= KD_CT_DSR;
 	if (be.flags & KD_BE_HOSTNET)
 		flags |= KD_CT_HOSTNET;
-	if ((rc = kd_ct_create(p, now, be.addr, be.port, p->saddr, peer, svc->svc_id, flags)) < 0)
+	if ((rc = kd_ct_create(p, now, be.addr, be.port, p->saddr, peer, svc->svc_id, flags, &sport)) < 0)
 		return kd_drop(skb, -rc);
 	kd_event(cfg, p, prog, KD_M_DNAT, 0, be.addr, be.port, peer, svc->svc_id);
-	return kd_dnat_deliver(skb, p, be.addr, be.port, od, now);
+	return kd_dnat_deliver(skb, p, be.addr, be.port, sport, od, now);
 }
 
 /* kd_reply_out sends a reverse-NATed reply of an external flow towards the

@@ -13,10 +13,10 @@ static __always_inline int kd_pass(struct __sk_buff *skb)
 	return TC_ACT_OK;
 }
 
+/* kd_drop drops the packet, counted and reported with its KD_DROP_* reason. */
 static __always_inline int kd_drop(struct __sk_buff *skb, __u32 reason)
 {
-	kd_count(KD_M_DROP, skb->len);
-	kd_count(reason, skb->len);
+	kd_dropped(skb, reason, 0);
 	return TC_ACT_SHOT;
 }
 
@@ -61,11 +61,8 @@ static __always_inline int kd_encap(struct __sk_buff *skb, struct kd_config *cfg
 	if (!node_ip || !cfg->vxlan_ifindex)
 		return kd_drop(skb, KD_DROP_NO_TUNNEL);
 	rc = kd_tunnel_fit(skb, cfg);
-	if (rc != KD_GO_ON) {
-		kd_count(KD_M_DROP, skb->len);
-		kd_count(KD_DROP_TOO_BIG, skb->len);
+	if (rc != KD_GO_ON)
 		return rc;
-	}
 	if ((rc = kd_tunnel_to(skb, cfg, node_ip, cfg->vxlan_ifindex)) < 0)
 		return kd_drop(skb, -rc);
 	return bpf_redirect(cfg->vxlan_ifindex, 0);

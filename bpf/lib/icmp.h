@@ -90,6 +90,10 @@ static __always_inline struct kd_ct_val *kd_revnat_icmp(struct __sk_buff *skb, s
 	nport = bpf_htons(v->nat_port);
 	if (kd_csum_fix(skb, icmp_csum, in_off + 22, &nport, 2, 0) < 0)
 		goto fail;
+	/* Quoted source port: the client's own, if the flow got another. */
+	nport = bpf_htons(v->client_port);
+	if (v->client_port && kd_csum_fix(skb, icmp_csum, in_off + 20, &nport, 2, 0) < 0)
+		goto fail;
 	/* Outer source: the frontend (the ICMP checksum has no pseudo header). */
 	if (bpf_l3_csum_replace(skb, KD_IP_CSUM_OFF, p->saddr, v->nat_addr, 4) < 0 ||
 	    bpf_skb_store_bytes(skb, KD_IP_SRC_OFF, &v->nat_addr, 4, 0) < 0)

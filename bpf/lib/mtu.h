@@ -8,6 +8,7 @@
  * either side fit (host-network backends and clients advertise the NIC's
  * MSS). GSO packets are left to the clamp (their segments are what counts). */
 #pragma once
+#include "events.h"
 #include "nat.h"
 
 #define KD_IP_DF 0x4000
@@ -121,5 +122,7 @@ static __always_inline int kd_tunnel_fit(struct __sk_buff *skb, struct kd_config
 	if (bpf_ntohs(ip.tot_len) <= mtu || !(ip.frag_off & bpf_htons(KD_IP_DF)) || ip.ihl != 5 ||
 	    skb->ingress_ifindex != skb->ifindex)
 		return KD_GO_ON;
+	/* counted and reported here: the ICMP replaces the packet */
+	kd_dropped(skb, KD_DROP_TOO_BIG, 0);
 	return kd_frag_needed(skb, cfg, &ip, mtu);
 }

@@ -39,6 +39,16 @@ func (r *clusterRef) resolve(ctx context.Context, g *globals, p *progress.Printe
 	return g.find(ctx, r.name, p)
 }
 
+// clusterCommand is a verb's subcommand for one cluster named by --name or -f (use is its name and
+// arguments before those flags); run gets the reference the flags filled.
+func clusterCommand(use, short string, run func(cmd *cobra.Command, ref *clusterRef) error) *cobra.Command {
+	ref := &clusterRef{}
+	c := &cobra.Command{Use: use + " (--name NAME | -f FILE)", Short: short, Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return run(cmd, ref) }}
+	ref.addFlags(c)
+	return c
+}
+
 // clusterName is the name the reference gives, for messages before the spec is known.
 func (r *clusterRef) clusterName(c *spec.Cluster) string {
 	if c != nil {
@@ -48,14 +58,9 @@ func (r *clusterRef) clusterName(c *spec.Cluster) string {
 }
 
 func newDeleteCommand(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "delete", Short: "Delete a resource"}
-	ref := &clusterRef{}
 	var kubeconfig string
-	cluster := &cobra.Command{
-		Use:   "cluster (--name NAME | -f FILE)",
-		Short: "Delete a cluster and everything kubedirect made for it",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+	cluster := clusterCommand("cluster", "Delete a cluster and everything kubedirect made for it",
+		func(cmd *cobra.Command, ref *clusterRef) error {
 			ctx := cmd.Context()
 			p := g.printer()
 			prov, c, err := ref.resolve(ctx, g, p)
@@ -77,10 +82,9 @@ func newDeleteCommand(g *globals) *cobra.Command {
 			return p.Step(fmt.Sprintf("Deleting cluster %q", c.Metadata.Name), func() error {
 				return prov.Delete(ctx, c, provision.DeleteWithKubeconfigPath(kubeconfig))
 			})
-		},
-	}
-	ref.addFlags(cluster)
+		})
 	cluster.Flags().StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file to remove the cluster's context from")
+	cmd := &cobra.Command{Use: "delete", Short: "Delete a resource"}
 	cmd.AddCommand(cluster)
 	return cmd
 }

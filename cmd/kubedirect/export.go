@@ -3,18 +3,14 @@ package main
 import (
 	"fmt"
 
+	"github.com/kubedirect/kubedirect/manifests"
 	"github.com/spf13/cobra"
 )
 
 func newExportCommand(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "export", Short: "Export a cluster's settings"}
-	ref := &clusterRef{}
 	var path string
-	kubeconfig := &cobra.Command{
-		Use:   "kubeconfig (--name NAME | -f FILE)",
-		Short: "Merge a cluster's admin context into a kubeconfig file (mode 0600)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+	kubeconfig := clusterCommand("kubeconfig", "Merge a cluster's admin context into a kubeconfig file (mode 0600)",
+		func(cmd *cobra.Command, ref *clusterRef) error {
 			prov, c, err := ref.resolve(cmd.Context(), g, nil)
 			if err != nil {
 				return err
@@ -25,10 +21,18 @@ func newExportCommand(g *globals) *cobra.Command {
 			}
 			g.printer().Println(fmt.Sprintf("Set kubectl context to %q", name))
 			return nil
-		},
-	}
-	ref.addFlags(kubeconfig)
+		})
 	kubeconfig.Flags().StringVar(&path, "kubeconfig", "", "kubeconfig file to write (default $KUBECONFIG or ~/.kube/config)")
+	cmd := &cobra.Command{Use: "export", Short: "Export a cluster's settings"}
 	cmd.AddCommand(kubeconfig)
+	cmd.AddCommand(&cobra.Command{
+		Use:   "dashboard",
+		Short: "Print the Grafana dashboard (JSON) of the agents' metrics, to import in Grafana",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, err := cmd.OutOrStdout().Write(manifests.Dashboard())
+			return err
+		},
+	})
 	return cmd
 }

@@ -27,29 +27,25 @@ func newNodeCommand(g *globals) *cobra.Command {
 		n, err := awsprov.NewNode(ctx, c.Cluster, c.StateStore, c.Region, arch, "", awsprov.KubeletKubeconfig, g.logger())
 		return n, c, err
 	}
-	// withNode runs f with the node of the configuration --config names.
-	withNode := func(f func(ctx context.Context, n *awsprov.Node, c *awsprov.NodeConfig) error) func(*cobra.Command, []string) error {
-		return func(cmd *cobra.Command, _ []string) error {
+	// verb adds a subcommand that runs f with the node of the configuration --config names.
+	verb := func(use, short string, f func(ctx context.Context, n *awsprov.Node, c *awsprov.NodeConfig) error) *cobra.Command {
+		c := &cobra.Command{Use: use, Short: short, Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
 			n, c, err := node(cmd.Context())
 			if err != nil {
 				return err
 			}
 			return f(cmd.Context(), n, c)
-		}
+		}}
+		c.Flags().StringVar(&path, "config", awsprov.NodeConfigPath, "the node's bootstrap configuration")
+		cmd.AddCommand(c)
+		return c
 	}
-	bootstrap := &cobra.Command{
-		Use:   "bootstrap",
-		Short: "Join this instance to its cluster (kubeadm init on the first control plane, join elsewhere)",
-		Args:  cobra.NoArgs,
-		RunE: withNode(func(ctx context.Context, n *awsprov.Node, c *awsprov.NodeConfig) error {
+	verb("bootstrap", "Join this instance to its cluster (kubeadm init on the first control plane, join elsewhere)",
+		func(ctx context.Context, n *awsprov.Node, c *awsprov.NodeConfig) error {
 			return n.Bootstrap(ctx, c, awsprov.RunLogged(g.stdout))
-		}),
-	}
-	sync := &cobra.Command{
-		Use:   "sync-image",
-		Short: "Install the kubedirect binary in the state store and import its image into containerd",
-		Args:  cobra.NoArgs,
-		RunE: withNode(func(ctx context.Context, n *awsprov.Node, _ *awsprov.NodeConfig) error {
+		})
+	verb("sync-image", "Install the kubedirect binary in the state store and import its image into containerd",
+		func(ctx context.Context, n *awsprov.Node, _ *awsprov.NodeConfig) error {
 			id, err := awsprov.Whoami(ctx)
 			if err != nil {
 				return err
@@ -57,45 +53,28 @@ func newNodeCommand(g *globals) *cobra.Command {
 			n.NodeName, n.PublicIP = id.Hostname, id.PublicIP
 			_, err = n.SyncImage(ctx)
 			return err
-		}),
-	}
-	renew := &cobra.Command{
-		Use:   "renew-token",
-		Short: "Replace the join token in the state store with a new one (control plane)",
-		Args:  cobra.NoArgs,
-		RunE: withNode(func(ctx context.Context, n *awsprov.Node, _ *awsprov.NodeConfig) error {
+		})
+	verb("renew-token", "Replace the join token in the state store with a new one (control plane)",
+		func(ctx context.Context, n *awsprov.Node, _ *awsprov.NodeConfig) error {
 			return n.RenewToken(ctx, func(ctx context.Context, name string, args ...string) ([]byte, error) {
 				return exec.CommandContext(ctx, name, args...).Output()
 			})
-		}),
-	}
-	snapshot := &cobra.Command{
-		Use:   "etcd-snapshot",
-		Short: "Save an etcd snapshot in the state store if this control plane's member leads; prune old ones",
-		Args:  cobra.NoArgs,
-		RunE: withNode(func(ctx context.Context, n *awsprov.Node, _ *awsprov.NodeConfig) error {
+		})
+	verb("etcd-snapshot", "Save an etcd snapshot in the state store if this control plane's member leads; prune old ones",
+		func(ctx context.Context, n *awsprov.Node, _ *awsprov.NodeConfig) error {
 			_, err := n.SnapshotLocalEtcd(ctx)
 			return err
-		}),
-	}
+		})
 	var from string
-	restore := &cobra.Command{
-		Use:   "etcd-restore",
-		Short: "Replace this control plane's etcd data with a snapshot from the state store (a one-member cluster)",
-		Args:  cobra.NoArgs,
-		RunE: withNode(func(ctx context.Context, n *awsprov.Node, _ *awsprov.NodeConfig) error {
+	restore := verb("etcd-restore", "Replace this control plane's etcd data with a snapshot from the state store (a one-member cluster)",
+		func(ctx context.Context, n *awsprov.Node, _ *awsprov.NodeConfig) error {
 			id, err := awsprov.Whoami(ctx)
 			if err != nil {
 				return err
 			}
 			_, err = n.RestoreLocalEtcd(ctx, from, id)
 			return err
-		}),
-	}
+		})
 	restore.Flags().StringVar(&from, "snapshot", "latest", "the snapshot, as its state-store path relative to the cluster (backups/etcd/...db), or latest")
-	for _, c := range []*cobra.Command{bootstrap, sync, renew, snapshot, restore} {
-		c.Flags().StringVar(&path, "config", awsprov.NodeConfigPath, "the node's bootstrap configuration")
-		cmd.AddCommand(c)
-	}
 	return cmd
 }

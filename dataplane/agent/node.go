@@ -204,8 +204,18 @@ func (a *Agent) writeConfig(self NodeInfo) error {
 			c.TunnelMTU = uint16(mtu)
 		}
 	}
-	if old, err := a.dp.Maps.GetConfig(); err == nil && old == c {
-		return nil
+	if a.cfg.EventSample > 0 {
+		c.EventSample = uint32(a.cfg.EventSample)
+	}
+	a.cfgMu.Lock()
+	defer a.cfgMu.Unlock()
+	old, err := a.dp.Maps.GetConfig()
+	if err == nil {
+		// a monitor session's override stays until its own deadline
+		c.SampleOverride, c.OverrideUntil = old.SampleOverride, old.OverrideUntil
+		if old == c {
+			return nil
+		}
 	}
 	return a.dp.Maps.SetConfig(c)
 }

@@ -63,6 +63,12 @@ type Config struct {
 	// CgroupPath is the cgroup v2 directory the socket hooks (host-network clients to ClusterIPs) attach
 	// to; "none" disables them. Default: the cgroup2 mount (/sys/fs/cgroup or /sys/fs/cgroup/unified).
 	CgroupPath string `yaml:"cgroupPath,omitempty" json:"cgroupPath"`
+	// EventSample is the default flow event rate: one event per EventSample new flows, plus every drop
+	// and reject; -1 turns events off. `kubedirect monitor --sample N` raises it for a session.
+	// Default: 1 (every new flow).
+	EventSample int `yaml:"eventSample,omitempty" json:"eventSample,omitempty"`
+	// FlowHistory is how many flow events the agent keeps for `kubedirect monitor --since`. Default: 4096.
+	FlowHistory int `yaml:"flowHistory,omitempty" json:"flowHistory,omitempty"`
 }
 
 // MapSizes are the capacities of the agent's BPF maps, in entries (Events in bytes). The loader creates
@@ -138,6 +144,8 @@ const (
 	DefaultProxyHealthAddr = ":10256"
 	DefaultBPFFSPath       = "/sys/fs/bpf/kubedirect"
 	DefaultCNIDataDir      = "/run/kubedirect"
+	DefaultEventSample     = 1
+	DefaultFlowHistory     = 4096
 )
 
 // FromSpec is the agent configuration of the cluster spec c (defaulted): its networking and dataplane
@@ -192,6 +200,12 @@ func (c *Config) SetDefaults() {
 	}
 	if c.CNIDataDir == "" {
 		c.CNIDataDir = DefaultCNIDataDir
+	}
+	if c.EventSample == 0 {
+		c.EventSample = DefaultEventSample
+	}
+	if c.FlowHistory <= 0 {
+		c.FlowHistory = DefaultFlowHistory
 	}
 	if len(c.NonMasqueradeCIDRs) == 0 && c.PodCIDR != "" {
 		c.NonMasqueradeCIDRs = []string{c.PodCIDR}

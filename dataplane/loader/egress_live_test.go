@@ -273,49 +273,13 @@ func mtuCases(t *testing.T, under, cli *netns, a, b *kdNode) {
 
 // bigUDP answers every datagram on port in ns with size bytes.
 func bigUDP(t *testing.T, ns *netns, port, size int) {
-	var pc net.PacketConn
-	if err := ns.do(func() (err error) {
-		pc, err = net.ListenPacket("udp4", fmt.Sprintf(":%d", port))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, 64)
-		reply := bytes.Repeat([]byte("x"), size)
-		for {
-			_, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			_, _ = pc.WriteTo(reply, from)
-		}
-	}()
+	reply := bytes.Repeat([]byte("x"), size)
+	serveUDP(t, ns, port, func([]byte, net.Addr) []byte { return reply })
 }
 
 // copyServer echoes every byte back on each connection to port in ns.
 func copyServer(t *testing.T, ns *netns, port int) {
-	var ln net.Listener
-	if err := ns.do(func() (err error) {
-		ln, err = net.Listen("tcp4", fmt.Sprintf(":%d", port))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_, _ = io.Copy(c, c)
-			}()
-		}
-	}()
+	serveTCP(listenTCP(t, ns, port), func(c net.Conn) { _, _ = io.Copy(c, c) })
 }
 
 // roundTrip sends n random bytes from ns to addr (a copyServer) and checks they all come back.

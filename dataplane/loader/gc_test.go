@@ -1,7 +1,6 @@
 package loader_test
 
 import (
-	"context"
 	"testing"
 	"time"
 
@@ -15,10 +14,7 @@ import (
 // agent runs periodically.
 func TestRootConntrackGCAndAffinityPurge(t *testing.T) {
 	testutil.RequireRoot(t)
-	d, err := loader.Load(context.Background(), loader.Options{PinDir: loadertest.PinDir(t)})
-	must(t, err)
-	defer func() { _ = d.Remove() }()
-	m := d.Maps
+	m := loadertest.Load(t, loader.Options{}).Maps
 	now := maps.MonotonicNow()
 	live := maps.ConntrackKey{SrcAddr: [4]byte{1, 1, 1, 1}, SrcPort: 1, Proto: maps.ProtoTCP}
 	dead := maps.ConntrackKey{SrcAddr: [4]byte{2, 2, 2, 2}, SrcPort: 2, Proto: maps.ProtoTCP}

@@ -115,17 +115,19 @@ func addPod(t *testing.T, node *netns, name string, ip netip.Addr) *pod {
 	return p
 }
 
-// echoServer listens on port in ns and answers each line with the peer
-// address it saw.
-func echoServer(t *testing.T, ns *netns, port int) {
+// listenTCP listens on port in ns until the test ends.
+func listenTCP(t *testing.T, ns *netns, port int) net.Listener {
 	var ln net.Listener
-	if err := ns.do(func() (err error) {
+	must(t, ns.do(func() (err error) {
 		ln, err = net.Listen("tcp4", fmt.Sprintf(":%d", port))
 		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	}))
 	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+// serveTCP runs handle on each connection ln accepts, each in its own goroutine, and closes it after.
+func serveTCP(ln net.Listener, handle func(net.Conn)) {
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -134,18 +136,50 @@ func echoServer(t *testing.T, ns *netns, port int) {
 			}
 			go func() {
 				defer c.Close()
-				buf := make([]byte, 64)
-				for {
-					if _, err := c.Read(buf); err != nil {
-						return
-					}
-					if _, err := io.WriteString(c, c.RemoteAddr().String()+"\n"); err != nil {
-						return
-					}
-				}
+				handle(c)
 			}()
 		}
 	}()
+}
+
+// serveUDP listens on port in ns until the test ends and answers each datagram with what answer
+// returns for it.
+func serveUDP(t *testing.T, ns *netns, port int, answer func(payload []byte, from net.Addr) []byte) {
+	var pc net.PacketConn
+	must(t, ns.do(func() (err error) {
+		pc, err = net.ListenPacket("udp4", fmt.Sprintf(":%d", port))
+		return err
+	}))
+	t.Cleanup(func() { pc.Close() })
+	go answerUDP(pc, answer)
+}
+
+// answerUDP answers each datagram pc reads with what answer returns for it, until pc closes.
+func answerUDP(pc net.PacketConn, answer func(payload []byte, from net.Addr) []byte) {
+	buf := make([]byte, 64)
+	for {
+		n, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		_, _ = pc.WriteTo(answer(buf[:n], from), from)
+	}
+}
+
+// echoServer listens on port in ns and answers each line with the peer
+// address it saw.
+func echoServer(t *testing.T, ns *netns, port int) {
+	serveTCP(listenTCP(t, ns, port), func(c net.Conn) {
+		buf := make([]byte, 64)
+		for {
+			if _, err := c.Read(buf); err != nil {
+				return
+			}
+			if _, err := io.WriteString(c, c.RemoteAddr().String()+"\n"); err != nil {
+				return
+			}
+		}
+	})
 }
 
 // dial connects from ns to addr.

@@ -2,12 +2,10 @@ package loader_test
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"net/netip"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/kubedirect/kubedirect/dataplane/loader"
 	"github.com/kubedirect/kubedirect/dataplane/loader/loadertest"
@@ -164,27 +162,7 @@ func liveOverlay(t *testing.T, mode uint8) {
 		}
 	})
 	t.Run("udp client to nodePort on A, backend on B", func(t *testing.T) {
-		var got, from string
-		if err := cli.do(func() error {
-			u, err := net.ListenPacket("udp4", ":0")
-			if err != nil {
-				return err
-			}
-			defer u.Close()
-			_ = u.SetDeadline(time.Now().Add(3 * time.Second))
-			if _, err := u.WriteTo([]byte("hi"), &net.UDPAddr{IP: a.ip.AsSlice(), Port: 30053}); err != nil {
-				return err
-			}
-			buf := make([]byte, 64)
-			n, src, err := u.ReadFrom(buf)
-			if err != nil {
-				return err
-			}
-			got, from = string(buf[:n]), src.String()
-			return nil
-		}); err != nil {
-			t.Fatalf("udp: %v", err)
-		}
+		got, from := udpAsk(t, cli, net.JoinHostPort(a.ip.String(), "30053"))
 		if !strings.HasPrefix(got, cliIP.String()+":") || from != a.ip.String()+":30053" {
 			t.Fatalf("udp reply %q from %s; want the client's address from %s:30053", got, from, a.ip)
 		}
@@ -243,22 +221,5 @@ func liveOverlay(t *testing.T, mode uint8) {
 
 // udpEcho answers each datagram on port in ns with the sender address it saw.
 func udpEcho(t *testing.T, ns *netns, port int) {
-	var pc net.PacketConn
-	if err := ns.do(func() (err error) {
-		pc, err = net.ListenPacket("udp4", fmt.Sprintf(":%d", port))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, 64)
-		for {
-			_, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			_, _ = pc.WriteTo([]byte(from.String()), from)
-		}
-	}()
+	serveUDP(t, ns, port, func(_ []byte, from net.Addr) []byte { return []byte(from.String()) })
 }

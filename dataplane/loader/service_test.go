@@ -1,7 +1,6 @@
 package loader_test
 
 import (
-	"context"
 	"net/netip"
 	"testing"
 
@@ -15,10 +14,7 @@ import (
 // the counts name.
 func TestRootSetService(t *testing.T) {
 	testutil.RequireRoot(t)
-	d, err := loader.Load(context.Background(), loader.Options{PinDir: loadertest.PinDir(t)})
-	must(t, err)
-	defer func() { _ = d.Remove() }()
-	m := d.Maps
+	m := loadertest.Load(t, loader.Options{}).Maps
 	keys := []maps.ServiceKey{
 		maps.NewServiceKey(netip.MustParseAddr("10.96.0.10"), 80, maps.ProtoTCP, maps.ScopeCluster),
 		maps.NewServiceKey(netip.Addr{}, 30080, maps.ProtoTCP, maps.ScopeExternal),
@@ -43,6 +39,7 @@ func TestRootSetService(t *testing.T) {
 		return
 	}
 	var pa, pl uint16
+	var err error
 	for _, step := range [][]maps.BackendValue{
 		{be(1, true)},
 		{be(1, true), be(2, false), be(3, true)},

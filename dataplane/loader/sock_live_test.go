@@ -2,7 +2,6 @@ package loader_test
 
 import (
 	"bufio"
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -49,9 +48,8 @@ func sockSetup(t *testing.T) (*loader.Datapath, int) {
 	must(t, os.Mkdir(cg, 0o755))
 	t.Cleanup(func() { os.Remove(cg) })
 
-	d, err := loader.Load(context.Background(), loader.Options{PinDir: loadertest.PinDir(t)})
-	must(t, err)
-	t.Cleanup(func() { _ = d.DetachCgroup(cg); _ = d.Remove() })
+	d := loadertest.Load(t, loader.Options{})
+	t.Cleanup(func() { _ = d.DetachCgroup(cg) })
 	must(t, d.AttachCgroup(cg))
 	fd, err := syscall.Open(cg, syscall.O_RDONLY|syscall.O_DIRECTORY, 0)
 	must(t, err)
@@ -115,16 +113,12 @@ func TestRootSockHooks(t *testing.T) {
 	must(t, m.UpdateService(maps.NewServiceKey(netip.Addr{}, 30080, maps.ProtoTCP, maps.ScopeExternal), maps.ServiceValue{ID: 1, Count: 1}))
 
 	out := runSockHelper(t, cgfd, false, "KD_SOCK_HELPER=basic", "KD_SOCK_VIP="+vip.String())
-	for _, want := range []string{
+	testutil.WantContains(t, "the helper's output", out,
 		"tcp peer=10.96.0.10:80 reply=tcp-backend",
 		"udp from=10.96.0.10:53 reply=udp-ping",
 		"reject err=connect: connection refused",
 		"nodeport peer=127.0.0.2:30080 reply=tcp-backend",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("helper output lacks %q", want)
-		}
-	}
+	)
 }
 
 // TestSockHelper is the client TestRootSockHooks runs inside its cgroup.
@@ -343,35 +337,19 @@ func splitList(s string) []string {
 	return strings.Split(s, ",")
 }
 
-// udpEchoBackend answers every datagram with name:payload.
 // tcpBackend serves "tcp-backend" to every connection on a loopback port until the test ends and
 // returns the port.
 func tcpBackend(t *testing.T) uint16 {
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	must(t, err)
 	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			fmt.Fprintf(c, "tcp-backend\n")
-			c.Close()
-		}
-	}()
+	serveTCP(ln, func(c net.Conn) { fmt.Fprintf(c, "tcp-backend\n") })
 	return uint16(ln.Addr().(*net.TCPAddr).Port)
 }
 
+// udpEchoBackend answers every datagram with name:payload.
 func udpEchoBackend(ln net.PacketConn, name string) {
-	buf := make([]byte, 64)
-	for {
-		n, from, err := ln.ReadFrom(buf)
-		if err != nil {
-			return
-		}
-		_, _ = ln.WriteTo([]byte(name+":"+string(buf[:n])), from)
-	}
+	answerUDP(ln, func(payload []byte, _ net.Addr) []byte { return []byte(name + ":" + string(payload)) })
 }
 
 // udpBackends starts n UDP backends on 127.0.0.1 (this namespace), writes
@@ -490,16 +468,12 @@ func TestRootSockRefusesWithoutBackend(t *testing.T) {
 		Addr: maps.Addr4(netip.MustParseAddr("10.244.1.5")), NodeIP: maps.Addr4(netip.MustParseAddr("192.0.2.2")), Port: 8080, Flags: maps.BackendRemote}))
 	out := runSockHelper(t, cgfd, true, "KD_SOCK_HELPER=refuse",
 		"KD_SOCK_TCP=10.96.0.10:81,10.96.0.11:80", "KD_SOCK_UDP=10.96.0.10:81,10.96.0.11:80")
-	for _, want := range []string{
+	testutil.WantContains(t, "the helper's output", out,
 		"tcp 10.96.0.10:81 errno=connection refused",
 		"udp 10.96.0.10:81 errno=connection refused",
 		"tcp 10.96.0.11:80 errno=connection refused",
 		"udp 10.96.0.11:80 errno=connection refused",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("helper output lacks %q", want)
-		}
-	}
+	)
 }
 
 // TestRootSockExternalFrontendUsesAllBackends: a host-network client of an
@@ -599,14 +573,10 @@ func TestRootSockLocalhostNodePort(t *testing.T) {
 	must(t, m.UpdateService(maps.NewServiceKey(netip.Addr{}, 30082, maps.ProtoTCP, maps.ScopeExternal), maps.ServiceValue{ID: 1, Count: 1}))
 
 	out := runSockHelper(t, cgfd, false, "KD_SOCK_HELPER=connect", "KD_SOCK_TCP=127.0.0.1:30082,127.0.0.5:30082")
-	for _, want := range []string{
+	testutil.WantContains(t, "the host helper's output", out,
 		"tcp 127.0.0.1:30082 peer=127.0.0.1:30082 reply=tcp-backend",
 		"tcp 127.0.0.5:30082 peer=127.0.0.5:30082 reply=tcp-backend",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("host: helper output lacks %q", want)
-		}
-	}
+	)
 	out = runSockHelper(t, cgfd, true, "KD_SOCK_HELPER=refuse", "KD_SOCK_LOUP=1", "KD_SOCK_TCP=127.0.0.1:30082")
 	if want := "tcp 127.0.0.1:30082 errno=connection refused"; !strings.Contains(out, want) {
 		t.Errorf("pod: helper output lacks %q (its own loopback has no listener)", want)
@@ -691,14 +661,10 @@ func TestRootSockPodThroughContainerPrograms(t *testing.T) {
 		return string(out)
 	}
 	out := inPod("KD_SOCK_HELPER=ask", "KD_SOCK_TCP=10.96.0.10:80,10.96.0.12:80,10.96.0.13:80,10.96.0.13:80,10.96.0.13:80,10.96.0.13:80")
-	for _, want := range []string{
+	testutil.WantContains(t, "pod p1's helper output", out,
 		"tcp 10.96.0.10:80 peer=10.96.0.10:80 saw=10.244.1.10:",
 		"tcp 10.96.0.12:80 peer=10.96.0.12:80 saw=",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("pod p1: helper output lacks %q", want)
-		}
-	}
+	)
 	if n := strings.Count(out, "tcp 10.96.0.13:80 peer=10.96.0.13:80 saw=10.244.1.10:"); n != 4 {
 		t.Errorf("iTP Local: %d of 4 connections reached p2 from p1", n)
 	}

@@ -69,6 +69,7 @@ var goMirrors = map[string]uint64{
 	"KD_M_REJECT":      maps.MetricReject,
 	"KD_M_DROP":        maps.MetricDrop,
 	"KD_M_VERDICT_MAX": cOnly,
+	"KD_M_EVENT_LOST":  maps.MetricEventLost,
 	"KD_M_MAX":         maps.MetricSlots,
 
 	"KD_DROP_MALFORMED":        maps.DropMalformed,

@@ -158,7 +158,11 @@ type ConntrackValue struct {
 	NATPort    uint16
 	Flags      uint16 // CT*
 	TCPState   uint8  // TCP*
-	Pad        [3]uint8
+	Pad        uint8
+	// ClientPort is 0 when the client's port is kept. Forward: the source
+	// port the client's packets leave with; reply: the client's own port.
+	// Set when another flow held the reply tuple.
+	ClientPort uint16
 }
 
 // AffinityKey is struct kd_affinity_key.
@@ -204,7 +208,7 @@ type Config struct {
 	HairpinAddr   [4]byte
 	VXLANIfindex  uint32
 	NetdevIfindex uint32
-	EventSample   uint32 // 0: no flow events; N: one event per N new flows
+	EventSample   uint32 // default: 0 no flow events; N one per N new flows, every drop and reject
 	VXLANPort     uint16
 	Mode          uint8 // ModeTunnel / ModeDSR, for services without SvcDSR/SvcTunnel
 	Debug         uint8 // DebugTrace: an event for every redirect (tests, troubleshooting)
@@ -216,7 +220,10 @@ type Config struct {
 	// tunnel have their MSS clamped to it. 0 disables both.
 	TunnelMTU uint16
 	Pad       uint16
-	Pad2      uint32
+	// SampleOverride replaces EventSample while MonotonicNow() < OverrideUntil: a monitor session's
+	// rate, which lapses by itself if the session dies.
+	SampleOverride uint32
+	OverrideUntil  uint64 // CLOCK_MONOTONIC ns
 }
 
 // Metric is struct kd_metric (one per CPU in the map).
@@ -300,6 +307,8 @@ const (
 	MetricFIBOut
 	MetricReject
 	MetricDrop
+	// MetricEventLost counts flow events the full kd_events ring buffer could not take.
+	MetricEventLost = 15
 )
 
 // Drop reasons (metric indexes).

@@ -2,6 +2,7 @@
 package loadertest
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"os"
@@ -39,4 +40,17 @@ func PinDir(t testing.TB) string {
 		os.Remove(mnt)
 	})
 	return mnt + "/kubedirect-test-" + suffix
+}
+
+// Load loads the datapath with opts and its maps pinned in a fresh PinDir (opts.PinDir is replaced),
+// and removes it all when the test ends. Needs root: callers skip without it first.
+func Load(t testing.TB, opts loader.Options) *loader.Datapath {
+	t.Helper()
+	opts.PinDir = PinDir(t)
+	d, err := loader.Load(context.Background(), opts)
+	if err != nil {
+		t.Fatalf("load datapath: %v", err)
+	}
+	t.Cleanup(func() { _ = d.Remove() })
+	return d
 }
