@@ -1,6 +1,6 @@
 // Package manifests embeds what kubedirect applies to clusters: the Helm chart of the node agent
-// (charts/kubedirect) and the templates of the workload `validate cluster` uses to prove source
-// addresses (probe/).
+// (charts/kubedirect), the templates of the workload `validate cluster` uses to prove source
+// addresses (probe/) and the Grafana dashboard of the agents' metrics (dashboards/).
 package manifests
 
 import (
@@ -16,6 +16,9 @@ var chartFS embed.FS
 
 //go:embed probe/*.yaml
 var probeFS embed.FS
+
+//go:embed dashboards/kubedirect.json
+var dashboard []byte
 
 // Chart returns the kubedirect chart's files, rooted at the chart's directory (Chart.yaml at the top).
 func Chart() fs.FS {
@@ -34,3 +37,7 @@ func Probe() fs.FS {
 	}
 	return sub
 }
+
+// Dashboard returns the Grafana dashboard (JSON) of the agents' /metrics; import it in Grafana or have
+// `kubedirect export dashboard` write it.
+func Dashboard() []byte { return dashboard }

@@ -65,6 +65,7 @@ this removes it. A missing table is not an error.`,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error { return masq.Remove() },
 	})
+	cmd.AddCommand(newAgentFlowsCommand())
 	cmd.Flags().StringVar(&cfgPath, "config", config.DefaultPath, "agent configuration file (defaults apply when the default path is absent)")
 	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig (default: in-cluster service account)")
 	cmd.Flags().StringVar(&nodeName, "node-name", os.Getenv("NODE_NAME"), "this node's name (default $NODE_NAME)")

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/kubedirect/kubedirect/internal/testutil"
 )
 
 // run executes the CLI in process and returns its exit code, standard output and standard error.
@@ -33,11 +35,7 @@ func TestCreateDryRunPrintsKindConfig(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d, stderr:\n%s", code, stderr)
 	}
-	for _, want := range []string{"kubeProxyMode: none", "disableDefaultCNI: true", "podSubnet: 10.244.0.0/16", "serviceSubnet: 10.96.0.0/16", "name: demo"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("dry-run output lacks %q:\n%s", want, out)
-		}
-	}
+	testutil.WantContains(t, "dry-run output", out, "kubeProxyMode: none", "disableDefaultCNI: true", "podSubnet: 10.244.0.0/16", "serviceSubnet: 10.96.0.0/16", "name: demo")
 	if n := strings.Count(out, "\n  role: "); n != 3 {
 		t.Errorf("dry-run output has %d nodes, want 3:\n%s", n, out)
 	}
@@ -126,5 +124,17 @@ func TestExitCodeOfCheckFailure(t *testing.T) {
 	var buf bytes.Buffer
 	if got := exitCode(&buf, &exitError{code: 2, err: context.Canceled}); got != 2 || !strings.Contains(buf.String(), "ERROR: context canceled") {
 		t.Fatalf("exitCode = %d, printed %q", got, buf.String())
+	}
+}
+
+// TestExportDashboardPrintsGrafanaJSON: the dashboard a user imports into Grafana is the embedded one.
+func TestExportDashboardPrintsGrafanaJSON(t *testing.T) {
+	code, out, stderr := run(t, "", "export", "dashboard")
+	var d struct {
+		Title  string `json:"title"`
+		Panels []any  `json:"panels"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &d) != nil || d.Title != "kubedirect" || len(d.Panels) == 0 {
+		t.Fatalf("exit %d, title %q, %d panels, stderr:\n%s", code, d.Title, len(d.Panels), stderr)
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 
+	"github.com/kubedirect/kubedirect/manifests"
 	"github.com/spf13/cobra"
 )
 
@@ -24,5 +25,14 @@ func newExportCommand(g *globals) *cobra.Command {
 	kubeconfig.Flags().StringVar(&path, "kubeconfig", "", "kubeconfig file to write (default $KUBECONFIG or ~/.kube/config)")
 	cmd := &cobra.Command{Use: "export", Short: "Export a cluster's settings"}
 	cmd.AddCommand(kubeconfig)
+	cmd.AddCommand(&cobra.Command{
+		Use:   "dashboard",
+		Short: "Print the Grafana dashboard (JSON) of the agents' metrics, to import in Grafana",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, err := cmd.OutOrStdout().Write(manifests.Dashboard())
+			return err
+		},
+	})
 	return cmd
 }

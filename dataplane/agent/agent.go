@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kubedirect/kubedirect/dataplane/agent/agentstatus"
@@ -99,6 +100,12 @@ type Agent struct {
 	hc      *serviceHealth
 	started time.Time
 
+	metrics *metrics
+	// loaded is the datapath's map set once Run loaded it (the metrics handler runs before).
+	loaded atomic.Pointer[maps.Set]
+	// readCounters reads the datapath counters (the loaded maps; a fixed set in tests).
+	readCounters func() (maps.Counters, error)
+
 	svcLister    corelisters.ServiceLister
 	sliceIndexer cache.Indexer
 	nodeLister   corelisters.NodeLister
@@ -119,6 +126,9 @@ type Agent struct {
 	status Status
 	// skipped are the Services the dataplane cannot serve, with the reason (Status.Skipped); under mu.
 	skipped map[string]string
+	// changed holds the time of the first informer event of each Service change not yet programmed;
+	// under mu.
+	changed map[string]time.Time
 }
 
 // Status is the agent's /status document (agentstatus.Status, which the validation reads too).
@@ -132,10 +142,18 @@ func New(o Options) (*Agent, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	return &Agent{cfg: o.Config, node: o.NodeName, kc: o.Client, log: o.Logger.With("node", o.NodeName),
+	a := &Agent{cfg: o.Config, node: o.NodeName, kc: o.Client, log: o.Logger.With("node", o.NodeName),
 		tunnels: map[netip.Prefix]netip.Addr{}, nodeAddrs: map[netip.Addr]bool{}, failedEP: map[netip.Addr]bool{},
 		endpoints: map[netip.Addr]maps.EndpointValue{}, cniReqs: make(chan cniRequest, 64),
-		status: Status{Node: o.NodeName}, skipped: map[string]string{}}, nil
+		status: Status{Node: o.NodeName}, skipped: map[string]string{}, changed: map[string]time.Time{}}
+	a.readCounters = func() (maps.Counters, error) {
+		if s := a.loaded.Load(); s != nil {
+			return s.ReadMetrics()
+		}
+		return maps.Counters{}, nil // not loaded yet: no datapath series
+	}
+	a.metrics = newMetrics(a)
+	return a, nil
 }
 
 // Run loads the datapath (adopting pinned maps), waits for this node's Node object, programs the full
@@ -163,6 +181,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return fmt.Errorf("load datapath: %w", err)
 	}
 	a.dp = dp
+	a.loaded.Store(dp.Maps)
 	defer dp.Close()
 	a.log.Info("datapath loaded", "pinDir", a.cfg.BPFFSPath, "adoptedMaps", len(dp.Adopted), "took", time.Since(start).Round(time.Millisecond))
 	a.prog = NewProgrammer(dp.Maps)
@@ -185,6 +204,7 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	enqueueSvc := func(obj any) {
 		if k, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
+			a.noteChange(k)
 			a.queue.Add(k)
 		}
 	}
@@ -194,6 +214,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		if s, ok := obj.(*discoveryv1.EndpointSlice); ok {
 			if name := s.Labels[discoveryv1.LabelServiceName]; name != "" {
+				a.noteChange(s.Namespace + "/" + name)
 				a.queue.Add(s.Namespace + "/" + name)
 			}
 		}
@@ -235,7 +256,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 
 	var wg sync.WaitGroup
-	wg.Add(6)
+	wg.Add(7)
 	go func() {
 		defer wg.Done()
 		if err := cni.Serve(ctx, a.cfg.CNIDataDir, a.handleCNI); err != nil {
@@ -247,6 +268,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); a.retrySkipped(ctx, 30*time.Second) }()
 	go func() { defer wg.Done(); a.runEndpoints(ctx) }()
 	go func() { defer wg.Done(); a.runConntrackGC(ctx) }()
+	go func() { defer wg.Done(); a.runFlows(ctx) }()
 	<-ctx.Done()
 	a.queue.ShutDown()
 	wg.Wait()
@@ -295,9 +317,8 @@ func (a *Agent) initialSync(ctx context.Context) error {
 	if err := a.syncEndpoints(); err != nil {
 		a.log.Error("sync endpoints", "err", err)
 	}
-	a.mu.Lock()
-	a.status.Ready = true
-	a.mu.Unlock()
+	a.setReady()
+	a.metrics.fullSync.Observe(time.Since(start).Seconds())
 	s, f, b := a.prog.Counts()
 	a.log.Info("initial sync done; ready", "services", s, "frontends", f, "backends", b, "took", time.Since(start).Round(time.Millisecond))
 	return nil
@@ -322,25 +343,41 @@ func (a *Agent) runWorker(ctx context.Context) {
 	}
 }
 
-// syncService programs one Service; it returns true when a retry may help.
-func (a *Agent) syncService(_ context.Context, key string) bool {
+// syncService programs one Service and records how long it took and, for a change that wrote to the
+// maps, how long after its informer event; it returns true when a retry may help.
+func (a *Agent) syncService(ctx context.Context, key string) bool {
+	start, writes := time.Now(), a.prog.Writes
+	retry, programmed := a.syncServiceOnce(ctx, key)
+	a.metrics.serviceSync.Observe(time.Since(start).Seconds())
+	switch {
+	case programmed:
+		a.programmed(key, a.prog.Writes != writes)
+	case !retry: // skipped: never programmed, nothing to wait for
+		a.forgetChange(key)
+	}
+	return retry
+}
+
+// syncServiceOnce programs one Service; it returns whether a retry may help and whether the maps now
+// hold the Service's state.
+func (a *Agent) syncServiceOnce(_ context.Context, key string) (retry, programmed bool) {
 	ns, name, err := cache.SplitMetaNamespaceKey(key)
 	if err != nil {
-		return false
+		return false, false
 	}
 	svc, err := a.svcLister.Services(ns).Get(name)
 	if apierrors.IsNotFound(err) {
 		err = a.prog.Apply(key, ServiceState{})
 		_ = a.hc.Sync(key, 0, 0)
 		a.done(key, "", err)
-		return err != nil
+		return err != nil, err == nil
 	}
 	if err != nil {
-		return true
+		return true, false
 	}
 	objs, err := a.sliceIndexer.ByIndex(sliceIndex, key)
 	if err != nil {
-		return true
+		return true, false
 	}
 	slices := make([]*discoveryv1.EndpointSlice, 0, len(objs))
 	for _, o := range objs {
@@ -355,21 +392,21 @@ func (a *Agent) syncService(_ context.Context, key string) bool {
 	st, err := Translate(svc, slices, &topo)
 	if err != nil {
 		a.skip(svc, key, "Unsupported", err)
-		return false
+		return false, false
 	}
 	if err := a.prog.Apply(key, st); err != nil {
 		a.skip(svc, key, "ProgramFailed", err)
-		return true
+		return true, false
 	}
 	if err := a.hc.Sync(key, st.HealthCheckNodePort, st.LocalReady); err != nil {
 		// kube-proxy's event for the same failure; the datapath is programmed, the retry reopens
 		a.log.Warn("service health check", "service", key, "err", err)
 		a.rec.Eventf(svc, corev1.EventTypeWarning, "FailedToStartServiceHealthcheck", "node %s: %v", a.node, err)
 		a.done(key, "", nil)
-		return true
+		return true, true
 	}
 	a.done(key, "", nil)
-	return false
+	return false, true
 }
 
 // skip removes whatever is programmed of the Service, records why, and emits a Warning Event.
@@ -435,11 +472,15 @@ func (a *Agent) runConntrackGC(ctx context.Context) {
 	t := time.NewTicker(10 * time.Second)
 	defer t.Stop()
 	for {
+		start := time.Now()
 		deleted, live, err := a.dp.Maps.ConntrackGC()
 		if err != nil {
 			a.log.Error("conntrack gc", "err", err)
-		} else if deleted > 0 {
-			a.log.Debug("conntrack gc", "deleted", deleted, "live", live)
+		} else {
+			a.metrics.observeGC(deleted, live, time.Since(start))
+			if deleted > 0 {
+				a.log.Debug("conntrack gc", "deleted", deleted, "live", live)
+			}
 		}
 		a.mu.Lock()
 		a.status.Conntrack = live

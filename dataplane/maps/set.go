@@ -407,11 +407,14 @@ type Counters struct {
 	Drops map[string]Metric
 	// EventsLost is the number of flow events the full ring buffer could not take.
 	EventsLost uint64
+	// Other holds every other kd_metrics slot that counted something, as "slot_N": a counter the C side
+	// adds shows in the metrics before Go names it.
+	Other map[string]Metric
 }
 
 // ReadMetrics sums kd_metrics over all CPUs.
 func (s *Set) ReadMetrics() (Counters, error) {
-	c := Counters{Verdicts: map[string]Metric{}, Drops: map[string]Metric{}}
+	c := Counters{Verdicts: map[string]Metric{}, Drops: map[string]Metric{}, Other: map[string]Metric{}}
 	for i := 0; i < MetricSlots; i++ {
 		var per []Metric
 		if err := s.Metrics.Lookup(uint32(i), &per); err != nil {
@@ -428,6 +431,8 @@ func (s *Set) ReadMetrics() (Counters, error) {
 			c.Drops[n] = sum
 		} else if i == MetricEventLost {
 			c.EventsLost = sum.Packets
+		} else if sum != (Metric{}) {
+			c.Other[fmt.Sprintf("slot_%d", i)] = sum
 		}
 	}
 	return c, nil

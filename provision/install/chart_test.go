@@ -260,7 +260,7 @@ func TestConfigMapIsAgentConfig(t *testing.T) {
 		ExternalServiceMode: "dsr", NodePortRange: "30000-32767", LogLevel: "debug",
 		MapSizes:   sizes,
 		HealthAddr: ":9890", ProxyHealthAddr: ":10256", BPFFSPath: "/sys/fs/bpf/kubedirect", CNIDataDir: "/run/kubedirect",
-		NonMasqueradeCIDRs: []string{"10.244.0.0/16"}}
+		NonMasqueradeCIDRs: []string{"10.244.0.0/16"}, EventSample: config.DefaultEventSample, FlowHistory: config.DefaultFlowHistory}
 	if !reflect.DeepEqual(*cfg, want) {
 		t.Errorf("agent config\n got %+v\nwant %+v", *cfg, want)
 	}
@@ -384,4 +384,123 @@ func TestAPIServerHostFromKubeconfigServer(t *testing.T) {
 	if err != nil || host != "demo-control-plane" || port != 6443 {
 		t.Errorf("got %q %d %v", host, port, err)
 	}
+}
+
+// TestAgentPodsCarryScrapeAnnotations: a Prometheus with the usual kubernetes-pods job scrapes the
+// agents' /metrics on the health port without further setup.
+func TestAgentPodsCarryScrapeAnnotations(t *testing.T) {
+	var ds appsv1.DaemonSet
+	if err := sigsyaml.UnmarshalStrict(renderKind(t, goldenValues)["DaemonSet"][0], &ds); err != nil {
+		t.Fatal(err)
+	}
+	ann := ds.Spec.Template.Annotations
+	for k, want := range map[string]string{"prometheus.io/scrape": "true", "prometheus.io/port": "9890", "prometheus.io/path": "/metrics"} {
+		if ann[k] != want {
+			t.Errorf("pod annotation %s = %q, want %q", k, ann[k], want)
+		}
+	}
+}
+
+// renderValues renders the chart with the kind example's values changed by edit.
+func renderValues(t *testing.T, edit func(*ChartValues)) map[string][][]byte {
+	t.Helper()
+	v := ChartValuesFor(loadExample(t, "kind.yaml"), goldenValues)
+	edit(&v)
+	m, err := v.Map()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err := LoadChart()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := RenderChart(ch, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return objects(t, out)
+}
+
+// TestServiceMonitorOnlyWhenEnabled: by default nothing needs the Prometheus Operator's CRDs; turned on,
+// the ServiceMonitor selects a Service whose endpoints are the agent pods' health port.
+func TestServiceMonitorOnlyWhenEnabled(t *testing.T) {
+	off := renderValues(t, func(*ChartValues) {})
+	if len(off["ServiceMonitor"]) != 0 || len(off["Service"]) != 0 {
+		t.Errorf("default render has %d ServiceMonitors and %d Services, want none", len(off["ServiceMonitor"]), len(off["Service"]))
+	}
+	on := renderValues(t, func(v *ChartValues) {
+		v.Metrics.ServiceMonitor.Enabled = true
+		v.Metrics.ServiceMonitor.Interval = "15s"
+		v.Metrics.ServiceMonitor.Labels = map[string]string{"release": "prom"}
+	})
+	if len(on["ServiceMonitor"]) != 1 || len(on["Service"]) != 1 {
+		t.Fatalf("enabled render has %d ServiceMonitors and %d Services, want one each", len(on["ServiceMonitor"]), len(on["Service"]))
+	}
+	var sm struct {
+		Metadata struct {
+			Labels map[string]string `json:"labels"`
+		} `json:"metadata"`
+		Spec struct {
+			Selector struct {
+				MatchLabels map[string]string `json:"matchLabels"`
+			} `json:"selector"`
+			NamespaceSelector struct {
+				MatchNames []string `json:"matchNames"`
+			} `json:"namespaceSelector"`
+			Endpoints []struct {
+				Port, Path, Interval string
+			} `json:"endpoints"`
+		} `json:"spec"`
+	}
+	if err := sigsyaml.Unmarshal(on["ServiceMonitor"][0], &sm); err != nil {
+		t.Fatal(err)
+	}
+	var svc corev1.Service
+	if err := sigsyaml.UnmarshalStrict(on["Service"][0], &svc); err != nil {
+		t.Fatal(err)
+	}
+	var ds appsv1.DaemonSet
+	if err := sigsyaml.UnmarshalStrict(on["DaemonSet"][0], &ds); err != nil {
+		t.Fatal(err)
+	}
+	if sm.Metadata.Labels["release"] != "prom" {
+		t.Errorf("ServiceMonitor labels %v lack the configured release=prom", sm.Metadata.Labels)
+	}
+	if !subset(sm.Spec.Selector.MatchLabels, svc.Labels) {
+		t.Errorf("ServiceMonitor selector %v does not select the Service (labels %v)", sm.Spec.Selector.MatchLabels, svc.Labels)
+	}
+	if !slices.Equal(sm.Spec.NamespaceSelector.MatchNames, []string{svc.Namespace}) {
+		t.Errorf("ServiceMonitor namespaces %v, Service in %q", sm.Spec.NamespaceSelector.MatchNames, svc.Namespace)
+	}
+	if len(svc.Spec.Selector) == 0 || !subset(svc.Spec.Selector, ds.Spec.Template.Labels) || svc.Spec.ClusterIP != corev1.ClusterIPNone {
+		t.Errorf("Service selector %v (clusterIP %q) does not select the agent pods %v headlessly", svc.Spec.Selector, svc.Spec.ClusterIP, ds.Spec.Template.Labels)
+	}
+	if len(sm.Spec.Endpoints) != 1 || sm.Spec.Endpoints[0].Path != "/metrics" || sm.Spec.Endpoints[0].Interval != "15s" {
+		t.Fatalf("ServiceMonitor endpoints %+v", sm.Spec.Endpoints)
+	}
+	var target string
+	for _, p := range svc.Spec.Ports {
+		if p.Name == sm.Spec.Endpoints[0].Port {
+			target = p.TargetPort.String()
+		}
+	}
+	var port int32
+	for _, p := range ds.Spec.Template.Spec.Containers[0].Ports {
+		if p.Name == target {
+			port = p.ContainerPort
+		}
+	}
+	if port != 9890 {
+		t.Errorf("ServiceMonitor port %q reaches container port %d, want the health port 9890", sm.Spec.Endpoints[0].Port, port)
+	}
+}
+
+// subset reports whether every label of sel is in labels.
+func subset(sel, labels map[string]string) bool {
+	for k, v := range sel {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return true
 }

@@ -42,6 +42,8 @@ type ChartValues struct {
 	PodAnnotations    map[string]string              `json:"podAnnotations"`
 	// ServiceAccount names the agent's ServiceAccount (default: the release's full name).
 	ServiceAccount ServiceAccount `json:"serviceAccount"`
+	// Metrics is how Prometheus finds the agents' /metrics.
+	Metrics Metrics `json:"metrics"`
 	// FullnameOverride names every object of the release (default: the release name).
 	FullnameOverride string `json:"fullnameOverride"`
 }
@@ -62,6 +64,21 @@ type CNIPaths struct {
 type HostPaths struct {
 	BPFFS  string `json:"bpffs"`
 	Cgroup string `json:"cgroup"`
+}
+
+// Metrics is how Prometheus finds the agents' /metrics (served on HealthPort).
+type Metrics struct {
+	// ScrapeAnnotations puts prometheus.io/scrape, port and path on the agent's pods.
+	ScrapeAnnotations bool `json:"scrapeAnnotations"`
+	// ServiceMonitor renders a headless Service of the agents and a Prometheus Operator ServiceMonitor.
+	ServiceMonitor ServiceMonitor `json:"serviceMonitor"`
+}
+
+// ServiceMonitor configures the optional Prometheus Operator ServiceMonitor.
+type ServiceMonitor struct {
+	Enabled  bool              `json:"enabled"`
+	Interval string            `json:"interval"`
+	Labels   map[string]string `json:"labels"`
 }
 
 // ServiceAccount names the agent's ServiceAccount.
@@ -97,6 +114,8 @@ func DefaultChartValues() ChartValues {
 			RollingUpdate: &appsv1.RollingUpdateDaemonSet{MaxUnavailable: &maxUnavailable},
 		},
 		PodAnnotations: map[string]string{},
+		Metrics: Metrics{ScrapeAnnotations: true,
+			ServiceMonitor: ServiceMonitor{Interval: "30s", Labels: map[string]string{}}},
 	}
 }
 
