@@ -10,6 +10,7 @@
 #        kubedirect validate cluster --name N --wait 10m
 #        the kube-proxy behaviour cases of hack/e2e/cases.sh (musl DNS, rollout, UDP fixed port,
 #        host-network and remote Services from pods, large UDP replies through NodePorts)
+#        the faults of hack/e2e/faults.sh (the agent DaemonSet rolled under load, a node restarted)
 #        kubedirect delete cluster --name N         then assert that no container, network or volume
 #                                                   the cluster made is left
 #      on failure: hack/collect-logs.sh into the artifacts folder, then delete the cluster
@@ -143,6 +144,8 @@ extra_checks() {
 
 # shellcheck source=hack/e2e/cases.sh
 source "$ROOT/hack/e2e/cases.sh"
+# shellcheck source=hack/e2e/faults.sh
+source "$ROOT/hack/e2e/faults.sh"
 
 # ids of the containers, networks and volumes on the daemon
 resources() {
@@ -188,6 +191,10 @@ for spec in $SPECS; do
   stage_begin "$name: kube-proxy behaviour cases"
   # every case runs and reports even when an earlier one fails (set -e is off inside ||)
   run_cases || { echo "FAIL: cases ${case_failures[*]}"; exit 1; }
+  stage_end
+
+  stage_begin "$name: faults (agents rolled under load, a node restarted)"
+  run_faults || { echo "FAIL: faults ${case_failures[*]}"; exit 1; }
   stage_end
 
   stage_begin "$name: delete cluster"

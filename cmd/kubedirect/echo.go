@@ -105,6 +105,7 @@ It fails when more than --max-failures attempts failed. The end-to-end cases run
 	cmd.Flags().DurationVar(&o.Timeout, "timeout", 2*time.Second, "bound of each attempt")
 	cmd.Flags().IntVar(&o.SourcePort, "source-port", 0, "UDP: send from this local port every time")
 	cmd.Flags().IntVar(&o.Size, "size", 0, "UDP: ask for a reply of this many bytes")
+	cmd.Flags().BoolVar(&o.Reuse, "reuse", false, "http: make every attempt a request on one kept connection (never redialled once broken)")
 	cmd.Flags().IntVar(&maxFailures, "max-failures", 0, "failed attempts allowed")
 	return cmd
 }

@@ -300,6 +300,9 @@ type ProbeOptions struct {
 	SourcePort int
 	// Size asks UDP servers for a reply of this many bytes (0: the plain answer).
 	Size int
+	// Reuse makes every http:// attempt a request on one connection, opened by the first: an
+	// established connection's life. Once it breaks, every later attempt fails; it is never redialled.
+	Reuse bool
 }
 
 // ProbeResult is one attempt of Probe.
@@ -311,6 +314,12 @@ type ProbeResult struct {
 	Err    string `json:"err,omitempty"`
 }
 
+// urlHost is the host:port of an http:// URL.
+func urlHost(url string) string {
+	host, _, _ := strings.Cut(strings.TrimPrefix(url, "http://"), "/")
+	return host
+}
+
 // Probe calls o.URL o.Count times and reports each attempt to report.
 func Probe(ctx context.Context, o ProbeOptions, report func(ProbeResult)) {
 	if o.Count <= 0 {
@@ -319,12 +328,29 @@ func Probe(ctx context.Context, o ProbeOptions, report func(ProbeResult)) {
 	if o.Timeout <= 0 {
 		o.Timeout = 2 * time.Second
 	}
+	var kept *Conn    // the connection Reuse keeps
+	var keptErr error // why it broke
+	defer func() {
+		if kept != nil {
+			kept.Close()
+		}
+	}()
 	for i := 0; i < o.Count && ctx.Err() == nil; i++ {
 		start := time.Now()
 		actx, cancel := context.WithTimeout(ctx, o.Timeout)
 		var r Reply
 		var err error
 		switch {
+		case o.Reuse && strings.HasPrefix(o.URL, "http://"):
+			if kept == nil && keptErr == nil {
+				kept, keptErr = Dial(actx, urlHost(o.URL))
+			}
+			if keptErr == nil {
+				if r, err = kept.Get(o.Timeout); err != nil {
+					keptErr = fmt.Errorf("the kept connection broke: %w", err)
+				}
+			}
+			err = keptErr
 		case strings.HasPrefix(o.URL, "udp://"):
 			r, err = UDPFrom(actx, strings.TrimPrefix(o.URL, "udp://"), o.SourcePort, o.Size)
 		case strings.HasPrefix(o.URL, "tcp://"):

@@ -1,9 +1,13 @@
 package echo
 
 import (
+	"bufio"
 	"context"
+	"fmt"
 	"net"
+	"net/http"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -100,5 +104,48 @@ func TestUDPReplyOfRequestedSizeFromFixedPort(t *testing.T) {
 	Probe(ctx, ProbeOptions{URL: "udp://" + addr, Count: 3, SourcePort: src, Size: 1500}, func(p ProbeResult) { results = append(results, p) })
 	if len(results) != 3 || !results[2].OK || results[2].Pod != "p1" {
 		t.Errorf("probe %+v", results)
+	}
+}
+
+// TestProbeReuseKeepsOneConnectionUntilItBreaks: --reuse asks every time on the connection the first
+// attempt opened; when the server closes it, the later attempts fail and nothing is redialled.
+func TestProbeReuseKeepsOneConnectionUntilItBreaks(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var accepted atomic.Int32
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for i := 0; i < 2; i++ { // answer two requests, then close the connection
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					body := `{"source":"` + c.RemoteAddr().String() + `","pod":"p"}`
+					fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+					_ = req.Body.Close()
+				}
+			}()
+		}
+	}()
+	var got []ProbeResult
+	Probe(context.Background(), ProbeOptions{URL: "http://" + ln.Addr().String() + "/", Count: 4, Reuse: true,
+		Timeout: time.Second}, func(r ProbeResult) { got = append(got, r) })
+	var oks []bool
+	for _, r := range got {
+		oks = append(oks, r.OK)
+	}
+	if fmt.Sprint(oks) != "[true true false false]" || accepted.Load() != 1 {
+		t.Errorf("attempts ok %v over %d connections, want [true true false false] over 1: %+v", oks, accepted.Load(), got)
 	}
 }
