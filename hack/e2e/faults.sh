@@ -88,20 +88,20 @@ EOF
   local rolled=$((SECONDS - t_roll))
   local rc=0 detail="rollout took ${rolled}s;" name
   wait $p1 $p2 $p3 $p4 $p5 || true
-  summary() { grep '"summary"' "$dir/$1" | sed 's/.*"ok":\([0-9]*\),"failed":\([0-9]*\).*/\1 ok, \2 failed/'; }
-  failed() { grep '"summary"' "$dir/$1" | sed -n 's/.*"failed":\([0-9]*\).*/\1/p'; }
+  probe_summary() { grep '"summary"' "$dir/$1" | sed 's/.*"ok":\([0-9]*\),"failed":\([0-9]*\).*/\1 ok, \2 failed/'; }
+  probe_failed() { grep '"summary"' "$dir/$1" | sed -n 's/.*"failed":\([0-9]*\).*/\1/p'; }
   for name in kept-remote kept-local; do
-    detail+=" $name (established, NodePort): $(summary $name);"
-    [ "$(failed $name)" = 0 ] || rc=1
+    detail+=" $name (established, NodePort): $(probe_summary $name);"
+    [ "$(probe_failed $name)" = 0 ] || rc=1
   done
   local kept_pod
   kept_pod=$(pod_outcome fault-kept)
   detail+=" kept pod->ClusterIP: ${kept_pod%% *};"
   [[ $kept_pod == Succeeded* ]] || rc=1
   # the UDP flow keeps its backend (pinned conntrack): every datagram after the first answered
-  detail+=" udp fixed port: $(summary udp);"
-  [ "$(failed udp)" = 0 ] || rc=1
-  for name in new-remote new-local; do detail+=" $name (new connections): $(summary $name);"; done
+  detail+=" udp fixed port: $(probe_summary udp);"
+  [ "$(probe_failed udp)" = 0 ] || rc=1
+  for name in new-remote new-local; do detail+=" $name (new connections): $(probe_summary $name);"; done
   case_result "f1 (agent DaemonSet rolled under load)" $rc "$detail"
   [ $rc = 0 ] || { cp "$dir"/* "$ARTIFACTS/" 2>/dev/null || true; }
   rm -rf "$dir"
@@ -122,6 +122,7 @@ EOF
   [ "${tail_ok:-0}" -ge 5 ] || rc=1
   local verify
   if verify=$("$BIN" verify --name "$current_cluster" 2>&1); then :; else rc=1; fi
+  [ $rc = 0 ] || echo "$verify"
   case_result "f2 ($w2's node container restarted)" $rc \
     "back in $((SECONDS - t_restart))s; pod on $w2 via $w1's NodePort: ${out:-no answer}; verify: $(echo "$verify" | tail -1)"
 
