@@ -36,18 +36,19 @@ while read -r fe be; do
   [[ $be == 10.244.* ]] || fail "probe flow from $client to $fe has backend '$be', want a pod address"
   n=$((n + 1))
 done < <(jq -r '"\(.frontend) \(.backend // "")"' <<<"$probe")
-echo "ok: monitor shows $n flows of the probe: $(head -1 <<<"$probe")"
+echo "ok: monitor shows $n flows of the probe, the first: ${probe%%$'\n'*}"
 
 # b) + c) the eTP=Local drop
 drops=$(mktemp)
 "$BIN" monitor --name "$NAME" --since "$SINCE" --verdict drop -o json >"$drops"
 jq -e . "$drops" >/dev/null || fail "--verdict drop -o json printed something that is not JSON lines"
 [ "$(jq -r .verdict "$drops" | sort -u)" = "$(if [ -s "$drops" ]; then echo drop; fi)" ] || fail "--verdict drop printed other verdicts"
-local_drop=$(jq -c --arg c "$client" 'select(.reason == "no_local_backend" and (.source | startswith($c + ":")))' "$drops" | head -1)
+local_drop=$(jq -c -n --arg c "$client" 'first(inputs | select(.reason == "no_local_backend" and (.source | startswith($c + ":"))))' "$drops")
 rm -f "$drops"
 [ -n "$local_drop" ] || fail "--verdict drop shows no no_local_backend drop of the client $client (the eTP=Local NodePort on a node without a local backend)"
 echo "ok: monitor --verdict drop shows the eTP=Local drop: $local_drop"
 
-# the table a user reads, for the log
+# the table a user reads, for the log (no head in a pipe: under pipefail its SIGPIPE fails the run)
 echo "monitor (table), the probe's flows:"
-"$BIN" monitor --name "$NAME" --since "$SINCE" | grep -F " $client:" | head -8 | sed 's/^/  /' || true
+"$BIN" monitor --name "$NAME" --since "$SINCE" >"$out"
+grep -F " $client:" "$out" | sed -n '1,8s/^/  /p'
