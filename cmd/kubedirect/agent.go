@@ -25,11 +25,8 @@ the maps pinned under the config's bpffsPath, and keeps them in sync with the AP
 /healthz, /readyz, /metrics and /status on the config's healthAddr (default :9890).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.Load(cfgPath)
-			if errors.Is(err, os.ErrNotExist) && !cmd.Flags().Changed("config") {
-				cfg = &config.Config{}
-				cfg.SetDefaults()
-			} else if err != nil {
+			cfg, err := agentConfig(cmd, cfgPath)
+			if err != nil {
 				return err
 			}
 			if nodeName == "" {
@@ -65,6 +62,7 @@ this removes it. A missing table is not an error.`,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error { return masq.Remove() },
 	})
+	cmd.AddCommand(newAgentDumpCommand(g), newAgentDebugCommand())
 	cmd.AddCommand(newAgentFlowsCommand())
 	cmd.Flags().StringVar(&cfgPath, "config", config.DefaultPath, "agent configuration file (defaults apply when the default path is absent)")
 	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig (default: in-cluster service account)")
