@@ -186,7 +186,7 @@ func Run(live *maps.Set, req Request) (Result, error) {
 	if res.Backend == "" && res.Established && ct.NATAddr != [4]byte{} {
 		res.Backend = netip.AddrPortFrom(netip.AddrFrom4(ct.NATAddr), ct.NATPort).String()
 	}
-	if res.Established && res.TunnelPeer == "" && ct.TunnelPeer != [4]byte{} {
+	if res.Established && res.BackendNodeIP == "" && ct.Flags&maps.CTNodePortRemote != 0 {
 		res.BackendNodeIP = netip.AddrFrom4(ct.TunnelPeer).String()
 	}
 	if res.Frontend == nil && res.Established {

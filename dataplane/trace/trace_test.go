@@ -180,3 +180,24 @@ func TestRootTraceFrontendWithoutEndpointsSaysReject(t *testing.T) {
 		t.Errorf("frontend %+v, want the NodePort 30081", res.Frontend)
 	}
 }
+
+// TestRootTraceEstablishedFlowKeepsItsBackend: the next packet of a flow the node already tracks is
+// traced as established and goes where the flow went, even after the Service's backends changed.
+func TestRootTraceEstablishedFlowKeepsItsBackend(t *testing.T) {
+	n := newNode(t)
+	n.nodePort(7, 30080, 0, netip.AddrPortFrom(podB, 8080))
+	old := netip.MustParseAddr("10.244.2.99")
+	k := maps.ConntrackKey{SrcAddr: client.As4(), DstAddr: nodeA.As4(), SrcPort: 40002, DstPort: 30080, Proto: 6, Dir: maps.CTForward}
+	v := maps.ConntrackValue{Expires: maps.MonotonicNow() + 600e9, NATAddr: old.As4(), NATPort: 8080, TunnelPeer: nodeB.As4(),
+		ServiceID: 7, Flags: maps.CTNodePortRemote, TCPState: maps.TCPEstablished}
+	must(t, n.maps.Conntrack.Put(&k, &v))
+	res := n.trace(netip.AddrPortFrom(client, 40002).String(), nodeA.String()+":30080/tcp")
+	t.Logf("%+v", res)
+	if !res.Established || res.Backend != "10.244.2.99:8080" || res.TunnelPeer != nodeB.String() || res.BackendNodeIP != nodeB.String() || res.Verdict != "encap" {
+		t.Errorf("established %v backend %q peer %q verdict %q, want the tracked flow's backend 10.244.2.99:8080 through %s",
+			res.Established, res.Backend, res.TunnelPeer, res.Verdict, nodeB)
+	}
+	if res.Frontend == nil || res.Frontend.ServiceID != 7 {
+		t.Errorf("frontend %+v, want service 7's NodePort", res.Frontend)
+	}
+}
