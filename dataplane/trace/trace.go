@@ -237,12 +237,8 @@ func program(cp *maps.Set, cfg maps.Config, req Request, proto uint8) (loadedPro
 	var lp loadedProgram
 	switch req.Iface {
 	case Netdev:
-		spec, err := bpf.LoadNetdev()
-		if err != nil {
-			return lp, 0, nil, fmt.Errorf("load netdev object: %w", err)
-		}
 		var objs bpf.NetdevPrograms
-		if err := loader.LoadObject(spec, cp.ByName(), &objs); err != nil {
+		if err := loadObject(bpf.LoadNetdev, cp, &objs); err != nil {
 			return lp, 0, nil, err
 		}
 		lp = loadedProgram{objs.FromNetdev, "from-netdev", objs.Close}
@@ -257,18 +253,23 @@ func program(cp *maps.Set, cfg maps.Config, req Request, proto uint8) (loadedPro
 		if err := cp.Endpoints.Lookup(&a, &ep); err != nil {
 			return lp, 0, nil, fmt.Errorf("--from %s is not a pod of this node: %w", req.From.Addr(), err)
 		}
-		spec, err := bpf.LoadContainer()
-		if err != nil {
-			return lp, 0, nil, fmt.Errorf("load container object: %w", err)
-		}
 		var objs bpf.ContainerPrograms
-		if err := loader.LoadObject(spec, cp.ByName(), &objs); err != nil {
+		if err := loadObject(bpf.LoadContainer, cp, &objs); err != nil {
 			return lp, 0, nil, err
 		}
 		lp = loadedProgram{objs.FromContainer, "from-container", objs.Close}
 		ifindex, srcMAC, dstMAC = ep.Ifindex, ep.MAC, ep.HostMAC
 	}
 	return lp, ifindex, frame(srcMAC, dstMAC, req.From, req.To, proto), nil
+}
+
+// loadObject loads the programs of the embedded object spec returns into objs, over the copies.
+func loadObject(spec func() (*ebpf.CollectionSpec, error), cp *maps.Set, objs any) error {
+	s, err := spec()
+	if err != nil {
+		return fmt.Errorf("load BPF object: %w", err)
+	}
+	return loader.LoadObject(s, cp.ByName(), objs)
 }
 
 // drain returns the events the run produced.

@@ -1,15 +1,9 @@
 package trace_test
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"net"
 	"net/netip"
-	"os/exec"
-	"runtime"
 	"testing"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/kubedirect/kubedirect/dataplane/loader"
 	"github.com/kubedirect/kubedirect/dataplane/loader/loadertest"
@@ -34,36 +28,21 @@ var (
 type node struct {
 	t    *testing.T
 	maps *maps.Set
-	ns   int
+	ns   *testutil.Netns
 }
 
 func newNode(t *testing.T) *node {
 	t.Helper()
 	testutil.RequireRoot(t)
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	name := "kdtr-" + hex.EncodeToString(b)
-	ip := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %v: %v: %s", args, err, out)
-		}
-	}
-	ip("netns", "add", name)
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
-	ip("-n", name, "link", "add", "kdtr0", "type", "veth", "peer", "name", "kdtr1")
-	ip("-n", name, "addr", "add", nodeA.String()+"/24", "dev", "kdtr0")
-	ip("-n", name, "link", "set", "kdtr0", "up")
-	ip("-n", name, "link", "set", "kdtr1", "up")
-	ip("-n", name, "neigh", "replace", nodeB.String(), "lladdr", "02:00:00:00:00:02", "dev", "kdtr0", "nud", "permanent")
-	fd, err := unix.Open("/run/netns/"+name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Close(fd) })
-	n := &node{t: t, ns: fd}
+	ns := testutil.NewNetns(t, "kdtr")
+	ns.IP("link", "add", "kdtr0", "type", "veth", "peer", "name", "kdtr1")
+	ns.IP("addr", "add", nodeA.String()+"/24", "dev", "kdtr0")
+	ns.IP("link", "set", "kdtr0", "up")
+	ns.IP("link", "set", "kdtr1", "up")
+	ns.IP("neigh", "replace", nodeB.String(), "lladdr", "02:00:00:00:00:02", "dev", "kdtr0", "nud", "permanent")
+	n := &node{t: t, ns: ns}
 	var ifindex int
-	n.in(func() {
+	n.ns.Do(func() {
 		ifc, err := net.InterfaceByName("kdtr0")
 		if err != nil {
 			t.Error(err)
@@ -79,21 +58,6 @@ func newNode(t *testing.T) *node {
 	must(t, n.maps.AddNodeAddr(nodeA))
 	must(t, n.maps.SetTunnel(cidrB, nodeB))
 	return n
-}
-
-// in runs fn on a thread in the node's namespace.
-func (n *node) in(fn func()) {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		runtime.LockOSThread() // never unlocked: Go drops the thread with the goroutine
-		if err := unix.Setns(n.ns, unix.CLONE_NEWNET); err != nil {
-			n.t.Errorf("setns: %v", err)
-			return
-		}
-		fn()
-	}()
-	<-done
 }
 
 // nodePort programs a NodePort frontend (any node address) with bes, all on nodeB; none with flags
@@ -114,7 +78,7 @@ func (n *node) trace(from, to string) trace.Result {
 	req, err := trace.ParseRequest(from, to, "netdev")
 	must(n.t, err)
 	var res trace.Result
-	n.in(func() { res, err = trace.Run(n.maps, req) })
+	n.ns.Do(func() { res, err = trace.Run(n.maps, req) })
 	must(n.t, err)
 	return res
 }
