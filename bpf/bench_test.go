@@ -87,7 +87,7 @@ func BenchmarkRootNodePortProgram(b *testing.B) {
 		b.Run(path, func(b *testing.B) {
 			hs := make([]*harness, len(counts))
 			for i, n := range counts {
-				h := newHarnessSized(b, config.MapSizes{Services: 262144, Backends: 262144, Conntrack: 262144},
+				h := newHarnessSized(b, config.MapSizes{Services: 262144, Backends: 262144, Conntrack: 262144, ConntrackNew: 262144},
 					nodeA, cidrA, maps.ModeTunnel)
 				c, err := h.d.Maps.GetConfig()
 				must(b, err)

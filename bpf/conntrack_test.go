@@ -7,6 +7,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/kubedirect/kubedirect/dataplane/agent"
+	"github.com/kubedirect/kubedirect/dataplane/config"
 	"github.com/kubedirect/kubedirect/dataplane/maps"
 )
 
@@ -16,10 +17,16 @@ func (h *harness) ctEntry(src netip.Addr, sport uint16, dst netip.Addr, dport ui
 	k := maps.ConntrackKey{SrcAddr: maps.Addr4(src), DstAddr: maps.Addr4(dst), SrcPort: sport, DstPort: dport,
 		Proto: proto, Dir: dir}
 	var v maps.ConntrackValue
-	if err := h.d.Maps.Conntrack.Lookup(&k, &v); err != nil {
-		return v, false
+	return v, h.ctMap(k).Lookup(&k, &v) == nil
+}
+
+// ctMap is the conntrack map that holds k (confirmed or new flows).
+func (h *harness) ctMap(k maps.ConntrackKey) *ebpf.Map {
+	var v maps.ConntrackValue
+	if h.d.Maps.ConntrackNew.Lookup(&k, &v) == nil {
+		return h.d.Maps.ConntrackNew
 	}
-	return v, true
+	return h.d.Maps.Conntrack
 }
 
 // lifetime is how long the entry has left.
@@ -132,14 +139,15 @@ func TestRootConntrackEntriesExpireTogether(t *testing.T) {
 	age := func(d time.Duration) {
 		for _, k := range []maps.ConntrackKey{fk, rk} {
 			var v maps.ConntrackValue
-			must(t, h.d.Maps.Conntrack.Lookup(&k, &v))
+			m := h.ctMap(k)
+			must(t, m.Lookup(&k, &v))
 			v.Expires = maps.MonotonicNow() + uint64(maps.CTUDPTimeout-d)
-			must(t, h.d.Maps.Conntrack.Put(&k, &v))
+			must(t, m.Put(&k, &v))
 		}
 	}
 	left := func(k maps.ConntrackKey) time.Duration {
 		var v maps.ConntrackValue
-		must(t, h.d.Maps.Conntrack.Lookup(&k, &v))
+		must(t, h.ctMap(k).Lookup(&k, &v))
 		return lifetime(v)
 	}
 	// 110 s of silence, then the client sends: the reply entry lives on.
@@ -320,4 +328,68 @@ func TestRootUDPFlowFollowsReplacedBackend(t *testing.T) {
 
 	must(t, prog.Apply("ns/dns", agent.ServiceState{}))
 	h.runPkt(p.FromNetdev, udp(client, 50000, nodeA, 30053), actOK)
+}
+
+// TestRootSYNFloodKeepsEstablishedFlows: a SYN flood (many new flows that
+// never complete their handshake) against a NodePort must not push
+// established flows out of a small conntrack table: after the flood the
+// backends' data on every established connection still reaches the client
+// from the frontend, the client's next segments still reach the same backend,
+// and a new connection still works.
+func TestRootSYNFloodKeepsEstablishedFlows(t *testing.T) {
+	const size, established, flood = 2048, 40, 8192
+	h := newHarnessSized(t, config.MapSizes{Conntrack: size, ConntrackNew: size}, nodeA, cidrA, maps.ModeTunnel, pod1, pod2, pod3)
+	p := h.d.Programs
+	h.service(svcKey(netip.Addr{}, 30080, maps.ProtoTCP, maps.ScopeExternal), 1, 0,
+		backend{addr: pod1, port: 8080}, backend{addr: pod2, port: 8080}, backend{addr: pod3, port: 8080})
+
+	// handshake opens a connection from client:port and returns its backend.
+	handshake := func(port uint16) netip.Addr {
+		t.Helper()
+		be := h.runPkt(p.FromNetdev, tcp(client, port, nodeA, 30080, tcpSYN), actRedirect).Dst
+		out := h.runPkt(p.FromContainer, tcp(be, 8080, client, port, tcpSYN|tcpACK), actRedirect)
+		expect(t, out, nodeA, 30080, client, port)
+		h.runPkt(p.FromNetdev, tcp(client, port, nodeA, 30080, tcpACK), actRedirect)
+		return be
+	}
+	backends := map[uint16]netip.Addr{}
+	for i := uint16(0); i < established; i++ {
+		backends[40000+i] = handshake(40000 + i)
+	}
+
+	// The flood: SYNs from many source ports, each answered by its backend
+	// (a SYN-ACK, as with SYN cookies) but never completed by the client.
+	// The established connections stay idle meanwhile.
+	syn := tcp(client, 0, nodeA, 30080, tcpSYN)
+	for i := 0; i < flood; i++ {
+		syn.SrcPort = 1024 + uint16(i)
+		ret, out := h.run(p.FromNetdev, syn.bytes())
+		if ret != actRedirect {
+			t.Fatalf("flood SYN %d: verdict %d, want %d (new flows must never be refused)", i, ret, actRedirect)
+		}
+		in, err := decode(out)
+		must(t, err)
+		if ret, _ := h.run(p.FromContainer, tcp(in.Dst, 8080, syn.Src, syn.SrcPort, tcpSYN|tcpACK).bytes()); ret != actRedirect {
+			t.Fatalf("flood SYN-ACK %d: verdict %d, want %d (reverse NAT of a new flow)", i, ret, actRedirect)
+		}
+	}
+
+	for port, be := range backends {
+		data := tcp(be, 8080, client, port, tcpACK)
+		data.Payload = []byte("server data")
+		ret, raw := h.run(p.FromContainer, data.bytes())
+		if ret != actRedirect {
+			t.Fatalf("after the flood the backend's data on connection %d: verdict %d, want %d (its reply entry is gone: it would leave untranslated)",
+				port, ret, actRedirect)
+		}
+		out, err := decode(raw)
+		must(t, err)
+		if out.Src != nodeA || out.SrcPort != 30080 || out.Dst != client || out.DstPort != port || string(out.Payload) != "server data" {
+			t.Fatalf("after the flood the backend's data on connection %d left as %s:%d -> %s:%d %q, want from %s:30080",
+				port, out.Src, out.SrcPort, out.Dst, out.DstPort, out.Payload, nodeA)
+		}
+		out = h.runPkt(p.FromNetdev, tcp(client, port, nodeA, 30080, tcpACK), actRedirect)
+		expect(t, out, client, port, be, 8080)
+	}
+	handshake(50000)
 }

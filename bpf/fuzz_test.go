@@ -169,7 +169,7 @@ func drops(t *testing.T, h *harness) uint64 {
 
 // forgetFlows empties the maps that hold per-flow state (conntrack, affinity, fragments).
 func forgetFlows(t *testing.T, h *harness) {
-	for _, m := range []*ebpf.Map{h.d.Maps.Conntrack, h.d.Maps.Affinity, h.d.Maps.Frags} {
+	for _, m := range []*ebpf.Map{h.d.Maps.Conntrack, h.d.Maps.ConntrackNew, h.d.Maps.Affinity, h.d.Maps.Frags} {
 		var keys [][]byte
 		var k, v []byte
 		it := m.Iterate()

@@ -36,7 +36,7 @@ int from_overlay(struct __sk_buff *skb)
 			/* ... of a NodePort flow this node forwarded: out to the client. */
 			if (kd_icmp_quoted(skb, &p, &q) == 0) {
 				kd_ct_key_fwd(&k, &q);
-				v = bpf_map_lookup_elem(&kd_conntrack, &k);
+				v = kd_ct_lookup(&k);
 				if (v && (v->flags & KD_CT_NODEPORT_REMOTE) && v->expires >= now)
 					return kd_fib_out(skb, &p);
 			}
@@ -62,7 +62,7 @@ int from_overlay(struct __sk_buff *skb)
 	/* Tunnel-mode reply of a flow this node forwarded (step 4): the
 	 * backend's node already wrote our frontend as source. */
 	kd_ct_key_swapped(&k, &p, KD_CT_FWD);
-	v = bpf_map_lookup_elem(&kd_conntrack, &k);
+	v = kd_ct_lookup(&k);
 	if (v && (v->flags & KD_CT_NODEPORT_REMOTE) && v->expires >= now) {
 		kd_ct_get(&k, &p, now); /* refresh lifetime / TCP state */
 		if ((rc = kd_frag_record(&p, p.saddr, p.daddr, KD_FRAG_FIB, 0, now)) < 0)

@@ -20,6 +20,7 @@ const (
 	NetdevMapKdBackends     = "kd_backends"
 	NetdevMapKdConfig       = "kd_config"
 	NetdevMapKdConntrack    = "kd_conntrack"
+	NetdevMapKdCtNew        = "kd_ct_new"
 	NetdevMapKdEndpoints    = "kd_endpoints"
 	NetdevMapKdEvents       = "kd_events"
 	NetdevMapKdFrags        = "kd_frags"
@@ -87,6 +88,7 @@ type NetdevMapSpecs struct {
 	KdBackends     *ebpf.MapSpec `ebpf:"kd_backends"`
 	KdConfig       *ebpf.MapSpec `ebpf:"kd_config"`
 	KdConntrack    *ebpf.MapSpec `ebpf:"kd_conntrack"`
+	KdCtNew        *ebpf.MapSpec `ebpf:"kd_ct_new"`
 	KdEndpoints    *ebpf.MapSpec `ebpf:"kd_endpoints"`
 	KdEvents       *ebpf.MapSpec `ebpf:"kd_events"`
 	KdFrags        *ebpf.MapSpec `ebpf:"kd_frags"`
@@ -128,6 +130,7 @@ type NetdevMaps struct {
 	KdBackends     *ebpf.Map `ebpf:"kd_backends"`
 	KdConfig       *ebpf.Map `ebpf:"kd_config"`
 	KdConntrack    *ebpf.Map `ebpf:"kd_conntrack"`
+	KdCtNew        *ebpf.Map `ebpf:"kd_ct_new"`
 	KdEndpoints    *ebpf.Map `ebpf:"kd_endpoints"`
 	KdEvents       *ebpf.Map `ebpf:"kd_events"`
 	KdFrags        *ebpf.Map `ebpf:"kd_frags"`
@@ -145,6 +148,7 @@ func (m *NetdevMaps) Close() error {
 		m.KdBackends,
 		m.KdConfig,
 		m.KdConntrack,
+		m.KdCtNew,
 		m.KdEndpoints,
 		m.KdEvents,
 		m.KdFrags,

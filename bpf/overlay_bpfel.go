@@ -20,6 +20,7 @@ const (
 	OverlayMapKdBackends     = "kd_backends"
 	OverlayMapKdConfig       = "kd_config"
 	OverlayMapKdConntrack    = "kd_conntrack"
+	OverlayMapKdCtNew        = "kd_ct_new"
 	OverlayMapKdEndpoints    = "kd_endpoints"
 	OverlayMapKdEvents       = "kd_events"
 	OverlayMapKdFrags        = "kd_frags"
@@ -87,6 +88,7 @@ type OverlayMapSpecs struct {
 	KdBackends     *ebpf.MapSpec `ebpf:"kd_backends"`
 	KdConfig       *ebpf.MapSpec `ebpf:"kd_config"`
 	KdConntrack    *ebpf.MapSpec `ebpf:"kd_conntrack"`
+	KdCtNew        *ebpf.MapSpec `ebpf:"kd_ct_new"`
 	KdEndpoints    *ebpf.MapSpec `ebpf:"kd_endpoints"`
 	KdEvents       *ebpf.MapSpec `ebpf:"kd_events"`
 	KdFrags        *ebpf.MapSpec `ebpf:"kd_frags"`
@@ -128,6 +130,7 @@ type OverlayMaps struct {
 	KdBackends     *ebpf.Map `ebpf:"kd_backends"`
 	KdConfig       *ebpf.Map `ebpf:"kd_config"`
 	KdConntrack    *ebpf.Map `ebpf:"kd_conntrack"`
+	KdCtNew        *ebpf.Map `ebpf:"kd_ct_new"`
 	KdEndpoints    *ebpf.Map `ebpf:"kd_endpoints"`
 	KdEvents       *ebpf.Map `ebpf:"kd_events"`
 	KdFrags        *ebpf.Map `ebpf:"kd_frags"`
@@ -145,6 +148,7 @@ func (m *OverlayMaps) Close() error {
 		m.KdBackends,
 		m.KdConfig,
 		m.KdConntrack,
+		m.KdCtNew,
 		m.KdEndpoints,
 		m.KdEvents,
 		m.KdFrags,

@@ -20,6 +20,7 @@ const (
 	SockMapKdBackends        = "kd_backends"
 	SockMapKdConfig          = "kd_config"
 	SockMapKdConntrack       = "kd_conntrack"
+	SockMapKdCtNew           = "kd_ct_new"
 	SockMapKdEndpoints       = "kd_endpoints"
 	SockMapKdEvents          = "kd_events"
 	SockMapKdFrags           = "kd_frags"
@@ -91,6 +92,7 @@ type SockMapSpecs struct {
 	KdBackends     *ebpf.MapSpec `ebpf:"kd_backends"`
 	KdConfig       *ebpf.MapSpec `ebpf:"kd_config"`
 	KdConntrack    *ebpf.MapSpec `ebpf:"kd_conntrack"`
+	KdCtNew        *ebpf.MapSpec `ebpf:"kd_ct_new"`
 	KdEndpoints    *ebpf.MapSpec `ebpf:"kd_endpoints"`
 	KdEvents       *ebpf.MapSpec `ebpf:"kd_events"`
 	KdFrags        *ebpf.MapSpec `ebpf:"kd_frags"`
@@ -132,6 +134,7 @@ type SockMaps struct {
 	KdBackends     *ebpf.Map `ebpf:"kd_backends"`
 	KdConfig       *ebpf.Map `ebpf:"kd_config"`
 	KdConntrack    *ebpf.Map `ebpf:"kd_conntrack"`
+	KdCtNew        *ebpf.Map `ebpf:"kd_ct_new"`
 	KdEndpoints    *ebpf.Map `ebpf:"kd_endpoints"`
 	KdEvents       *ebpf.Map `ebpf:"kd_events"`
 	KdFrags        *ebpf.Map `ebpf:"kd_frags"`
@@ -149,6 +152,7 @@ func (m *SockMaps) Close() error {
 		m.KdBackends,
 		m.KdConfig,
 		m.KdConntrack,
+		m.KdCtNew,
 		m.KdEndpoints,
 		m.KdEvents,
 		m.KdFrags,

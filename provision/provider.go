@@ -96,13 +96,7 @@ func CreateWithImage(img *install.SelfImage) CreateOption {
 }
 
 // BuildCreateOptions applies opts to the zero options.
-func BuildCreateOptions(opts ...CreateOption) CreateOptions {
-	var o CreateOptions
-	for _, opt := range opts {
-		opt(&o)
-	}
-	return o
-}
+func BuildCreateOptions(opts ...CreateOption) CreateOptions { return build(opts) }
 
 // DeleteOptions tune Provider.Delete.
 type DeleteOptions struct {
@@ -119,13 +113,7 @@ func DeleteWithKubeconfigPath(path string) DeleteOption {
 }
 
 // BuildDeleteOptions applies opts to the zero options.
-func BuildDeleteOptions(opts ...DeleteOption) DeleteOptions {
-	var o DeleteOptions
-	for _, opt := range opts {
-		opt(&o)
-	}
-	return o
-}
+func BuildDeleteOptions(opts ...DeleteOption) DeleteOptions { return build(opts) }
 
 // CloudController is implemented by providers whose kubelets run with --cloud-provider=external:
 // create installs the cloud controller manager's chart (manifests) before the dataplane, and the
@@ -148,4 +136,13 @@ type Describer interface {
 // runs, when the cluster's settings cannot let the client through.
 type ValidationTuner interface {
 	TuneValidator(c *spec.Cluster, v *validate.Validator) error
+}
+
+// build applies option functions to the zero value of their options struct (kind's functional options).
+func build[O any, F ~func(*O)](opts []F) O {
+	var o O
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
 }

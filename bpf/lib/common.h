@@ -79,6 +79,7 @@ enum kd_ct_flags {
 	KD_CT_DSR = 1 << 4,		/* reply leaves through this node's NIC */
 	KD_CT_HAIRPIN = 1 << 5,		/* client and backend are the same pod: source SNATed */
 	KD_CT_HOSTNET = 1 << 6,		/* backend is a host-network endpoint */
+	KD_CT_NEW = 1 << 7,		/* not confirmed yet: the entry is in kd_ct_new */
 };
 
 /* TCP state bits (kd_ct_val.tcp_state). Both entries of a flow carry the

@@ -1,6 +1,12 @@
 /* Conntrack: two entries per translated flow (original tuple and reply
- * tuple), TCP state tracked loosely from flags to pick a lifetime. The map is
- * an LRU hash, so a full table evicts the oldest flows instead of failing.
+ * tuple), TCP state tracked loosely from flags to pick a lifetime.
+ *
+ * Two LRU hashes, so a full table evicts flows instead of failing: a new flow
+ * starts in kd_ct_new (KD_CT_NEW) and moves to kd_conntrack once confirmed
+ * (kd_ct_confirmed: the client's ACK for TCP, an answer for UDP), as
+ * nf_conntrack evicts unassured entries first. A SYN flood, or any flood of
+ * flows nobody completes, only evicts its own kind: established flows keep
+ * their entries.
  *
  * The two entries of a flow behave as one connection (as nf_conntrack keeps
  * one timeout per connection): when either is refreshed (at most once a
@@ -81,6 +87,15 @@ static __always_inline __u64 kd_ct_lifetime(struct kd_pkt *p, __u8 *state, int r
 	return KD_CT_SYN_TIMEOUT * KD_NS;
 }
 
+/* kd_ct_lookup finds k's entry: confirmed flows first (the common case),
+ * then new ones. */
+static __always_inline struct kd_ct_val *kd_ct_lookup(struct kd_ct_key *k)
+{
+	struct kd_ct_val *v = bpf_map_lookup_elem(&kd_conntrack, k);
+
+	return v ? v : bpf_map_lookup_elem(&kd_ct_new, k);
+}
+
 /* kd_ct_sport is the source port the client's packets of forward entry v
  * leave with (p: one of them). */
 static __always_inline __u16 kd_ct_sport(const struct kd_ct_val *v, const struct kd_pkt *p)
@@ -151,7 +166,7 @@ static __always_inline void kd_ct_sync(struct kd_ct_key *k, struct kd_ct_val *v,
 
 	if (kd_ct_partner_key(k, v, &pk) < 0)
 		return;
-	pv = bpf_map_lookup_elem(&kd_conntrack, &pk);
+	pv = kd_ct_lookup(&pk);
 	if (!pv || !kd_ct_is_partner(k, pv))
 		return;
 	fins = (v->tcp_state | pv->tcp_state) & (KD_TCP_FINS | KD_TCP_CLOSING);
@@ -161,12 +176,52 @@ static __always_inline void kd_ct_sync(struct kd_ct_key *k, struct kd_ct_val *v,
 	kd_ct_merge(pv, fins, v->expires, close_exp);
 }
 
+/* kd_ct_confirmed reports whether packet p confirms new entry v's flow:
+ * for TCP the client's ACK that completes the handshake (a flood of SYNs never
+ * sends it, though the backends answer them); for UDP an answer, or on the
+ * ingress node of a dsr flow, which never sees answers, a second datagram. */
+static __always_inline int kd_ct_confirmed(struct kd_pkt *p, struct kd_ct_val *v, int reply)
+{
+	if (p->proto == IPPROTO_TCP)
+		return !reply && (p->tcp_flags & (KD_TCP_ACK | KD_TCP_SYN_F | KD_TCP_RST)) == KD_TCP_ACK;
+	return reply || (v->flags & KD_CT_NODEPORT_REMOTE);
+}
+
+/* kd_ct_move_one moves k's entry v from kd_ct_new to kd_conntrack and
+ * returns it there (NULL if it could not be stored). */
+static __always_inline struct kd_ct_val *kd_ct_move_one(struct kd_ct_key *k, struct kd_ct_val *v)
+{
+	struct kd_ct_val nv = *v;
+
+	nv.flags &= ~KD_CT_NEW;
+	if (bpf_map_update_elem(&kd_conntrack, k, &nv, BPF_ANY) < 0)
+		return NULL;
+	bpf_map_delete_elem(&kd_ct_new, k);
+	return bpf_map_lookup_elem(&kd_conntrack, k);
+}
+
+/* kd_ct_promote moves a confirmed flow (entry v under k, and its partner)
+ * to kd_conntrack. Returns k's entry there, or v if it could not move. */
+static __always_inline struct kd_ct_val *kd_ct_promote(struct kd_ct_key *k, struct kd_ct_val *v)
+{
+	struct kd_ct_key pk;
+	struct kd_ct_val *pv;
+
+	if (kd_ct_partner_key(k, v, &pk) == 0) {
+		pv = bpf_map_lookup_elem(&kd_ct_new, &pk);
+		if (pv && kd_ct_is_partner(k, pv))
+			kd_ct_move_one(&pk, pv);
+	}
+	pv = kd_ct_move_one(k, v);
+	return pv ? pv : v;
+}
+
 /* kd_ct_get returns a live entry and refreshes its lifetime (and its
- * partner's). A fresh SYN on an entry that saw FIN/RST starts a new flow
- * (returns NULL). */
+ * partner's); a new flow that p confirms moves to kd_conntrack. A fresh SYN
+ * on an entry that saw FIN/RST starts a new flow (returns NULL). */
 static __always_inline struct kd_ct_val *kd_ct_get(struct kd_ct_key *k, struct kd_pkt *p, __u64 now)
 {
-	struct kd_ct_val *v = bpf_map_lookup_elem(&kd_conntrack, k);
+	struct kd_ct_val *v = kd_ct_lookup(k);
 	__u8 state;
 	__u64 exp;
 	int reply;
@@ -196,14 +251,20 @@ static __always_inline struct kd_ct_val *kd_ct_get(struct kd_ct_key *k, struct k
 		v->expires = exp;
 		kd_ct_sync(k, v, now);
 	}
+	if ((v->flags & KD_CT_NEW) && kd_ct_confirmed(p, v, reply))
+		return kd_ct_promote(k, v);
 	return v;
 }
 
+/* kd_ct_put stores a new flow's entry in kd_ct_new, replacing an earlier
+ * flow's under the same key (ended, or given up as stale) in kd_conntrack. */
 static __always_inline int kd_ct_put(struct kd_ct_key *k, struct kd_ct_val *v, struct kd_pkt *p, __u64 now)
 {
 	v->tcp_state = 0;
 	v->expires = now + kd_ct_lifetime(p, &v->tcp_state, 0, 0);
-	return bpf_map_update_elem(&kd_conntrack, k, v, BPF_ANY);
+	v->flags |= KD_CT_NEW;
+	bpf_map_delete_elem(&kd_conntrack, k);
+	return bpf_map_update_elem(&kd_ct_new, k, v, BPF_ANY);
 }
 
 /* kd_ct_reply_taken reports whether reply key k is held by a live flow other
@@ -213,7 +274,7 @@ static __always_inline int kd_ct_put(struct kd_ct_key *k, struct kd_ct_val *v, s
  * out with the second frontend as source. */
 static __always_inline int kd_ct_reply_taken(struct kd_ct_key *k, struct kd_pkt *p, __u64 now)
 {
-	struct kd_ct_val *old = bpf_map_lookup_elem(&kd_conntrack, k);
+	struct kd_ct_val *old = kd_ct_lookup(k);
 	struct kd_ct_key fk;
 	struct kd_ct_val *f;
 
@@ -224,7 +285,7 @@ static __always_inline int kd_ct_reply_taken(struct kd_ct_key *k, struct kd_pkt 
 		return 0; /* the same flow again (port reuse) */
 	/* Only while its forward entry lives (not evicted or replaced). */
 	kd_ct_partner_key(k, old, &fk);
-	f = bpf_map_lookup_elem(&kd_conntrack, &fk);
+	f = kd_ct_lookup(&fk);
 	return f && f->expires >= now && kd_ct_is_partner(k, f);
 }
 

@@ -73,7 +73,7 @@ static __always_inline struct kd_ct_val *kd_revnat_icmp(struct __sk_buff *skb, s
 		return NULL;
 	/* Quoted: client:sport -> backend:dport. The reply tuple is reversed. */
 	kd_ct_key_swapped(&k, &q, KD_CT_REPLY);
-	v = bpf_map_lookup_elem(&kd_conntrack, &k);
+	v = kd_ct_lookup(&k);
 	if (!v || v->expires < now || (v->flags & KD_CT_HAIRPIN))
 		return NULL;
 	/* Quoted destination address and port, with the quoted IP checksum and

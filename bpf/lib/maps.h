@@ -31,6 +31,15 @@ struct {
 	__uint(max_entries, KD_SIZED);
 } kd_conntrack SEC(".maps");
 
+/* Flows not confirmed yet (KD_CT_NEW, see conntrack.h): a flood of them
+ * evicts only its own kind, never kd_conntrack's established flows. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct kd_ct_key);
+	__type(value, struct kd_ct_val);
+	__uint(max_entries, KD_SIZED);
+} kd_ct_new SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__type(key, struct kd_affinity_key);

@@ -62,6 +62,7 @@ this removes it. A missing table is not an error.`,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error { return masq.Remove() },
 	})
+	cmd.AddCommand(newAgentFlowsCommand())
 	cmd.AddCommand(newAgentTraceCommand())
 	cmd.Flags().StringVar(&cfgPath, "config", config.DefaultPath, "agent configuration file (defaults apply when the default path is absent)")
 	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig (default: in-cluster service account)")

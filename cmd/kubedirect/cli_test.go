@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/kubedirect/kubedirect/internal/testutil"
 )
 
 // run executes the CLI in process and returns its exit code, standard output and standard error.
@@ -33,11 +35,7 @@ func TestCreateDryRunPrintsKindConfig(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d, stderr:\n%s", code, stderr)
 	}
-	for _, want := range []string{"kubeProxyMode: none", "disableDefaultCNI: true", "podSubnet: 10.244.0.0/16", "serviceSubnet: 10.96.0.0/16", "name: demo"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("dry-run output lacks %q:\n%s", want, out)
-		}
-	}
+	testutil.WantContains(t, "dry-run output", out, "kubeProxyMode: none", "disableDefaultCNI: true", "podSubnet: 10.244.0.0/16", "serviceSubnet: 10.96.0.0/16", "name: demo")
 	if n := strings.Count(out, "\n  role: "); n != 3 {
 		t.Errorf("dry-run output has %d nodes, want 3:\n%s", n, out)
 	}

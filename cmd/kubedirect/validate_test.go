@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubedirect/kubedirect/internal/testutil"
 	"github.com/kubedirect/kubedirect/provision/spec"
 	"github.com/kubedirect/kubedirect/provision/validate"
 )
@@ -111,10 +112,8 @@ func TestCreateDryRunPrintsChart(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	for _, want := range []string{"kind: DaemonSet", "kind: ClusterRole", `externalServiceMode: "dsr"`,
-		`value: "demo-dsr-control-plane"`, "image: kubedirect.local/kubedirect:bin-"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("dry-run output lacks %q", want)
-		}
-	}
+	testutil.WantContains(t, "dry-run output", out,
+		"kind: DaemonSet", "kind: ClusterRole", `externalServiceMode: "dsr"`,
+		`value: "demo-dsr-control-plane"`, "image: kubedirect.local/kubedirect:bin-",
+	)
 }

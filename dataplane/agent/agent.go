@@ -256,7 +256,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 
 	var wg sync.WaitGroup
-	wg.Add(6)
+	wg.Add(7)
 	go func() {
 		defer wg.Done()
 		if err := cni.Serve(ctx, a.cfg.CNIDataDir, a.handleCNI); err != nil {
@@ -268,6 +268,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); a.retrySkipped(ctx, 30*time.Second) }()
 	go func() { defer wg.Done(); a.runEndpoints(ctx) }()
 	go func() { defer wg.Done(); a.runConntrackGC(ctx) }()
+	go func() { defer wg.Done(); a.runFlows(ctx) }()
 	<-ctx.Done()
 	a.queue.ShutDown()
 	wg.Wait()

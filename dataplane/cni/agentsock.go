@@ -42,27 +42,37 @@ type Reply struct {
 // Handler answers one request; it runs on its own goroutine per connection.
 type Handler func(ctx context.Context, r Request) Reply
 
-// Serve listens on SocketPath(dataDir) until ctx ends, answering each connection's request with h. A
-// stale socket of an earlier agent is replaced.
-func Serve(ctx context.Context, dataDir string, h Handler) error {
-	path := SocketPath(dataDir)
+// Listen listens on a unix socket at path that only root reaches (its directory 0700, the socket 0600),
+// replacing a stale socket of an earlier agent. The agent's local sockets (the CNI plugin's, the flow
+// monitor's) are made this way; nothing of the agent's listens on the network for them.
+func Listen(path string) (*net.UnixListener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return fmt.Errorf("create agent socket dir: %w", err)
+		return nil, fmt.Errorf("create agent socket dir: %w", err)
 	}
 	// an existing directory keeps its mode through MkdirAll
 	if err := os.Chmod(filepath.Dir(path), 0o700); err != nil {
-		return fmt.Errorf("restrict agent socket dir: %w", err)
+		return nil, fmt.Errorf("restrict agent socket dir: %w", err)
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("remove stale agent socket: %w", err)
+		return nil, fmt.Errorf("remove stale agent socket: %w", err)
 	}
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil {
-		return fmt.Errorf("listen on agent socket: %w", err)
+		return nil, fmt.Errorf("listen on agent socket: %w", err)
 	}
 	if err := os.Chmod(path, 0o600); err != nil {
 		l.Close()
-		return fmt.Errorf("restrict agent socket: %w", err)
+		return nil, fmt.Errorf("restrict agent socket: %w", err)
+	}
+	return l, nil
+}
+
+// Serve listens on SocketPath(dataDir) until ctx ends, answering each connection's request with h. A
+// stale socket of an earlier agent is replaced.
+func Serve(ctx context.Context, dataDir string, h Handler) error {
+	l, err := Listen(SocketPath(dataDir))
+	if err != nil {
+		return err
 	}
 	go func() {
 		<-ctx.Done()

@@ -81,6 +81,9 @@ type MapSizes struct {
 	Backends uint32 `yaml:"backends" json:"backends" ebpf:"kd_backends"`
 	// Conntrack is the number of tracked flows (LRU).
 	Conntrack uint32 `yaml:"conntrack" json:"conntrack" ebpf:"kd_conntrack"`
+	// ConntrackNew is the number of flows not confirmed yet (TCP before the client's ACK, UDP before an
+	// answer), kept apart so that a flood of them cannot evict established flows (LRU).
+	ConntrackNew uint32 `yaml:"conntrackNew,omitempty" json:"conntrackNew,omitempty" ebpf:"kd_ct_new"`
 	// Affinity is the number of ClientIP session affinity entries (LRU).
 	Affinity uint32 `yaml:"affinity,omitempty" json:"affinity,omitempty" ebpf:"kd_affinity"`
 	// Tunnel is the number of remote nodes' pod CIDRs reachable through the overlay.
@@ -107,6 +110,7 @@ func DefaultMapSizes() MapSizes {
 		Services:     spec.DefaultServicesMapSize,
 		Backends:     spec.DefaultBackendsMapSize,
 		Conntrack:    spec.DefaultConntrackMapSize,
+		ConntrackNew: 65536,
 		Affinity:     65536,
 		Tunnel:       4096,
 		Endpoints:    1024,
@@ -125,7 +129,7 @@ func (s *MapSizes) SetDefaults() {
 		p *uint32
 		v uint32
 	}{
-		{&s.Services, d.Services}, {&s.Backends, d.Backends}, {&s.Conntrack, d.Conntrack},
+		{&s.Services, d.Services}, {&s.Backends, d.Backends}, {&s.Conntrack, d.Conntrack}, {&s.ConntrackNew, d.ConntrackNew},
 		{&s.Affinity, d.Affinity}, {&s.Tunnel, d.Tunnel}, {&s.Endpoints, d.Endpoints},
 		{&s.NodeAddrs, d.NodeAddrs}, {&s.Events, d.Events}, {&s.SockNAT, d.SockNAT},
 		{&s.SockAffinity, d.SockAffinity}, {&s.Frags, d.Frags},

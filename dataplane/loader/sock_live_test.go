@@ -60,16 +60,6 @@ func sockSetup(t *testing.T) (*loader.Datapath, int) {
 // runSockHelper re-executes this test binary as TestSockHelper, started
 // directly inside the cgroup cgfd (and in a new, empty network namespace
 // when newNet: a pod), with env added, and returns its output.
-// wantLines reports each of wants that who's output out lacks.
-func wantLines(t *testing.T, who, out string, wants ...string) {
-	t.Helper()
-	for _, want := range wants {
-		if !strings.Contains(out, want) {
-			t.Errorf("%s: output lacks %q", who, want)
-		}
-	}
-}
-
 func runSockHelper(t *testing.T, cgfd int, newNet bool, env ...string) string {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestSockHelper$", "-test.v")
@@ -123,7 +113,7 @@ func TestRootSockHooks(t *testing.T) {
 	must(t, m.UpdateService(maps.NewServiceKey(netip.Addr{}, 30080, maps.ProtoTCP, maps.ScopeExternal), maps.ServiceValue{ID: 1, Count: 1}))
 
 	out := runSockHelper(t, cgfd, false, "KD_SOCK_HELPER=basic", "KD_SOCK_VIP="+vip.String())
-	wantLines(t, "the helper", out,
+	testutil.WantContains(t, "the helper's output", out,
 		"tcp peer=10.96.0.10:80 reply=tcp-backend",
 		"udp from=10.96.0.10:53 reply=udp-ping",
 		"reject err=connect: connection refused",
@@ -478,7 +468,7 @@ func TestRootSockRefusesWithoutBackend(t *testing.T) {
 		Addr: maps.Addr4(netip.MustParseAddr("10.244.1.5")), NodeIP: maps.Addr4(netip.MustParseAddr("192.0.2.2")), Port: 8080, Flags: maps.BackendRemote}))
 	out := runSockHelper(t, cgfd, true, "KD_SOCK_HELPER=refuse",
 		"KD_SOCK_TCP=10.96.0.10:81,10.96.0.11:80", "KD_SOCK_UDP=10.96.0.10:81,10.96.0.11:80")
-	wantLines(t, "the helper", out,
+	testutil.WantContains(t, "the helper's output", out,
 		"tcp 10.96.0.10:81 errno=connection refused",
 		"udp 10.96.0.10:81 errno=connection refused",
 		"tcp 10.96.0.11:80 errno=connection refused",
@@ -583,7 +573,7 @@ func TestRootSockLocalhostNodePort(t *testing.T) {
 	must(t, m.UpdateService(maps.NewServiceKey(netip.Addr{}, 30082, maps.ProtoTCP, maps.ScopeExternal), maps.ServiceValue{ID: 1, Count: 1}))
 
 	out := runSockHelper(t, cgfd, false, "KD_SOCK_HELPER=connect", "KD_SOCK_TCP=127.0.0.1:30082,127.0.0.5:30082")
-	wantLines(t, "host", out,
+	testutil.WantContains(t, "the host helper's output", out,
 		"tcp 127.0.0.1:30082 peer=127.0.0.1:30082 reply=tcp-backend",
 		"tcp 127.0.0.5:30082 peer=127.0.0.5:30082 reply=tcp-backend",
 	)
@@ -671,7 +661,7 @@ func TestRootSockPodThroughContainerPrograms(t *testing.T) {
 		return string(out)
 	}
 	out := inPod("KD_SOCK_HELPER=ask", "KD_SOCK_TCP=10.96.0.10:80,10.96.0.12:80,10.96.0.13:80,10.96.0.13:80,10.96.0.13:80,10.96.0.13:80")
-	wantLines(t, "pod p1", out,
+	testutil.WantContains(t, "pod p1's helper output", out,
 		"tcp 10.96.0.10:80 peer=10.96.0.10:80 saw=10.244.1.10:",
 		"tcp 10.96.0.12:80 peer=10.96.0.12:80 saw=",
 	)

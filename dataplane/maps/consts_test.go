@@ -41,6 +41,7 @@ var goMirrors = map[string]uint64{
 	"KD_CT_DSR":             uint64(maps.CTDSR),
 	"KD_CT_HAIRPIN":         uint64(maps.CTHairpin),
 	"KD_CT_HOSTNET":         uint64(maps.CTHostNet),
+	"KD_CT_NEW":             uint64(maps.CTNew),
 
 	"KD_TCP_SYN":         uint64(maps.TCPSyn),
 	"KD_TCP_ESTABLISHED": uint64(maps.TCPEstablished),

@@ -20,7 +20,6 @@ func TestRootConntrackGCKeepsFlowCreatedDuringScan(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ct.Close()
-	s := &Set{Conntrack: ct}
 	now := MonotonicNow()
 	reused := ConntrackKey{SrcAddr: [4]byte{1, 1, 1, 1}, SrcPort: 1, Proto: ProtoUDP}
 	dead := ConntrackKey{SrcAddr: [4]byte{2, 2, 2, 2}, SrcPort: 2, Proto: ProtoUDP}
@@ -29,7 +28,7 @@ func TestRootConntrackGCKeepsFlowCreatedDuringScan(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	keys, live, err := s.expiredConntrack(MonotonicNow())
+	keys, live, err := expiredConntrack(ct, MonotonicNow())
 	if err != nil || len(keys) != 2 || live != 0 {
 		t.Fatalf("scan: %d expired, %d live, %v", len(keys), live, err)
 	}
@@ -38,7 +37,7 @@ func TestRootConntrackGCKeepsFlowCreatedDuringScan(t *testing.T) {
 	if err := ct.Put(&reused, &fresh); err != nil {
 		t.Fatal(err)
 	}
-	if n := s.deleteExpiredConntrack(keys, MonotonicNow()); n != 1 {
+	if n := deleteExpiredConntrack(ct, keys, MonotonicNow()); n != 1 {
 		t.Errorf("deleted %d, want 1", n)
 	}
 	var v ConntrackValue

@@ -24,16 +24,18 @@ type Set struct {
 	Services  *ebpf.Map `ebpf:"kd_services"`
 	Backends  *ebpf.Map `ebpf:"kd_backends"`
 	Conntrack *ebpf.Map `ebpf:"kd_conntrack"`
-	Affinity  *ebpf.Map `ebpf:"kd_affinity"`
-	Tunnel    *ebpf.Map `ebpf:"kd_tunnel"`
-	Endpoints *ebpf.Map `ebpf:"kd_endpoints"`
-	NodeAddrs *ebpf.Map `ebpf:"kd_node_addrs"`
-	Config    *ebpf.Map `ebpf:"kd_config"`
-	Metrics   *ebpf.Map `ebpf:"kd_metrics"`
-	Events    *ebpf.Map `ebpf:"kd_events"`
-	SockNAT   *ebpf.Map `ebpf:"kd_sock_nat"`
-	SockAff   *ebpf.Map `ebpf:"kd_sock_affinity"`
-	Frags     *ebpf.Map `ebpf:"kd_frags"`
+	// ConntrackNew holds the flows not confirmed yet (CTNew); Conntrack the others.
+	ConntrackNew *ebpf.Map `ebpf:"kd_ct_new"`
+	Affinity     *ebpf.Map `ebpf:"kd_affinity"`
+	Tunnel       *ebpf.Map `ebpf:"kd_tunnel"`
+	Endpoints    *ebpf.Map `ebpf:"kd_endpoints"`
+	NodeAddrs    *ebpf.Map `ebpf:"kd_node_addrs"`
+	Config       *ebpf.Map `ebpf:"kd_config"`
+	Metrics      *ebpf.Map `ebpf:"kd_metrics"`
+	Events       *ebpf.Map `ebpf:"kd_events"`
+	SockNAT      *ebpf.Map `ebpf:"kd_sock_nat"`
+	SockAff      *ebpf.Map `ebpf:"kd_sock_affinity"`
+	Frags        *ebpf.Map `ebpf:"kd_frags"`
 }
 
 // Names lists every map the programs use, in Set's field order.
@@ -266,26 +268,39 @@ func MonotonicNow() uint64 {
 	return uint64(ts.Nano())
 }
 
+// conntrackMaps are the maps that hold conntrack entries: confirmed flows,
+// then new ones (a Set built without the second has only the first).
+func (s *Set) conntrackMaps() []*ebpf.Map {
+	if s.ConntrackNew == nil {
+		return []*ebpf.Map{s.Conntrack}
+	}
+	return []*ebpf.Map{s.Conntrack, s.ConntrackNew}
+}
+
 // ConntrackCount returns the number of entries (both directions count).
 func (s *Set) ConntrackCount() (int, error) {
 	n := 0
-	err := each(s.Conntrack, func(*ConntrackKey, *ConntrackValue) bool { n++; return true })
+	err := s.IterateConntrack(func(ConntrackKey, ConntrackValue) bool { n++; return true })
 	return n, err
 }
 
 // ConntrackGC deletes expired entries and returns how many it removed and how
 // many remain.
 func (s *Set) ConntrackGC() (deleted, live int, err error) {
-	dead, live, err := s.expiredConntrack(MonotonicNow())
-	if err != nil {
-		return 0, live, err
+	for _, m := range s.conntrackMaps() {
+		dead, l, err := expiredConntrack(m, MonotonicNow())
+		live += l
+		if err != nil {
+			return deleted, live, err
+		}
+		deleted += deleteExpiredConntrack(m, dead, MonotonicNow())
 	}
-	return s.deleteExpiredConntrack(dead, MonotonicNow()), live, nil
+	return deleted, live, nil
 }
 
-// expiredConntrack scans for entries expired at now.
-func (s *Set) expiredConntrack(now uint64) (dead []ConntrackKey, live int, err error) {
-	dead, err = collect(s.Conntrack, func(_ *ConntrackKey, v *ConntrackValue) bool {
+// expiredConntrack scans m for entries expired at now.
+func expiredConntrack(m *ebpf.Map, now uint64) (dead []ConntrackKey, live int, err error) {
+	dead, err = collect(m, func(_ *ConntrackKey, v *ConntrackValue) bool {
 		if v.Expires >= now {
 			live++
 		}
@@ -294,25 +309,46 @@ func (s *Set) expiredConntrack(now uint64) (dead []ConntrackKey, live int, err e
 	return dead, live, err
 }
 
-// deleteExpiredConntrack deletes the keys that are still expired at now: the
-// datapath may have created a new flow under a key since the scan.
-func (s *Set) deleteExpiredConntrack(keys []ConntrackKey, now uint64) int {
+// deleteExpiredConntrack deletes the keys of m that are still expired at now:
+// the datapath may have created a new flow under a key since the scan.
+func deleteExpiredConntrack(m *ebpf.Map, keys []ConntrackKey, now uint64) int {
 	n := 0
 	var v ConntrackValue
 	for i := range keys {
-		if err := s.Conntrack.Lookup(&keys[i], &v); err != nil || v.Expires >= now {
+		if err := m.Lookup(&keys[i], &v); err != nil || v.Expires >= now {
 			continue
 		}
-		if s.Conntrack.Delete(&keys[i]) == nil {
+		if m.Delete(&keys[i]) == nil {
 			n++
 		}
 	}
 	return n
 }
 
-// IterateConntrack calls fn for every entry until fn returns false.
+// IterateConntrack calls fn for every entry, confirmed flows first, until fn
+// returns false.
 func (s *Set) IterateConntrack(fn func(ConntrackKey, ConntrackValue) bool) error {
-	return each(s.Conntrack, func(k *ConntrackKey, v *ConntrackValue) bool { return fn(*k, *v) })
+	more := true
+	for _, m := range s.conntrackMaps() {
+		err := each(m, func(k *ConntrackKey, v *ConntrackValue) bool { more = fn(*k, *v); return more })
+		if err != nil || !more {
+			return err
+		}
+	}
+	return nil
+}
+
+// deleteConntrackMatching removes the entries that match from every conntrack map.
+func (s *Set) deleteConntrackMatching(match func(*ConntrackKey, *ConntrackValue) bool) (int, error) {
+	total := 0
+	for _, m := range s.conntrackMaps() {
+		n, err := deleteMatching(m, match)
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
 }
 
 // PurgeAffinity removes the ClientIP affinity entries of a service (call it
@@ -434,7 +470,7 @@ func DecodeEvent(raw []byte) (Event, error) {
 // Returns the number of entries removed.
 func (s *Set) DeleteConntrackForBackend(addr netip.Addr, port uint16, proto uint8) (int, error) {
 	a := Addr4(addr)
-	return deleteMatching(s.Conntrack, func(k *ConntrackKey, v *ConntrackValue) bool {
+	return s.deleteConntrackMatching(func(k *ConntrackKey, v *ConntrackValue) bool {
 		return k.Proto == proto && translatedTo(k, v, a, port)
 	})
 }
@@ -464,7 +500,7 @@ func (s *Set) DeleteConntrackForBackends(serviceID uint32, proto uint8, backends
 	for _, b := range backends {
 		gone[be{Addr4(b.Addr()), b.Port()}] = true
 	}
-	return deleteMatching(s.Conntrack, func(k *ConntrackKey, v *ConntrackValue) bool {
+	return s.deleteConntrackMatching(func(k *ConntrackKey, v *ConntrackValue) bool {
 		if k.Proto != proto || v.ServiceID != serviceID {
 			return false
 		}

@@ -68,6 +68,7 @@ const (
 	CTDSR            uint16 = 1 << 4 // reply leaves through this node's NIC
 	CTHairpin        uint16 = 1 << 5 // client is its own backend; source SNATed
 	CTHostNet        uint16 = 1 << 6 // backend is a host-network endpoint
+	CTNew            uint16 = 1 << 7 // not confirmed yet: the entry is in kd_ct_new
 )
 
 // TCP state bits (ConntrackValue.TCPState).

@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/smithy-go"
+	"github.com/kubedirect/kubedirect/internal/testutil"
 	"github.com/kubedirect/kubedirect/provision/aws/fake"
 	"github.com/kubedirect/kubedirect/provision/spec"
 )
@@ -73,6 +74,32 @@ func newEnv(t *testing.T) *env {
 	return &env{cloud: cloud, p: p, c: loadExample(t)}
 }
 
+// newCreatedEnv is newEnv after a first create of the example cluster succeeded.
+func newCreatedEnv(t *testing.T) (*env, context.Context) {
+	t.Helper()
+	e := newEnv(t)
+	ctx := context.Background()
+	if _, err := e.p.Create(ctx, e.c); err != nil {
+		t.Fatal(err)
+	}
+	return e, ctx
+}
+
+// wantNoChanges stops the test unless a plan of e's cluster now has nothing to change (when says at
+// which point); the message shows the plan.
+func (e *env) wantNoChanges(t *testing.T, ctx context.Context, when string) {
+	t.Helper()
+	plan, err := e.p.Plan(ctx, e.c)
+	if err != nil {
+		t.Fatalf("plan %s: %v", when, err)
+	}
+	if plan.Pending() != 0 {
+		var b bytes.Buffer
+		_ = plan.Write(&b)
+		t.Fatalf("plan %s has %d changes:\n%s", when, plan.Pending(), b.String())
+	}
+}
+
 func apiErr(code, msg string) error { return &smithy.GenericAPIError{Code: code, Message: msg} }
 
 func TestDryRunPlanOfExampleIsGolden(t *testing.T) {
@@ -86,17 +113,13 @@ func TestDryRunPlanOfExampleIsGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	golden(t, "plan-aws.golden", out.Bytes())
-	for _, want := range []string{
+	testutil.WantContains(t, "plan", out.String(),
 		"ingress: udp 8472 from sg kubedirect-prod-nodes (VXLAN between the cluster's nodes)",
 		"ingress: tcp 30000-32767 from 0.0.0.0/0 (NodePort services)",
 		"ingress: udp 30000-32767 from 0.0.0.0/0 (NodePort services)",
 		"ingress: tcp 6443 from 203.0.113.0/24 (Kubernetes API)",
 		"ingress: tcp 22 from 203.0.113.0/24 (SSH)",
-	} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("plan lacks %q", want)
-		}
-	}
+	)
 	if plan.Pending() != len(plan.Items) {
 		t.Errorf("offline plan: %d of %d resources to create, want all", plan.Pending(), len(plan.Items))
 	}
@@ -146,21 +169,9 @@ func TestCreateOnEmptyAccountMakesTheCluster(t *testing.T) {
 }
 
 func TestSecondCreatePlansNoChange(t *testing.T) {
-	e := newEnv(t)
-	ctx := context.Background()
-	if _, err := e.p.Create(ctx, e.c); err != nil {
-		t.Fatal(err)
-	}
+	e, ctx := newCreatedEnv(t)
 	before := e.cloud.MutatingCalls()
-	plan, err := e.p.Plan(ctx, e.c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if plan.Pending() != 0 {
-		var b bytes.Buffer
-		_ = plan.Write(&b)
-		t.Fatalf("plan on an applied cluster has %d changes:\n%s", plan.Pending(), b.String())
-	}
+	e.wantNoChanges(t, ctx, "on an applied cluster")
 	if _, err := e.p.Create(ctx, e.c); err != nil {
 		t.Fatal(err)
 	}
@@ -185,11 +196,7 @@ func mapsEqual(a, b map[string]int) bool {
 }
 
 func TestDeleteLeavesNoTaggedResource(t *testing.T) {
-	e := newEnv(t)
-	ctx := context.Background()
-	if _, err := e.p.Create(ctx, e.c); err != nil {
-		t.Fatal(err)
-	}
+	e, ctx := newCreatedEnv(t)
 	describes := e.cloud.Calls("DescribeInstances")
 	report, err := e.p.Delete(ctx, e.c)
 	if err != nil {
@@ -250,10 +257,7 @@ func TestCreateResumesAfterAFailureHalfway(t *testing.T) {
 					t.Errorf("%s: %d after resuming, want %d", kind, got, want)
 				}
 			}
-			plan, err := e.p.Plan(ctx, e.c)
-			if err != nil || plan.Pending() != 0 {
-				t.Errorf("plan after resuming: %v, %d pending", err, plan.Pending())
-			}
+			e.wantNoChanges(t, ctx, "after resuming")
 		})
 	}
 }
@@ -316,11 +320,7 @@ func TestErrorsNameTheCause(t *testing.T) {
 }
 
 func TestChangesInPlaceAndRefusedReplacement(t *testing.T) {
-	e := newEnv(t)
-	ctx := context.Background()
-	if _, err := e.p.Create(ctx, e.c); err != nil {
-		t.Fatal(err)
-	}
+	e, ctx := newCreatedEnv(t)
 	e.c.Spec.NodeGroups[1].Count = 5
 	e.c.Spec.NodeGroups[1].MachineType = "t3.xlarge"
 	e.c.Spec.AWS.Access.NodePort = []string{"198.51.100.0/24"}
@@ -341,23 +341,17 @@ func TestChangesInPlaceAndRefusedReplacement(t *testing.T) {
 	}
 	var out bytes.Buffer
 	_ = plan.Write(&out)
-	for _, line := range []string{
+	testutil.WantContains(t, "plan", out.String(),
 		"size: min 3 max 3 desired 3 -> min 5 max 5 desired 5",
 		"instanceType: t3.large -> t3.xlarge",
 		"running ones keep theirs until replaced",
 		"ingress: - tcp 30000-32767 from 0.0.0.0/0 (NodePort services)\n",
 		"ingress: + udp 30000-32767 from 198.51.100.0/24 (NodePort services)\n",
-	} {
-		if !strings.Contains(out.String(), line) {
-			t.Errorf("plan lacks %q:\n%s", line, out.String())
-		}
-	}
+	)
 	if _, err := e.p.Create(ctx, e.c); err != nil {
 		t.Fatal(err)
 	}
-	if plan, err := e.p.Plan(ctx, e.c); err != nil || plan.Pending() != 0 {
-		t.Errorf("after the update: %v, %d pending", err, plan.Pending())
-	}
+	e.wantNoChanges(t, ctx, "after the update")
 	if n := e.cloud.Count("Instance"); n != 6 {
 		t.Errorf("%d instances after scaling the workers to 5, want 6", n)
 	}
@@ -368,11 +362,7 @@ func TestChangesInPlaceAndRefusedReplacement(t *testing.T) {
 }
 
 func TestDeleteReportsWhatItCouldNotRemove(t *testing.T) {
-	e := newEnv(t)
-	ctx := context.Background()
-	if _, err := e.p.Create(ctx, e.c); err != nil {
-		t.Fatal(err)
-	}
+	e, ctx := newCreatedEnv(t)
 	e.cloud.FailNext("DeleteVpc", apiErr("UnauthorizedOperation", "You are not authorized to perform this operation."))
 	report, err := e.p.Delete(ctx, e.c)
 	if err == nil || len(report.Failed) != 2 {
@@ -404,10 +394,7 @@ func TestExistingVPCIsUsedAndKept(t *testing.T) {
 	if n := e.cloud.Count("VPC"); n != 1 {
 		t.Errorf("%d VPCs, want the existing one only", n)
 	}
-	plan, err := e.p.Plan(ctx, e.c)
-	if err != nil || plan.Pending() != 0 {
-		t.Fatalf("second plan: %v, %d pending", err, plan.Pending())
-	}
+	e.wantNoChanges(t, ctx, "after a second create")
 	if _, err := e.p.Delete(ctx, e.c); err != nil {
 		t.Fatal(err)
 	}
@@ -431,9 +418,7 @@ func TestSSHKeyIsImportedOnce(t *testing.T) {
 	if e.cloud.Count("KeyPair") != 1 {
 		t.Fatalf("%d key pairs", e.cloud.Count("KeyPair"))
 	}
-	if plan, err := e.p.Plan(ctx, e.c); err != nil || plan.Pending() != 0 {
-		t.Fatalf("second plan: %v", err)
-	}
+	e.wantNoChanges(t, ctx, "after a second create")
 	if err := os.WriteFile(path, []byte("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAnotherKey test\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -474,11 +459,7 @@ func TestIAMPoliciesAreLeastPrivilege(t *testing.T) {
 }
 
 func TestKubeconfigWaitsForTheControlPlane(t *testing.T) {
-	e := newEnv(t)
-	ctx := context.Background()
-	if _, err := e.p.Create(ctx, e.c); err != nil {
-		t.Fatal(err)
-	}
+	e, ctx := newCreatedEnv(t)
 	if _, err := e.p.Kubeconfig(ctx, e.c, 5*time.Millisecond); !errors.Is(err, ErrNoKubeconfig) {
 		t.Errorf("no kubeconfig yet: %v", err)
 	}
@@ -568,11 +549,7 @@ func TestMissingExistingVPCIsReported(t *testing.T) {
 }
 
 func TestDuplicateTaggedResourcesAreRefused(t *testing.T) {
-	e := newEnv(t)
-	ctx := context.Background()
-	if _, err := e.p.Create(ctx, e.c); err != nil {
-		t.Fatal(err)
-	}
+	e, ctx := newCreatedEnv(t)
 	_, _ = e.cloud.EC2().CreateVpc(ctx, &ec2.CreateVpcInput{CidrBlock: awssdk.String("172.20.0.0/16"), TagSpecifications: tagSpec(ec2types.ResourceTypeVpc, e.p.mustModel(t, e.c).tags("kubedirect-prod"))})
 	if _, err := e.p.Plan(ctx, e.c); err == nil || !strings.Contains(err.Error(), "2 carry the cluster's tags") {
 		t.Errorf("plan with two tagged VPCs: %v", err)

@@ -217,71 +217,65 @@ func (n *Node) RenewToken(ctx context.Context, output func(ctx context.Context, 
 
 var tokenPattern = regexp.MustCompile(`^[a-z0-9]{6}\.[a-z0-9]{16}$`)
 
+// nodeJob is a `kubedirect node` verb that systemd runs on a timer: a oneshot service and its timer.
+type nodeJob struct {
+	name  string // unit name without .service / .timer
+	does  string // the service's description
+	after string // the unit the service runs after
+	verb  string // the `kubedirect node` verb
+	every string // the timer's description
+	timer string // the [Timer] section's lines
+}
+
+// units renders the job's service and timer units, by file name.
+func (j nodeJob) units(into map[string]string) {
+	into[j.name+".service"] = fmt.Sprintf(`[Unit]
+Description=kubedirect: %s
+After=%s
+
+[Service]
+Type=oneshot
+ExecStart=/usr/local/bin/kubedirect node %s --config %s
+`, j.does, j.after, j.verb, NodeConfigPath)
+	into[j.name+".timer"] = fmt.Sprintf(`[Unit]
+Description=kubedirect: %s
+
+[Timer]
+%s
+
+[Install]
+WantedBy=timers.target
+`, j.every, j.timer)
+}
+
+// nodeJobUnits renders the units of jobs, by file name.
+func nodeJobUnits(jobs ...nodeJob) map[string]string {
+	units := map[string]string{}
+	for _, j := range jobs {
+		j.units(units)
+	}
+	return units
+}
+
 // controlPlaneTimers are the control plane's units that renew the join token and save etcd
 // snapshots to the state store.
 func controlPlaneTimers() map[string]string {
-	return map[string]string{
-		"kubedirect-etcd-snapshot.service": fmt.Sprintf(`[Unit]
-Description=kubedirect: save an etcd snapshot in the state store (the etcd leader does; the others skip)
-After=kubelet.service
-
-[Service]
-Type=oneshot
-ExecStart=/usr/local/bin/kubedirect node etcd-snapshot --config %s
-`, NodeConfigPath),
-		"kubedirect-etcd-snapshot.timer": fmt.Sprintf(`[Unit]
-Description=kubedirect: etcd snapshots, the newest %d kept
-
-[Timer]
-OnCalendar=%s
-RandomizedDelaySec=60
-
-[Install]
-WantedBy=timers.target
-`, EtcdSnapshotsKept, EtcdSnapshotSchedule),
-		"kubedirect-token.service": fmt.Sprintf(`[Unit]
-Description=kubedirect: renew the join token in the state store
-After=kubelet.service
-
-[Service]
-Type=oneshot
-ExecStart=/usr/local/bin/kubedirect node renew-token --config %s
-`, NodeConfigPath),
-		"kubedirect-token.timer": fmt.Sprintf(`[Unit]
-Description=kubedirect: renew the join token
-
-[Timer]
-OnActiveSec=%ds
-OnUnitActiveSec=%ds
-
-[Install]
-WantedBy=timers.target
-`, int(TokenRenewInterval.Seconds()), int(TokenRenewInterval.Seconds())),
-	}
+	return nodeJobUnits(
+		nodeJob{name: "kubedirect-etcd-snapshot", after: "kubelet.service", verb: "etcd-snapshot",
+			does:  "save an etcd snapshot in the state store (the etcd leader does; the others skip)",
+			every: fmt.Sprintf("etcd snapshots, the newest %d kept", EtcdSnapshotsKept),
+			timer: fmt.Sprintf("OnCalendar=%s\nRandomizedDelaySec=60", EtcdSnapshotSchedule)},
+		nodeJob{name: "kubedirect-token", after: "kubelet.service", verb: "renew-token",
+			does: "renew the join token in the state store", every: "renew the join token",
+			timer: fmt.Sprintf("OnActiveSec=%ds\nOnUnitActiveSec=%ds", int(TokenRenewInterval.Seconds()), int(TokenRenewInterval.Seconds()))},
+	)
 }
 
 // imageTimer are the systemd units that keep the node's kubedirect binary and self-image current.
-func imageTimer(c *NodeConfig) map[string]string {
-	return map[string]string{
-		"kubedirect-image.service": fmt.Sprintf(`[Unit]
-Description=kubedirect: install the binary in the state store and import its image into containerd
-After=containerd.service
-
-[Service]
-Type=oneshot
-ExecStart=%s node sync-image --config %s
-`, "/usr/local/bin/kubedirect", NodeConfigPath),
-		"kubedirect-image.timer": `[Unit]
-Description=kubedirect: keep the agent image current
-
-[Timer]
-OnBootSec=10s
-OnUnitActiveSec=20s
-
-[Install]
-WantedBy=timers.target
-`,
-	}
+func imageTimer() map[string]string {
+	return nodeJobUnits(nodeJob{name: "kubedirect-image", after: "containerd.service", verb: "sync-image",
+		does:  "install the binary in the state store and import its image into containerd",
+		every: "keep the agent image current", timer: "OnBootSec=10s\nOnUnitActiveSec=20s"})
 }
 
 // Bootstrap turns a fresh instance into a node of the cluster: IMDSv2 for its identity, the state
@@ -314,7 +308,7 @@ func (n *Node) Bootstrap(ctx context.Context, c *NodeConfig, run func(ctx contex
 	if _, err := n.SyncImage(ctx); err != nil {
 		return err
 	}
-	for name, unit := range imageTimer(c) {
+	for name, unit := range imageTimer() {
 		if err := os.WriteFile(filepath.Join(systemdDir, name), []byte(unit), 0o644); err != nil {
 			return fmt.Errorf("install %s: %w", name, err)
 		}

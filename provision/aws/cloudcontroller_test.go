@@ -1,8 +1,6 @@
 package aws
 
 import (
-	"bytes"
-	"context"
 	"strings"
 	"testing"
 
@@ -10,6 +8,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
+	"github.com/kubedirect/kubedirect/internal/testutil"
 	"github.com/kubedirect/kubedirect/provision"
 	"github.com/kubedirect/kubedirect/provision/install"
 )
@@ -37,16 +36,12 @@ func TestCloudControllerRunsOnControlPlanesBeforeTheDataplane(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{
-		"image: \"registry.k8s.io/provider-aws/cloud-controller-manager:" + c.Spec.KubernetesVersion + "\"",
+	testutil.WantContains(t, "rendered chart", out,
+		"image: \"registry.k8s.io/provider-aws/cloud-controller-manager:"+c.Spec.KubernetesVersion+"\"",
 		"--cluster-name=prod", "--cloud-provider=aws", "--configure-cloud-routes=false",
 		"key: node.cloudprovider.kubernetes.io/uninitialized", "node-role.kubernetes.io/control-plane: \"\"",
 		"hostNetwork: true", "fieldPath: status.hostIP",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("rendered chart lacks %q:\n%s", want, out)
-		}
-	}
+	)
 	m, _ := newModel(c, "")
 	if nodes := mustJSON(m.policy(roleNodes)); strings.Contains(nodes, "elasticloadbalancing:") {
 		t.Errorf("workers may change load balancers: %s", nodes)
@@ -60,11 +55,7 @@ func TestCloudControllerRunsOnControlPlanesBeforeTheDataplane(t *testing.T) {
 // nodes' security group for a Service's network load balancer (client traffic and health checks to
 // its NodePorts) are its own: a second create neither plans to remove them nor removes them.
 func TestSecondCreateKeepsTheCloudControllersRules(t *testing.T) {
-	e := newEnv(t)
-	ctx := context.Background()
-	if _, err := e.p.Create(ctx, e.c); err != nil {
-		t.Fatal(err)
-	}
+	e, ctx := newCreatedEnv(t)
 	ec2c := e.cloud.EC2()
 	sgs, err := ec2c.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{Filters: []ec2types.Filter{{Name: awssdk.String("group-name"), Values: []string{"kubedirect-prod-nodes"}}}})
 	if err != nil || len(sgs.SecurityGroups) != 1 {
@@ -78,15 +69,7 @@ func TestSecondCreateKeepsTheCloudControllersRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plan, err := e.p.Plan(ctx, e.c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if plan.Pending() != 0 {
-		var b bytes.Buffer
-		_ = plan.Write(&b)
-		t.Errorf("plan removes the cloud controller's rule:\n%s", b.String())
-	}
+	e.wantNoChanges(t, ctx, "after the cloud controller added a rule")
 	if _, err := e.p.Create(ctx, e.c); err != nil {
 		t.Fatal(err)
 	}

@@ -66,11 +66,7 @@ func TestAWSClusterIsFoundByNameInTheStateStore(t *testing.T) {
 // TestAdminKubeconfigIsShortLivedAndNotInTheStateStore: the admin credential is a client certificate
 // the CLI signs for AdminCertTTL; nothing in the state store grants admin by itself except the CA key.
 func TestAdminKubeconfigIsShortLivedAndNotInTheStateStore(t *testing.T) {
-	e := newEnv(t)
-	ctx := context.Background()
-	if _, err := e.p.Create(ctx, e.c); err != nil {
-		t.Fatal(err)
-	}
+	e, ctx := newCreatedEnv(t)
 	publishControlPlane(t, e, "https://prod-api.example:6443")
 	a := e.p.AsProvisionProvider("").(*clusterProvider)
 	now := time.Now().UTC().Truncate(time.Second)
@@ -118,11 +114,7 @@ func TestAdminKubeconfigIsShortLivedAndNotInTheStateStore(t *testing.T) {
 // TestExportKubeconfigMergesWithMode0600: export adds the context to an existing kubeconfig without
 // losing its other contexts, and leaves the file readable by its owner only.
 func TestExportKubeconfigMergesWithMode0600(t *testing.T) {
-	e := newEnv(t)
-	ctx := context.Background()
-	if _, err := e.p.Create(ctx, e.c); err != nil {
-		t.Fatal(err)
-	}
+	e, ctx := newCreatedEnv(t)
 	publishControlPlane(t, e, "https://prod-api.example:6443")
 	path := filepath.Join(t.TempDir(), "config")
 	if err := os.WriteFile(path, []byte("apiVersion: v1\nkind: Config\nclusters:\n- name: other\n  cluster: {server: https://other:6443}\ncontexts:\n- name: other\n  context: {cluster: other}\ncurrent-context: other\n"), 0o644); err != nil {

@@ -107,11 +107,7 @@ func TestControlPlaneWaitingForInitGivesUp(t *testing.T) {
 // a control-plane node writes them where kubeadm looks, private keys 0600, and the real kubeadm signs
 // its certificates with them rather than making its own.
 func TestSharedPKIIsWhatKubeadmUses(t *testing.T) {
-	e := newEnv(t)
-	ctx := context.Background()
-	if _, err := e.p.Create(ctx, e.c); err != nil {
-		t.Fatal(err)
-	}
+	e, ctx := newCreatedEnv(t)
 	n := controlPlaneNodes(e, e.cloud.S3(), 1)[0]
 	dir := t.TempDir()
 	if err := n.WriteSharedPKI(ctx, dir); err != nil {

@@ -24,11 +24,7 @@ func (c *containerd) has(_ context.Context, ref string) (bool, error) { return c
 // node, which installs it, imports the self-image with the tag the CLI computed and marks its Node;
 // a second delivery of a new binary replaces it the same way; a node added later gets the current one.
 func TestReRunningCreateUpgradesTheAgentImageOnEveryNode(t *testing.T) {
-	e := newEnv(t)
-	ctx := context.Background()
-	if _, err := e.p.Create(ctx, e.c); err != nil {
-		t.Fatal(err)
-	}
+	e, ctx := newCreatedEnv(t)
 	a := e.p.AsProvisionProvider("").(*clusterProvider)
 	names, _ := clusterNames(e.c)
 	cs := k8sfake.NewClientset(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "ip-172-20-0-10"}}, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "ip-172-20-0-11"}})

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/kubedirect/kubedirect/internal/progress"
+	"github.com/kubedirect/kubedirect/internal/testutil"
 	"github.com/kubedirect/kubedirect/provision"
 	"github.com/kubedirect/kubedirect/provision/install"
 	"github.com/kubedirect/kubedirect/provision/spec"
@@ -92,11 +93,7 @@ func TestProviderWithoutImageDeliveryIsUpWithoutDataplane(t *testing.T) {
 	if err := Cluster(context.Background(), f, demo(), options(&out)); err != nil {
 		t.Fatalf("create: %v\n%s", err, out.String())
 	}
-	for _, want := range []string{"Not installing the kubedirect dataplane", `Cluster "demo" is up`, "set spec.dataplane.image"} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("output lacks %q:\n%s", want, out.String())
-		}
-	}
+	testutil.WantContains(t, "output", out.String(), "Not installing the kubedirect dataplane", `Cluster "demo" is up`, "set spec.dataplane.image")
 	if got := strings.Join(f.calls, ","); got != "create with image,kubeconfig,deliver "+install.TagFor([]byte("a node binary")) {
 		t.Errorf("calls %s", got)
 	}

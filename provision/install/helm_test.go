@@ -10,6 +10,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/kubedirect/kubedirect/internal/testutil"
 )
 
 func daemonSet(gen, observed int64, desired, updated, ready int32) *appsv1.DaemonSet {
@@ -72,11 +74,7 @@ func TestWaitDaemonSetNamesWhyPodsAreNotReady(t *testing.T) {
 	if err == nil {
 		t.Fatal("no error although one agent is not ready")
 	}
-	for _, want := range []string{"1 of 2 pods ready", "pod kubedirect-b on node-b, container agent: CreateContainerError: failed to generate spec"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error lacks %q:\n%v", want, err)
-		}
-	}
+	testutil.WantContains(t, "error", err.Error(), "1 of 2 pods ready", "pod kubedirect-b on node-b, container agent: CreateContainerError: failed to generate spec")
 	if strings.Contains(err.Error(), "kubedirect-a") {
 		t.Errorf("error names the healthy pod:\n%v", err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/kubedirect/kubedirect/dataplane/agent/agentstatus"
 	"github.com/kubedirect/kubedirect/dataplane/echo"
+	"github.com/kubedirect/kubedirect/internal/testutil"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -202,12 +203,10 @@ func TestRunPassesOnWorkingCluster(t *testing.T) {
 		t.Errorf("probe namespaces left behind: %v", ns)
 	}
 	out := buf.String()
-	for _, want := range []string{"NODE", "BACKEND", "POLICY", "PROTO", "SEEN", "EXPECTED", "RESULT",
-		"remote (demo-worker2)", "172.18.0.1  172.18.0.1  PASS", "validation PASSED"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("table lacks %q:\n%s", want, out)
-		}
-	}
+	testutil.WantContains(t, "table", out,
+		"NODE", "BACKEND", "POLICY", "PROTO", "SEEN", "EXPECTED", "RESULT",
+		"remote (demo-worker2)", "172.18.0.1  172.18.0.1  PASS", "validation PASSED",
+	)
 }
 
 // TestBackendSeeingNodeIPFails: kube-proxy-like SNAT on forwarded NodePort traffic must FAIL the rows
