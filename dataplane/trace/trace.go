@@ -152,7 +152,12 @@ func Run(live *maps.Set, req Request) (Result, error) {
 	ctKey := maps.ConntrackKey{SrcAddr: req.From.Addr().As4(), DstAddr: req.To.Addr().As4(),
 		SrcPort: req.From.Port(), DstPort: req.To.Port(), Proto: proto, Dir: maps.CTForward}
 	var ct maps.ConntrackValue
-	res.Established = cp.Conntrack.Lookup(&ctKey, &ct) == nil && ct.Expires >= maps.MonotonicNow()
+	for _, m := range []*ebpf.Map{cp.Conntrack, cp.ConntrackNew} { // confirmed flows, then new ones
+		if m != nil && m.Lookup(&ctKey, &ct) == nil && ct.Expires >= maps.MonotonicNow() {
+			res.Established = true
+			break
+		}
+	}
 
 	prog, ifindex, pkt, err := program(cp, cfg, req, proto)
 	if err != nil {
