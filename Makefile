@@ -85,6 +85,7 @@ bench-bpf:
 bench-lab: build
 	$(BIN) lab bench --services 10000 --duration 10s --probe connect
 	$(BIN) lab bench --services 10000 --duration 10s --probe http
+	$(BIN) lab bench --services 10000 --duration 10s --probe wrk --workers 64
 
 clean:
 	rm -rf bin _output

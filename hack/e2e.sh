@@ -189,6 +189,7 @@ for spec in $SPECS; do
   # every case runs and reports even when an earlier one fails (set -e is off inside ||)
   run_cases || { echo "FAIL: cases ${case_failures[*]}"; exit 1; }
   stage_end
+  stage_begin "$name: monitor"; bash "$ROOT/hack/e2e/observe-flows.sh" "$BIN" "$name"; stage_end
 
   stage_begin "$name: delete cluster"
   "$BIN" delete cluster --name "$name" --kubeconfig "$KUBECONFIG"

@@ -26,6 +26,8 @@ have bpftool || need+=(bpftool)
 have flock || need+=(util-linux)
 have curl || need+=(curl)
 have musl-gcc || need+=(musl-tools) # the e2e's musl DNS client (hack/e2e/resolve.c)
+have wrk || need+=(wrk)             # the lab benchmark's load generator (make bench-lab)
+have nginx || need+=(nginx-light)   # and its backend; the package's service is never started (policy-rc.d)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "ensure-tools: missing ${need[*]}; run as root or install them" >&2
@@ -33,8 +35,17 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
   echo "ensure-tools: installing ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
+  # No package's service may start on this machine (nginx would listen on :80): invoke-rc.d asks
+  # policy-rc.d, and 101 means "not allowed". Only when no policy exists, and removed after.
+  policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    policy=/usr/sbin/policy-rc.d
+    trap 'rm -f "$policy"' EXIT
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 0755 "$policy"
+  fi
   apt-get update -qq >/dev/null
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  [ -z "$policy" ] || rm -f "$policy"
 fi
 have go || { echo "ensure-tools: Go is required (go 1.26 or newer)" >&2; exit 1; }
 # moto (an AWS emulator) for the TestMoto... tests of provision/aws. PyPI may be unreachable: a failed

@@ -25,7 +25,7 @@ the maps pinned under the config's bpffsPath, and keeps them in sync with the AP
 /healthz, /readyz, /metrics and /status on the config's healthAddr (default :9890).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadAgentConfig(cmd, cfgPath)
+			cfg, err := agentConfig(cmd, cfgPath)
 			if err != nil {
 				return err
 			}
@@ -62,24 +62,13 @@ this removes it. A missing table is not an error.`,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error { return masq.Remove() },
 	})
+	cmd.AddCommand(newAgentDumpCommand(g), newAgentDebugCommand())
 	cmd.AddCommand(newAgentFlowsCommand())
 	cmd.AddCommand(newAgentTraceCommand())
 	cmd.Flags().StringVar(&cfgPath, "config", config.DefaultPath, "agent configuration file (defaults apply when the default path is absent)")
 	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig (default: in-cluster service account)")
 	cmd.Flags().StringVar(&nodeName, "node-name", os.Getenv("NODE_NAME"), "this node's name (default $NODE_NAME)")
 	return cmd
-}
-
-// loadAgentConfig loads the agent configuration at path (the --config flag of cmd); the defaults when
-// the flag was not given and the default path is absent.
-func loadAgentConfig(cmd *cobra.Command, path string) (*config.Config, error) {
-	cfg, err := config.Load(path)
-	if errors.Is(err, os.ErrNotExist) && !cmd.Flags().Changed("config") {
-		cfg = &config.Config{}
-		cfg.SetDefaults()
-		return cfg, nil
-	}
-	return cfg, err
 }
 
 // agentLogger honours the config's logLevel unless -v or -q was given.

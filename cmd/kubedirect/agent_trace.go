@@ -24,7 +24,7 @@ func newAgentTraceCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cfg, err := loadAgentConfig(cmd, cfgPath)
+			cfg, err := agentConfig(cmd, cfgPath)
 			if err != nil {
 				return err
 			}

@@ -117,8 +117,8 @@ func newLabBenchCommand(g *globals, name, runRoot *string) *cobra.Command {
 		Use:   "bench",
 		Short: "Compare kubedirect with the real kube-proxy (iptables, nftables) in a 2-node lab",
 		Long: `bench builds a 2-node lab, creates --services ClusterIP Services, then for each system measures
-new connections per second and their p50/p99 latency from the outside client through a NodePort to an
-echo pod, and the time from creating a Service to its first successful connection. It prints JSON with
+new connections per second and their p50/p99 latency from the outside client through a NodePort to a
+pod on the other node (--backend remote) or the same node, and the time from creating a Service to its first successful connection. It prints JSON with
 the ratios kubedirect / kube-proxy. Needs hack/build-k8s.sh kube-apiserver etcd kube-proxy.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -164,7 +164,8 @@ the ratios kubedirect / kube-proxy. Needs hack/build-k8s.sh kube-apiserver etcd 
 	cmd.Flags().IntVar(&o.Services, "services", 10000, "ClusterIP Services programmed besides the measured NodePort")
 	cmd.Flags().DurationVar(&o.Duration, "duration", 5*time.Second, "load duration per system")
 	cmd.Flags().IntVar(&o.Workers, "workers", 8, "concurrent clients")
-	cmd.Flags().StringVar(&o.Probe, "probe", "http", "what a measured connection does: http (connect, one request, close) or connect (TCP handshake, then reset)")
+	cmd.Flags().StringVar(&o.Probe, "probe", "http", "what a measured connection does: http (connect, one request, close), connect (TCP handshake, then reset) or wrk (wrk against nginx, one request per connection; --workers is its connection count)")
+	cmd.Flags().StringVar(&o.Backend, "backend", lab.BackendRemote, "where the NodePort's backend runs: remote (the other node) or local")
 	cmd.Flags().StringSliceVar(&o.Systems, "systems", nil, "systems to measure (kube-proxy-iptables, kube-proxy-nftables, kubedirect)")
 	cmd.Flags().StringVar(&subnet, "subnet", "192.168.250.0/24", "underlay /24 of the benchmark lab")
 	cmd.Flags().StringVar(&k8sBin, "k8s-bin-dir", "", "directory with etcd, kube-apiserver and kube-proxy")

@@ -80,6 +80,7 @@ dataplane that keeps the client's source IP on NodePort traffic, and proves it e
 		newVersionCommand(g),
 		newEchoCommand(g), newCNICommand(g), newAgentCommand(g), newLabCommand(g), newNodeCommand(g),
 		newValidateCommand(g),
+		newStatusCommand(g), newInspectCommand(g), newVerifyCommand(g),
 		newMonitorCommand(g),
 		newTraceCommand(g),
 	)

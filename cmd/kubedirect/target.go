@@ -126,3 +126,25 @@ func (t *clusterTarget) completeServices(g *globals) cobra.CompletionFunc {
 		return out, cobra.ShellCompDirectiveNoFileComp
 	}
 }
+
+// viewFlags are the flags of the verbs that read the nodes' datapaths: which cluster, --node and -o.
+type viewFlags struct {
+	clusterTarget
+	nodes  []string
+	output string
+}
+
+func (v *viewFlags) addFlags(cmd *cobra.Command, g *globals) {
+	v.clusterTarget.addFlags(cmd)
+	cmd.Flags().StringSliceVar(&v.nodes, "node", nil, "only these nodes (repeat or comma-separate)")
+	_ = cmd.RegisterFlagCompletionFunc("node", v.completeNodes(g))
+	cmd.Flags().StringVarP(&v.output, "output", "o", "table", "output format: table or json")
+}
+
+// connect checks -o and reaches the cluster's agents.
+func (v *viewFlags) connect(cmd *cobra.Command, g *globals) (*agentexec.Client, string, error) {
+	if v.output != "table" && v.output != "json" {
+		return nil, "", fmt.Errorf("flag --output: unsupported value %q (want table or json)", v.output)
+	}
+	return connectTarget(cmd.Context(), g, &v.clusterTarget)
+}

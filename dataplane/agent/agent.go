@@ -423,8 +423,10 @@ func (a *Agent) done(key, skipped string, err error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.status.Syncs++
+	a.status.LastSync = time.Now().UTC()
 	if err != nil {
 		a.status.SyncErrors++
+		a.status.LastSyncError = key + ": " + err.Error()
 	}
 	if skipped != "" {
 		a.skipped[key] = skipped

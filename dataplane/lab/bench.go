@@ -44,8 +44,14 @@ type BenchOptions struct {
 	Workers  int
 	// Probe is what one measured connection does: "http" (default) connects, makes one request to the
 	// echo and closes; "connect" completes the TCP handshake through the NodePort and closes at once,
-	// so the client and echo processes cost little next to the datapath's per-connection work.
+	// so the client and echo processes cost little next to the datapath's per-connection work; "wrk"
+	// is the C load generator wrk (one request per connection, Connection: close) against nginx, so
+	// that neither the load generator nor the backend is the bottleneck.
 	Probe string
+	// Backend is where the measured NodePort's backend runs: "remote" (default; node-2, so traffic
+	// crosses the underlay: kube-proxy routes it natively, kubedirect through its tunnel) or "local"
+	// (node-1, the node whose NodePort the client uses).
+	Backend string
 	// Systems to measure, in order. Default: kube-proxy iptables, kube-proxy nftables, kubedirect.
 	Systems []string
 }
@@ -86,9 +92,13 @@ func Bench(ctx context.Context, o BenchOptions) ([]BenchResult, error) {
 	switch o.Probe {
 	case "":
 		o.Probe = ProbeHTTP
-	case ProbeHTTP, ProbeConnect:
+	case ProbeHTTP, ProbeConnect, ProbeWRK:
 	default:
-		return nil, fmt.Errorf("unknown probe %q (want %s or %s)", o.Probe, ProbeHTTP, ProbeConnect)
+		return nil, fmt.Errorf("unknown probe %q (want %s, %s or %s)", o.Probe, ProbeHTTP, ProbeConnect, ProbeWRK)
+	}
+	backendNode := map[string]string{"": "node-2", BackendRemote: "node-2", BackendLocal: "node-1"}[o.Backend]
+	if backendNode == "" {
+		return nil, fmt.Errorf("unknown backend %q (want %s or %s)", o.Backend, BackendRemote, BackendLocal)
 	}
 	if len(o.Systems) == 0 {
 		o.Systems = []string{SystemKubeProxyIPTables, SystemKubeProxyNFTables, SystemKubedirect}
@@ -104,8 +114,19 @@ func Bench(ctx context.Context, o BenchOptions) ([]BenchResult, error) {
 		return nil, err
 	}
 	defer func() { _ = l.Down(context.Background()) }()
-	pod, err := l.AddPod(ctx, "node-1", "bench")
+	pod, err := l.AddPod(ctx, backendNode, "bench")
 	if err != nil {
+		return nil, err
+	}
+	if o.Probe == ProbeWRK {
+		if err := l.StartNginx(ctx, pod); err != nil {
+			return nil, err
+		}
+	}
+	// kube-proxy leaves pod routing to the network; the lab's nodes share one bridge, so native routes
+	// between the pod CIDRs carry its traffic to a remote backend. kubedirect's agents bring their
+	// own tunnel, and the routes go before they start.
+	if err := l.podRoutes(ctx, "replace"); err != nil {
 		return nil, err
 	}
 	start := time.Now()
@@ -125,6 +146,9 @@ func Bench(ctx context.Context, o BenchOptions) ([]BenchResult, error) {
 				return results, err
 			}
 		case SystemKubedirect:
+			if err := l.podRoutes(ctx, "del"); err != nil {
+				return results, err
+			}
 			if err := l.StartAgents(ctx, "tunnel"); err != nil {
 				return results, err
 			}
@@ -145,7 +169,12 @@ func Bench(ctx context.Context, o BenchOptions) ([]BenchResult, error) {
 		}
 		res.CreateToFirst = time.Since(t0)
 		log.Info("first connection", "system", sys, "after", res.CreateToFirst.Round(time.Millisecond))
-		if err := load(ctx, l.State.ClientNS, addr, o.Probe, o.Workers, o.Duration, &res); err != nil {
+		if o.Probe == ProbeWRK {
+			err = l.loadWRK(ctx, "web-"+strconv.Itoa(i), pod, o.Workers, o.Duration, &res)
+		} else {
+			err = load(ctx, l.State.ClientNS, addr, o.Probe, o.Workers, o.Duration, &res)
+		}
+		if err != nil {
 			return results, fmt.Errorf("%s: %w", sys, err)
 		}
 		log.Info("load", "system", sys, "conns/s", int(res.ConnsPerSec), "p50", res.P50, "p99", res.P99, "errors", res.Errors)
@@ -156,7 +185,101 @@ func Bench(ctx context.Context, o BenchOptions) ([]BenchResult, error) {
 			}
 		}
 	}
+	if o.Probe == ProbeWRK && backendNode != "node-1" {
+		// the baseline: plain pod to pod across the same two nodes (kubedirect's tunnel, no Service)
+		res, err := l.podToPodWRK(ctx, pod, o.Workers, o.Duration)
+		if err != nil {
+			return results, err
+		}
+		log.Info("load", "system", res.System, "conns/s", int(res.ConnsPerSec), "p50", res.P50, "p99", res.P99, "errors", res.Errors)
+		results = append(results, res)
+	}
 	return results, nil
+}
+
+// Where the measured NodePort's backend runs (BenchOptions.Backend).
+const (
+	BackendRemote = "remote"
+	BackendLocal  = "local"
+)
+
+// SystemPodToPod is the baseline row of a wrk benchmark with a remote backend: a client pod on node-1
+// to the nginx pod on node-2, no Service.
+const SystemPodToPod = "pod-to-pod"
+
+// podRoutes adds ("replace") or removes ("del") a route on every node to every other node's pod CIDR
+// via that node's address.
+func (l *Lab) podRoutes(ctx context.Context, op string) error {
+	for _, n := range l.State.Nodes {
+		if op != "del" {
+			if err := run(ctx, "ip", "netns", "exec", n.NetNS, "sysctl", "-qw", "net.ipv4.ip_forward=1"); err != nil {
+				return err
+			}
+		}
+		for _, o := range l.State.Nodes {
+			if o.Name == n.Name {
+				continue
+			}
+			if err := ip(ctx, "-n", n.NetNS, "route", op, o.PodCIDR, "via", o.IP); err != nil {
+				return fmt.Errorf("route %s on %s: %w", op, n.Name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// loadWRK creates NodePort Service name to nginx in pod, waits until node-1's NodePort answers, runs
+// wrk against it from the outside client and fills res.
+func (l *Lab) loadWRK(ctx context.Context, name string, pod Pod, connections int, d time.Duration, res *BenchResult) error {
+	tcp := corev1.ProtocolTCP
+	port, portName := int32(NginxPort), "web"
+	svc, err := l.CreateService(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeNodePort, Ports: []corev1.ServicePort{{Name: portName, Port: 80, Protocol: tcp}}}})
+	if err != nil {
+		return err
+	}
+	ready, node := true, pod.Node
+	sl := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name,
+		Labels: map[string]string{discoveryv1.LabelServiceName: name, discoveryv1.LabelManagedBy: "kubedirect-lab"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: &portName, Port: &port, Protocol: &tcp}},
+		Endpoints: []discoveryv1.Endpoint{{Addresses: []string{pod.IP}, NodeName: &node,
+			Conditions: discoveryv1.EndpointConditions{Ready: &ready}}}}
+	if _, err := l.Client.DiscoveryV1().EndpointSlices("default").Create(ctx, sl, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("create slice %s: %w", name, err)
+	}
+	n1, _ := l.Node("node-1")
+	url := fmt.Sprintf("http://%s/", net.JoinHostPort(n1.IP, strconv.Itoa(int(svc.Spec.Ports[0].NodePort))))
+	return runWRK(ctx, l.State.ClientNS, url, connections, d, res)
+}
+
+// podToPodWRK runs wrk from a new pod on node-1 straight to nginx in pod.
+func (l *Lab) podToPodWRK(ctx context.Context, pod Pod, connections int, d time.Duration) (BenchResult, error) {
+	res := BenchResult{System: SystemPodToPod}
+	client, err := l.AddPod(ctx, "node-1", "bench-client")
+	if err != nil {
+		return res, err
+	}
+	url := fmt.Sprintf("http://%s/", net.JoinHostPort(pod.IP, strconv.Itoa(NginxPort)))
+	return res, runWRK(ctx, client.NetNS, url, connections, d, &res)
+}
+
+// runWRK waits until url answers from netns, then runs wrk with two threads and connections
+// connections for d and fills res.
+func runWRK(ctx context.Context, netns, url string, connections int, d time.Duration, res *BenchResult) error {
+	var last error
+	if perr := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 300*time.Second, true, func(ctx context.Context) (bool, error) {
+		_, last = WRK(ctx, netns, url, 1, 1, time.Second)
+		return last == nil, nil
+	}); perr != nil {
+		return fmt.Errorf("%s never answered: %w", url, last)
+	}
+	w, err := WRK(ctx, netns, url, 2, connections, d)
+	if err != nil {
+		return err
+	}
+	res.ConnsPerSec, res.P50, res.P99, res.Errors = w.RequestsPerSec, w.P50, w.P99, w.Errors
+	return nil
 }
 
 // benchService creates a NodePort echo Service with pod as backend and waits until node-1's NodePort
@@ -303,6 +426,7 @@ func load(ctx context.Context, clientNS, addr, probe string, workers int, d time
 const (
 	ProbeHTTP    = "http"
 	ProbeConnect = "connect"
+	ProbeWRK     = "wrk"
 )
 
 // connectOnly completes one TCP handshake with addr and closes with a reset, so no TIME_WAIT state

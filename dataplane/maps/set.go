@@ -510,3 +510,8 @@ func (s *Set) DeleteConntrackForBackends(serviceID uint32, proto uint8, backends
 		return k.Dir == CTReply && gone[be{k.SrcAddr, k.SrcPort}]
 	})
 }
+
+// IterateAffinity calls fn for every ClientIP affinity entry of the tc programs until fn returns false.
+func (s *Set) IterateAffinity(fn func(AffinityKey, AffinityValue) bool) error {
+	return each(s.Affinity, func(k *AffinityKey, v *AffinityValue) bool { return fn(*k, *v) })
+}

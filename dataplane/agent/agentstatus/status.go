@@ -2,6 +2,8 @@
 // validation (provision/validate) that reads it, so neither keeps a copy of the other's fields.
 package agentstatus
 
+import "time"
+
 // Path is where the agent serves the document on its health address.
 const Path = "/status"
 
@@ -25,6 +27,9 @@ type Status struct {
 	MapWrites int `json:"mapWrites"`
 	// SyncErrors counts failed Service programming attempts.
 	SyncErrors int `json:"syncErrors"`
+	// LastSync is when a Service was last programmed (or skipped); LastSyncError the last failure.
+	LastSync      time.Time `json:"lastSync,omitzero"`
+	LastSyncError string    `json:"lastSyncError,omitempty"`
 	// NodeIP is this node's InternalIP and PodCIDR its pod range, once known.
 	NodeIP  string `json:"nodeIP,omitempty"`
 	PodCIDR string `json:"podCIDR,omitempty"`
