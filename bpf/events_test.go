@@ -1,8 +1,12 @@
 package bpf_test
 
 import (
+	"errors"
 	"net/netip"
+	"os"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/kubedirect/kubedirect/dataplane/config"
 	"github.com/kubedirect/kubedirect/dataplane/maps"
@@ -98,4 +102,46 @@ func TestRootFullRingBufferCountsLostEvents(t *testing.T) {
 	if got == 0 || got == sent || uint64(got)+c.EventsLost != sent {
 		t.Fatalf("%d events read + %d counted lost, want %d in all with some lost", got, c.EventsLost, sent)
 	}
+}
+
+// BenchmarkRootNewFlowEventCost measures what the agent's default event rate (one event per new flow)
+// costs on from_netdev's new-flow path (service lookup, backend pick, conntrack insert, encapsulation),
+// against no events, with a reader draining the ring buffer as the agent does. Rates alternate within
+// every iteration so a noisy neighbour hits both alike; reported: the median ns per new flow of each and
+// the median of the paired differences.
+func BenchmarkRootNewFlowEventCost(b *testing.B) {
+	h := newHarness(b, nodeA, cidrA, maps.ModeTunnel)
+	h.service(svcKey(netip.Addr{}, 30080, maps.ProtoTCP, maps.ScopeExternal), 1, 0,
+		backend{addr: podB, port: 8080, node: nodeB})
+	go func() {
+		for {
+			if _, err := h.events.Read(); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+				return // closed at cleanup
+			}
+		}
+	}()
+	const flows = 20_000
+	run := func(rate uint32, round int) float64 {
+		h.setSampling(rate, 0, 0)
+		var total time.Duration
+		for f := range flows {
+			src := netip.AddrFrom4([4]byte{198, 18, byte(f >> 8), byte(f)})
+			data := tcp(src, uint16(1024+2*round+int(rate)), nodeA, 30080, tcpSYN).bytes()
+			ret, d, err := h.d.Programs.FromNetdev.Benchmark(data, 1, nil)
+			if err != nil || ret != actRedirect {
+				b.Fatalf("verdict %d: %v", ret, err)
+			}
+			total += d
+		}
+		return float64(total.Nanoseconds()) / flows
+	}
+	var off, on, diff []float64
+	for i := 0; b.Loop(); i++ {
+		a, c := run(0, i), run(1, i)
+		off, on, diff = append(off, a), append(on, c), append(diff, c-a)
+	}
+	med := func(v []float64) float64 { slices.Sort(v); return v[len(v)/2] }
+	b.ReportMetric(med(off), "ns/flow@sample0")
+	b.ReportMetric(med(on), "ns/flow@sample1")
+	b.ReportMetric(med(diff), "ns/flow-event-cost")
 }

@@ -24,6 +24,21 @@ static __always_inline struct kd_event *kd_event_reserve(void)
 	return e;
 }
 
+/* Waking the reader on every event (the default of bpf_ringbuf_submit)
+ * costs microseconds per event; the reader polls instead (flows.Read) and
+ * is woken only once this much waits, so a burst cannot fill the ring
+ * between two polls. */
+#define KD_EVENTS_WAKEUP_BYTES (256 * 1024)
+
+static __always_inline void kd_event_submit(struct kd_event *e)
+{
+	__u64 flags = BPF_RB_NO_WAKEUP;
+
+	if (bpf_ringbuf_query(&kd_events, BPF_RB_AVAIL_DATA) >= KD_EVENTS_WAKEUP_BYTES)
+		flags = BPF_RB_FORCE_WAKEUP;
+	bpf_ringbuf_submit(e, flags);
+}
+
 /* kd_event reports a flow: new flows (verdict DNAT, ENCAP) are sampled,
  * drops and rejects are reported whenever events are on, being rare and
  * what a user looks for. */
@@ -54,7 +69,7 @@ static __always_inline void kd_event(struct kd_config *cfg, struct kd_pkt *p, __
 	e->reason = reason;
 	e->prog = prog;
 	e->pad = 0;
-	bpf_ringbuf_submit(e, 0);
+	kd_event_submit(e);
 }
 
 /* kd_drop_event reports a drop with the packet's addresses as they are at
@@ -88,7 +103,7 @@ static __noinline int kd_drop_event(struct __sk_buff *skb, __u32 reason, __u32 s
 			e->dport = bpf_ntohs(ports[1]);
 		}
 	}
-	bpf_ringbuf_submit(e, 0);
+	kd_event_submit(e);
 	return 0;
 }
 
@@ -116,5 +131,5 @@ static __always_inline void kd_trace(struct kd_config *cfg, __u8 verdict, __be32
 	e->verdict = verdict;
 	e->tunnel_peer = peer;
 	e->svc_id = ifindex;
-	bpf_ringbuf_submit(e, 0);
+	kd_event_submit(e);
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -38,6 +39,9 @@ const (
 	MaxOverride     = time.Hour
 )
 
+// PollInterval is how often Read looks for events the datapath submitted without waking it.
+const PollInterval = 200 * time.Millisecond
+
 // Read feeds the ring buffer m into h until ctx ends. It is the ring buffer's only reader.
 func Read(ctx context.Context, m *ebpf.Map, node string, h *History) error {
 	r, err := ringbuf.NewReader(m)
@@ -50,9 +54,15 @@ func Read(ctx context.Context, m *ebpf.Map, node string, h *History) error {
 	}()
 	wall := Clock()
 	var rec ringbuf.Record
+	r.SetDeadline(time.Now().Add(PollInterval))
 	for {
 		if err := r.ReadInto(&rec); err != nil {
-			if errors.Is(err, ringbuf.ErrClosed) {
+			switch {
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				// the datapath wakes the reader only when much is waiting (KD_EVENTS_WAKEUP_BYTES)
+				r.SetDeadline(time.Now().Add(PollInterval))
+				continue
+			case errors.Is(err, ringbuf.ErrClosed):
 				return nil
 			}
 			return fmt.Errorf("read flow events: %w", err)
