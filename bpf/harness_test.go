@@ -1,20 +1,15 @@
 package bpf_test
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
-	"runtime"
 	"testing"
 	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/ringbuf"
-	"golang.org/x/sys/unix"
 
 	"github.com/kubedirect/kubedirect/dataplane/config"
 	"github.com/kubedirect/kubedirect/dataplane/loader"
@@ -62,7 +57,7 @@ type harness struct {
 	t       testing.TB
 	d       *loader.Datapath
 	self    netip.Addr
-	nsFd    int
+	ns      *testutil.Netns
 	ifindex uint32 // kdt0 in the namespace
 	ifMAC   [6]byte
 	events  *ringbuf.Reader
@@ -112,29 +107,14 @@ func must(t testing.TB, err error) {
 
 func (h *harness) setupNetns() {
 	t := h.t
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	name := "kdt-" + hex.EncodeToString(b)
-	ip := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %v: %v: %s", args, err, out)
-		}
-	}
-	ip("netns", "add", name)
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
-	ip("-n", name, "link", "add", "kdt0", "type", "veth", "peer", "name", "kdt1")
-	ip("-n", name, "addr", "add", "192.168.50.1/24", "dev", "kdt0")
-	ip("-n", name, "link", "set", "kdt0", "up")
-	ip("-n", name, "link", "set", "kdt1", "up")
-	ip("-n", name, "neigh", "replace", client.String(), "lladdr", net.HardwareAddr(clientMAC[:]).String(), "dev", "kdt0", "nud", "permanent")
-	ip("-n", name, "neigh", "replace", nodeB.String(), "lladdr", net.HardwareAddr(nodeBMAC[:]).String(), "dev", "kdt0", "nud", "permanent")
-	fd, err := unix.Open("/run/netns/"+name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.nsFd = fd
-	t.Cleanup(func() { unix.Close(fd) })
+	ns := testutil.NewNetns(t, "kdt")
+	h.ns = ns
+	ns.IP("link", "add", "kdt0", "type", "veth", "peer", "name", "kdt1")
+	ns.IP("addr", "add", "192.168.50.1/24", "dev", "kdt0")
+	ns.IP("link", "set", "kdt0", "up")
+	ns.IP("link", "set", "kdt1", "up")
+	ns.IP("neigh", "replace", client.String(), "lladdr", net.HardwareAddr(clientMAC[:]).String(), "dev", "kdt0", "nud", "permanent")
+	ns.IP("neigh", "replace", nodeB.String(), "lladdr", net.HardwareAddr(nodeBMAC[:]).String(), "dev", "kdt0", "nud", "permanent")
 	h.inNetns(func() {
 		ifc, err := net.InterfaceByName("kdt0")
 		if err != nil {
@@ -147,21 +127,7 @@ func (h *harness) setupNetns() {
 }
 
 // inNetns runs fn on a thread switched into the test namespace.
-func (h *harness) inNetns(fn func()) {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		runtime.LockOSThread()
-		// The thread is not unlocked: Go discards it when this goroutine ends,
-		// so it never returns to the pool in the test namespace.
-		if err := unix.Setns(h.nsFd, unix.CLONE_NEWNET); err != nil {
-			h.t.Errorf("setns: %v", err)
-			return
-		}
-		fn()
-	}()
-	<-done
-}
+func (h *harness) inNetns(fn func()) { h.ns.Do(fn) }
 
 // skbCtx is the leading part of struct __sk_buff that BPF_PROG_TEST_RUN accepts.
 type skbCtx struct {

@@ -190,6 +190,7 @@ for spec in $SPECS; do
   run_cases || { echo "FAIL: cases ${case_failures[*]}"; exit 1; }
   stage_end
   stage_begin "$name: monitor"; bash "$ROOT/hack/e2e/observe-flows.sh" "$BIN" "$name"; stage_end
+  stage_begin "$name: status, inspect, verify"; current_cluster=$name BIN=$BIN bash "$ROOT/hack/e2e/observe-maps.sh"; stage_end
 
   stage_begin "$name: delete cluster"
   "$BIN" delete cluster --name "$name" --kubeconfig "$KUBECONFIG"

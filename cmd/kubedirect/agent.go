@@ -64,6 +64,7 @@ this removes it. A missing table is not an error.`,
 	})
 	cmd.AddCommand(newAgentDumpCommand(g), newAgentDebugCommand())
 	cmd.AddCommand(newAgentFlowsCommand())
+	cmd.AddCommand(newAgentTraceCommand())
 	cmd.Flags().StringVar(&cfgPath, "config", config.DefaultPath, "agent configuration file (defaults apply when the default path is absent)")
 	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig (default: in-cluster service account)")
 	cmd.Flags().StringVar(&nodeName, "node-name", os.Getenv("NODE_NAME"), "this node's name (default $NODE_NAME)")

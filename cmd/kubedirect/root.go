@@ -82,6 +82,7 @@ dataplane that keeps the client's source IP on NodePort traffic, and proves it e
 		newValidateCommand(g),
 		newStatusCommand(g), newInspectCommand(g), newVerifyCommand(g),
 		newMonitorCommand(g),
+		newTraceCommand(g),
 	)
 	return root
 }

@@ -88,10 +88,32 @@ type Frontend struct {
 	// Flags are the service flags by name (externalLocal, internalLocal, affinity, dsr, tunnel, reject).
 	Flags           []string `json:"flags,omitempty"`
 	AffinityTimeout uint32   `json:"affinityTimeoutSeconds,omitempty"`
-	// Key is the raw map key (for verify and debugging).
-	Key maps.ServiceKey `json:"-"`
-	// Value is the raw map value.
-	Value maps.ServiceValue `json:"-"`
+}
+
+// MapKey is the frontend's services map key, rebuilt from its fields (they survive JSON).
+func (f Frontend) MapKey() maps.ServiceKey {
+	scope, proto := maps.ScopeCluster, uint8(0)
+	if f.Scope == "external" {
+		scope = maps.ScopeExternal
+	}
+	switch f.Protocol {
+	case "TCP":
+		proto = maps.ProtoTCP
+	case "UDP":
+		proto = maps.ProtoUDP
+	}
+	return maps.NewServiceKey(f.Address, f.Port, proto, scope)
+}
+
+// FlagBits are the service flags Flags names.
+func (f Frontend) FlagBits() uint32 {
+	var v uint32
+	for _, n := range svcFlagNames {
+		if slices.Contains(f.Flags, n.name) {
+			v |= n.bit
+		}
+	}
+	return v
 }
 
 // BackendSlot is one backends map entry.
@@ -237,7 +259,7 @@ func BackendOf(v maps.BackendValue) Backend {
 // FrontendOf converts a services map entry.
 func FrontendOf(k maps.ServiceKey, v maps.ServiceValue) Frontend {
 	f := Frontend{Port: k.Port, Protocol: ProtoName(k.Proto), Scope: "cluster", ServiceID: v.ID, Count: v.Count,
-		LocalCount: v.LocalCount, Flags: ServiceFlagNames(v.Flags), AffinityTimeout: v.AffinityTimeout, Key: k, Value: v}
+		LocalCount: v.LocalCount, Flags: ServiceFlagNames(v.Flags), AffinityTimeout: v.AffinityTimeout}
 	if k.Addr != ([4]byte{}) {
 		f.Address = netip.AddrFrom4(k.Addr)
 	}

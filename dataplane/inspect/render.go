@@ -57,7 +57,7 @@ func (c *Cluster) named(self string, slots []BackendSlot, count uint16) []NamedB
 func (c *Cluster) serviceIDs(d *Dump) map[uint32]string {
 	svc := map[uint32]string{}
 	for _, fe := range d.Frontends {
-		if n := c.PortName(fe.Key); n != "" {
+		if n := c.PortName(fe.MapKey()); n != "" {
 			svc[fe.ServiceID] = n
 		}
 	}
@@ -74,7 +74,7 @@ func (c *Cluster) ServiceRows(dumps []*Dump, f Filter) []ServiceRow {
 	var out []ServiceRow
 	for _, d := range dumps {
 		for _, fe := range d.Frontends {
-			r := ServiceRow{Node: d.Node, Service: c.PortName(fe.Key), Kind: FrontendKind(fe), Frontend: FrontendAddr(fe) + "/" + fe.Protocol,
+			r := ServiceRow{Node: d.Node, Service: c.PortName(fe.MapKey()), Kind: FrontendKind(fe), Frontend: FrontendAddr(fe) + "/" + fe.Protocol,
 				Flags:         fe.Flags,
 				Backends:      c.named(d.Node, d.SlotsOf(fe.ServiceID, "all"), fe.Count),
 				LocalBackends: c.named(d.Node, d.SlotsOf(fe.ServiceID, "local"), fe.LocalCount)}

@@ -207,7 +207,7 @@ func (c *Cluster) Diff(want *Desired, got *Dump) []Difference {
 	gotFE := map[maps.ServiceKey]Frontend{}
 	ids := map[uint32]bool{}
 	for _, f := range got.Frontends {
-		gotFE[f.Key] = f
+		gotFE[f.MapKey()] = f
 		ids[f.ServiceID] = true
 	}
 	tables := map[uint32]bool{}
@@ -223,11 +223,11 @@ func (c *Cluster) Diff(want *Desired, got *Dump) []Difference {
 			add("missing frontend", name, detail)
 			continue
 		}
-		if g.Value.Flags != w.Flags {
-			add("wrong frontend", name, fmt.Sprintf("flags %v, want %v", ServiceFlagNames(g.Value.Flags), ServiceFlagNames(w.Flags)))
+		if g.FlagBits() != w.Flags {
+			add("wrong frontend", name, fmt.Sprintf("flags %v, want %v", ServiceFlagNames(g.FlagBits()), ServiceFlagNames(w.Flags)))
 		}
-		if g.Value.AffinityTimeout != w.AffinityTimeout {
-			add("wrong frontend", name, fmt.Sprintf("affinity timeout %ds, want %ds", g.Value.AffinityTimeout, w.AffinityTimeout))
+		if g.AffinityTimeout != w.AffinityTimeout {
+			add("wrong frontend", name, fmt.Sprintf("affinity timeout %ds, want %ds", g.AffinityTimeout, w.AffinityTimeout))
 		}
 		// The frontends of one Service port share its backend table: compare it once.
 		if !tables[g.ServiceID] {

@@ -2,6 +2,7 @@ package inspect
 
 import (
 	"bytes"
+	"encoding/json"
 	"net/netip"
 	"slices"
 	"strings"
@@ -64,7 +65,16 @@ func dumpOf(t *testing.T, want *Desired) *Dump {
 		d.Tunnels = append(d.Tunnels, Tunnel{PodCIDR: p, NodeIP: ip})
 	}
 	d.Sort()
-	return d
+	// The CLI reads the dump as JSON from the agent pod: diff what survives that trip.
+	b, err := json.Marshal(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Dump
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	return &back
 }
 
 func desired(t *testing.T, c *Cluster, node string) *Desired {

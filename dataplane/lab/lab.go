@@ -57,6 +57,9 @@ type Options struct {
 	ExternalServiceMode string
 	// ServicesMapSize is the agents' services map capacity (default 65536).
 	ServicesMapSize int
+	// ConntrackMapSize is the agents' capacity of each conntrack map, established and new flows
+	// (default 65536).
+	ConntrackMapSize int
 	// NoAgents leaves the nodes without kubedirect agents (the benchmark runs kube-proxy there first).
 	NoAgents bool
 	// Logger receives progress. Default: discard.
@@ -106,12 +109,14 @@ type State struct {
 	// APIServer is the API server's command line, kept so that it can be stopped and started again.
 	APIServer []string `json:"apiServer"`
 	// ServicesMapSize is the agents' services map capacity.
-	ServicesMapSize int            `json:"servicesMapSize"`
-	Pids            map[string]int `json:"pids"`
-	Nodes           []Node         `json:"nodes"`
-	Pods            []Pod          `json:"pods"`
-	Cgroups         []string       `json:"cgroups"`
-	Namespaces      []string       `json:"namespaces"`
+	ServicesMapSize int `json:"servicesMapSize"`
+	// ConntrackMapSize is the agents' capacity of each conntrack map.
+	ConntrackMapSize int            `json:"conntrackMapSize"`
+	Pids             map[string]int `json:"pids"`
+	Nodes            []Node         `json:"nodes"`
+	Pods             []Pod          `json:"pods"`
+	Cgroups          []string       `json:"cgroups"`
+	Namespaces       []string       `json:"namespaces"`
 }
 
 // Lab is a running lab.
@@ -146,6 +151,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.ServicesMapSize == 0 {
 		o.ServicesMapSize = 65536
+	}
+	if o.ConntrackMapSize == 0 {
+		o.ConntrackMapSize = 65536
 	}
 	if o.ExternalServiceMode == "" {
 		o.ExternalServiceMode = "tunnel"

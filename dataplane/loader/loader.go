@@ -227,30 +227,37 @@ func Load(ctx context.Context, opts Options) (*Datapath, error) {
 		}
 	}
 	for i, o := range d.Programs.objects() {
-		spec := all[i]
-		// Each object defines every map; they must all use the same ones,
-		// sized as the adopted/created maps are.
-		repl := map[string]*ebpf.Map{}
-		for name, ms := range spec.Maps {
-			m, ok := byName[name]
-			if !ok {
-				continue
-			}
-			info, err := m.Info()
-			if err != nil {
-				return fail(fmt.Errorf("map info %s: %w", name, err))
-			}
-			ms.MaxEntries = info.MaxEntries
-			ms.Flags = info.Flags
-			ms.Pinning = ebpf.PinNone
-			repl[name] = m
-		}
-		if err := spec.LoadAndAssign(o.progs, &ebpf.CollectionOptions{MapReplacements: repl}); err != nil {
-			return fail(fmt.Errorf("load BPF programs: %w", err))
+		if err := LoadObject(all[i], byName, o.progs); err != nil {
+			return fail(err)
 		}
 	}
 	d.Maps = maps.FromMap(byName)
 	return d, nil
+}
+
+// LoadObject loads the programs of spec into progs (a bpf2go programs struct) with the maps of byName
+// in place of the object's own: each object defines every map, and all must use the same ones, sized
+// as those maps are.
+func LoadObject(spec *ebpf.CollectionSpec, byName map[string]*ebpf.Map, progs any) error {
+	repl := map[string]*ebpf.Map{}
+	for name, ms := range spec.Maps {
+		m, ok := byName[name]
+		if !ok {
+			continue
+		}
+		info, err := m.Info()
+		if err != nil {
+			return fmt.Errorf("map info %s: %w", name, err)
+		}
+		ms.MaxEntries = info.MaxEntries
+		ms.Flags = info.Flags
+		ms.Pinning = ebpf.PinNone
+		repl[name] = m
+	}
+	if err := spec.LoadAndAssign(progs, &ebpf.CollectionOptions{MapReplacements: repl}); err != nil {
+		return fmt.Errorf("load BPF programs: %w", err)
+	}
+	return nil
 }
 
 // pinOutcome says what openOrCreate did with a map's pin.

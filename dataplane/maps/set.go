@@ -68,6 +68,15 @@ func FromMap(m map[string]*ebpf.Map) *Set {
 	return s
 }
 
+// ByName returns s's maps keyed by name (the inverse of FromMap).
+func (s *Set) ByName() map[string]*ebpf.Map {
+	out := map[string]*ebpf.Map{}
+	for name, p := range s.fields() {
+		out[name] = *p
+	}
+	return out
+}
+
 // Open adopts the maps pinned under dir (for example by a running agent).
 func Open(dir string) (*Set, error) {
 	s := &Set{}

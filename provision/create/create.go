@@ -15,9 +15,12 @@ import (
 
 	"github.com/kubedirect/kubedirect/internal/progress"
 	"github.com/kubedirect/kubedirect/provision"
+	"github.com/kubedirect/kubedirect/provision/agentexec"
 	"github.com/kubedirect/kubedirect/provision/install"
+	"github.com/kubedirect/kubedirect/provision/observe"
 	"github.com/kubedirect/kubedirect/provision/spec"
 	"github.com/kubedirect/kubedirect/provision/validate"
+	"k8s.io/client-go/tools/clientcmd"
 )
 
 // ErrValidationFailed marks a cluster that was made but failed a validation check; such a cluster is
@@ -333,6 +336,10 @@ func Plan(ctx context.Context, p provision.Provider, c *spec.Cluster, w io.Write
 	return err
 }
 
+// VerifySettle is how long validation lets the agents catch up before a difference between their maps
+// and the API server counts (observe.Verify).
+const VerifySettle = 20 * time.Second
+
 // Validator connects a validation to the cluster as its admin, through the provider's kubeconfig.
 func Validator(ctx context.Context, p provision.Provider, c *spec.Cluster, log *slog.Logger) (*validate.Validator, error) {
 	if t, ok := p.(provision.ValidationTuner); ok {
@@ -356,7 +363,18 @@ func Validator(ctx context.Context, p provision.Provider, c *spec.Cluster, log *
 	if err != nil {
 		return nil, fmt.Errorf("cluster %q: %w", c.Metadata.Name, err)
 	}
-	v := &validate.Validator{Client: cs, Cluster: c.Metadata.Name, Prober: validate.HostProber{}, Log: log}
+	rc, err := clientcmd.RESTConfigFromKubeConfig(kc)
+	if err != nil {
+		return nil, fmt.Errorf("cluster %q: kubeconfig: %w", c.Metadata.Name, err)
+	}
+	ac, err := agentexec.New(rc)
+	if err != nil {
+		return nil, fmt.Errorf("cluster %q: %w", c.Metadata.Name, err)
+	}
+	v := &validate.Validator{Client: cs, Cluster: c.Metadata.Name, Prober: validate.HostProber{}, Log: log,
+		Verify: func(ctx context.Context) (*observe.VerifyResult, error) {
+			return observe.Verify(ctx, ac, VerifySettle, 2*time.Second)
+		}}
 	if t, ok := p.(provision.ValidationTuner); ok {
 		if err := t.TuneValidator(c, v); err != nil {
 			return nil, fmt.Errorf("validate cluster %q: %w", c.Metadata.Name, err)

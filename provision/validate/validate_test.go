@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/kubedirect/kubedirect/dataplane/inspect"
+	dpobserve "github.com/kubedirect/kubedirect/provision/observe"
 	"net"
 	"strconv"
 	"strings"
@@ -512,5 +514,19 @@ func TestMapsProgrammedReadsTheAgentsStatus(t *testing.T) {
 	ok, detail := MapsProgrammed(body)
 	if !ok || !strings.Contains(detail, "services=1 frontends=2 backends=1") || !strings.Contains(detail, "ns/a: full") {
 		t.Errorf("MapsProgrammed = %v, %q", ok, detail)
+	}
+}
+
+// TestValidateFailsWhenANodesMapsDriftFromTheAPI: validate cluster reports verify's differences as a
+// failed check that names the node and the entry.
+func TestValidateFailsWhenANodesMapsDriftFromTheAPI(t *testing.T) {
+	v := &Validator{Verify: func(context.Context) (*dpobserve.VerifyResult, error) {
+		return &dpobserve.VerifyResult{Nodes: []string{"a", "b"}, Differences: []inspect.Difference{
+			{Node: "b", Kind: "missing frontend", Object: "default/web:80/TCP ClusterIP 10.96.4.1:80"}}}, nil
+	}}
+	got := v.verify(t.Context())
+	if len(got) != 2 || got[0].Result != Pass || got[1].Result != Fail || got[1].Target != "b" ||
+		!strings.Contains(got[1].Detail, "b: missing frontend default/web:80/TCP ClusterIP 10.96.4.1:80") {
+		t.Fatalf("checks %+v", got)
 	}
 }

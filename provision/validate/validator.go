@@ -12,6 +12,7 @@ import (
 
 	"github.com/kubedirect/kubedirect/dataplane/agent/agentstatus"
 	"github.com/kubedirect/kubedirect/provision/agentexec"
+	dpobserve "github.com/kubedirect/kubedirect/provision/observe"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -67,6 +68,9 @@ type Validator struct {
 	ReachHint string
 	// Log receives progress details. Default: discarded.
 	Log *slog.Logger
+	// Verify compares every node's maps with the API server's objects (observe.Verify) while the probe
+	// Services exist; nil skips the check.
+	Verify func(ctx context.Context) (*dpobserve.VerifyResult, error)
 }
 
 // withDefaults returns a copy of v with every unset option defaulted; v itself is left as the caller
@@ -248,7 +252,41 @@ func (v *Validator) prove(ctx context.Context, rep *Report, nodeList []corev1.No
 	if err != nil || services == nil {
 		return err
 	}
-	return v.matrix(ctx, rep, nodes, services)
+	if err := v.matrix(ctx, rep, nodes, services); err != nil {
+		return err
+	}
+	rep.Checks = append(rep.Checks, v.verify(ctx)...)
+	return nil
+}
+
+// verify runs Verify and reports one check per node: its maps hold what the API server says.
+func (v *Validator) verify(ctx context.Context) []Check {
+	if v.Verify == nil {
+		return nil
+	}
+	const name = "datapath matches API"
+	r, err := v.Verify(ctx)
+	if err != nil {
+		return []Check{{Name: name, Target: "cluster", Result: Fail, Detail: err.Error()}}
+	}
+	var out []Check
+	for _, n := range r.Nodes {
+		c := Check{Name: name, Target: n, Result: Pass, Detail: "0 differences"}
+		var diffs []string
+		for _, d := range r.Differences {
+			if d.Node == n {
+				diffs = append(diffs, d.String())
+			}
+		}
+		if len(diffs) > 0 {
+			c.Result, c.Detail = Fail, fmt.Sprintf("%d differences: %s", len(diffs), strings.Join(diffs, "; "))
+		}
+		out = append(out, c)
+	}
+	for _, e := range r.Errors {
+		out = append(out, Check{Name: name, Target: "cluster", Result: Fail, Detail: e})
+	}
+	return out
 }
 
 // probeNodes are the nodes of the proof, each with the address the outside client calls.
