@@ -1,6 +1,7 @@
 package trace_test
 
 import (
+	"encoding/json"
 	"net"
 	"net/netip"
 	"testing"
@@ -108,7 +109,8 @@ func TestRootTraceNodePortToRemoteBackendNamesBackendAndPeer(t *testing.T) {
 	n.nodePort(7, 30080, 0, netip.AddrPortFrom(podB, 8080))
 	ctBefore, cBefore := n.liveState()
 	res := n.trace(netip.AddrPortFrom(client, 40000).String(), nodeA.String()+":30080/tcp")
-	t.Logf("%+v", res)
+	js, _ := json.Marshal(res)
+	t.Logf("%s", js)
 	if res.Frontend == nil || res.Frontend.String() != "*:30080/TCP" || res.Frontend.ServiceID != 7 {
 		t.Errorf("frontend %+v, want the NodePort *:30080/TCP of service 7", res.Frontend)
 	}
