@@ -23,8 +23,10 @@ fail() { echo "FAIL: observe-maps: $*"; exit 1; }
 kd() { "$BIN" "$@" --name "$current_cluster"; }
 
 self_image=$(kc -n kube-system get ds -o jsonpath='{.items[*].spec.template.spec.containers[?(@.name=="agent")].image}' | awk '{print $1}')
-read -r w1 w2 < <(kc get nodes -l '!node-role.kubernetes.io/control-plane' -o jsonpath='{.items[*].metadata.name}')
-[ -n "${w2:-}" ] || fail "needs two workers"
+# (no `read` here: jsonpath prints no newline, read then returns 1 and set -e ends the script unseen)
+workers=($(kc get nodes -l '!node-role.kubernetes.io/control-plane' -o jsonpath='{.items[*].metadata.name}'))
+w1=${workers[0]:-} w2=${workers[1]:-}
+[ -n "$w2" ] || fail "needs two workers"
 kc create namespace $NS >/dev/null
 trap 'kc delete namespace $NS --wait=false >/dev/null 2>&1 || true' EXIT
 kc -n $NS apply -f - >/dev/null <<EOF
