@@ -88,7 +88,7 @@ EOF
   local rolled=$((SECONDS - t_roll))
   local rc=0 detail="rollout took ${rolled}s;" name
   wait $p1 $p2 $p3 $p4 $p5 || true
-  probe_summary() { grep '"summary"' "$dir/$1" | sed 's/.*"ok":\([0-9]*\),"failed":\([0-9]*\).*/\1 ok, \2 failed/'; }
+  probe_summary() { grep '"summary"' "$dir/$1" | jq -r '"\(.ok) ok, \(.failed) failed"'; }
   probe_failed() { grep '"summary"' "$dir/$1" | sed -n 's/.*"failed":\([0-9]*\).*/\1/p'; }
   for name in kept-remote kept-local; do
     detail+=" $name (established, NodePort): $(probe_summary $name);"
