@@ -207,9 +207,14 @@ func (c *Client) executor(u *url.URL) (remotecommand.Executor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create spdy executor: %w", err)
 	}
-	return remotecommand.NewFallbackExecutor(ws, spdy, func(err error) bool {
-		return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
-	})
+	return remotecommand.NewFallbackExecutor(ws, spdy, upgradeRefused)
+}
+
+// upgradeRefused tells whether the WebSocket executor failed because the API server or a proxy refused
+// the protocol upgrade (then SPDY is tried). It checks k8s.io/streaming's error types, the ones
+// client-go's executors return (apimachinery's older copies are other types and never match).
+func upgradeRefused(err error) bool {
+	return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
 }
 
 // ExitCode is the exit status of the in-pod command that failed with err, or -1 when err is not a
