@@ -238,15 +238,8 @@ func (l *Lab) loadWRK(ctx context.Context, name string, pod Pod, connections int
 	if err != nil {
 		return err
 	}
-	ready, node := true, pod.Node
-	sl := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name,
-		Labels: map[string]string{discoveryv1.LabelServiceName: name, discoveryv1.LabelManagedBy: "kubedirect-lab"}},
-		AddressType: discoveryv1.AddressTypeIPv4,
-		Ports:       []discoveryv1.EndpointPort{{Name: &portName, Port: &port, Protocol: &tcp}},
-		Endpoints: []discoveryv1.Endpoint{{Addresses: []string{pod.IP}, NodeName: &node,
-			Conditions: discoveryv1.EndpointConditions{Ready: &ready}}}}
-	if _, err := l.Client.DiscoveryV1().EndpointSlices("default").Create(ctx, sl, metav1.CreateOptions{}); err != nil {
-		return fmt.Errorf("create slice %s: %w", name, err)
+	if err := l.createOneEndpointSlice(ctx, name, portName, port, pod); err != nil {
+		return err
 	}
 	n1, _ := l.Node("node-1")
 	url := fmt.Sprintf("http://%s/", net.JoinHostPort(n1.IP, strconv.Itoa(int(svc.Spec.Ports[0].NodePort))))
@@ -317,13 +310,28 @@ func pollHTTP(ctx context.Context, l *Lab, addr string, timeout time.Duration) e
 	return nil
 }
 
+// createOneEndpointSlice creates the EndpointSlice of Service default/name with pod as its one ready
+// endpoint on TCP port (named portName).
+func (l *Lab) createOneEndpointSlice(ctx context.Context, name, portName string, port int32, pod Pod) error {
+	ready, node, tcp := true, pod.Node, corev1.ProtocolTCP
+	sl := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name,
+		Labels: map[string]string{discoveryv1.LabelServiceName: name, discoveryv1.LabelManagedBy: "kubedirect-lab"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: &portName, Port: &port, Protocol: &tcp}},
+		Endpoints: []discoveryv1.Endpoint{{Addresses: []string{pod.IP}, NodeName: &node,
+			Conditions: discoveryv1.EndpointConditions{Ready: &ready}}}}
+	if _, err := l.Client.DiscoveryV1().EndpointSlices("default").Create(ctx, sl, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("create slice %s: %w", name, err)
+	}
+	return nil
+}
+
 // createServices creates n ClusterIP Services with one endpoint (pod) each, concurrently.
 func (l *Lab) createServices(ctx context.Context, n int, pod Pod) error {
 	const workers = 48
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	errs := make([]error, workers)
-	ready := true
 	tcp := corev1.ProtocolTCP
 	hp, hn := int32(HTTPPort), PortHTTP
 	for w := 0; w < workers; w++ {
@@ -342,15 +350,8 @@ func (l *Lab) createServices(ctx context.Context, n int, pod Pod) error {
 					errs[w] = fmt.Errorf("create %s: %w", name, err)
 					return
 				}
-				node := pod.Node
-				sl := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name,
-					Labels: map[string]string{discoveryv1.LabelServiceName: name, discoveryv1.LabelManagedBy: "kubedirect-lab"}},
-					AddressType: discoveryv1.AddressTypeIPv4,
-					Ports:       []discoveryv1.EndpointPort{{Name: &hn, Port: &hp, Protocol: &tcp}},
-					Endpoints: []discoveryv1.Endpoint{{Addresses: []string{pod.IP}, NodeName: &node,
-						Conditions: discoveryv1.EndpointConditions{Ready: &ready}}}}
-				if _, err := l.Client.DiscoveryV1().EndpointSlices("default").Create(ctx, sl, metav1.CreateOptions{}); err != nil {
-					errs[w] = fmt.Errorf("create slice %s: %w", name, err)
+				if err := l.createOneEndpointSlice(ctx, name, hn, hp, pod); err != nil {
+					errs[w] = err
 					return
 				}
 			}
