@@ -195,6 +195,7 @@ for spec in $SPECS; do
   stage_begin "$name: monitor"; bash "$ROOT/hack/e2e/observe-flows.sh" "$BIN" "$name"; stage_end
   stage_begin "$name: status, inspect, verify"; current_cluster=$name BIN=$BIN bash "$ROOT/hack/e2e/observe-maps.sh"; stage_end
   stage_begin "$name: trace"; bash "$ROOT/hack/e2e/observe-trace.sh" "$BIN" "$name"; stage_end
+  stage_begin "$name: privileges"; bash "$ROOT/hack/e2e/observe-priv.sh" "$BIN" "$name"; stage_end
 
   stage_begin "$name: faults (agents rolled under load, a node restarted)"
   run_faults || { echo "FAIL: faults ${case_failures[*]}"; exit 1; }

@@ -282,7 +282,7 @@ func (a *Agent) setupNode(self NodeInfo) error {
 		"net/ipv4/conf/" + dev + "/rp_filter":            "0",
 		"net/ipv4/conf/" + VXLANDevice + "/accept_local": "1",
 	} {
-		if err := os.WriteFile(filepath.Join("/proc/sys", path), []byte(val), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(procSys, path), []byte(val), 0o644); err != nil {
 			a.log.Warn("set sysctl", "key", path, "err", err)
 		}
 	}

@@ -3,6 +3,7 @@ package agent
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -10,7 +11,7 @@ import (
 
 // localReservedPortsPath is the sysctl net.ipv4.ip_local_reserved_ports of the agent's network
 // namespace (the node's: the agent runs on the host network).
-const localReservedPortsPath = "/proc/sys/net/ipv4/ip_local_reserved_ports"
+var localReservedPortsPath = filepath.Join(procSys, "net/ipv4/ip_local_reserved_ports")
 
 type portRange struct{ first, last int }
 

@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/kubedirect/kubedirect/internal/privfs"
 )
 
 // The CNI plugin tells the agent about pods over a unix socket (as Cilium's plugin talks to its agent):
@@ -46,12 +48,8 @@ type Handler func(ctx context.Context, r Request) Reply
 // replacing a stale socket of an earlier agent. The agent's local sockets (the CNI plugin's, the flow
 // monitor's) are made this way; nothing of the agent's listens on the network for them.
 func Listen(path string) (*net.UnixListener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	if err := privfs.MkdirAll(filepath.Dir(path)); err != nil {
 		return nil, fmt.Errorf("create agent socket dir: %w", err)
-	}
-	// an existing directory keeps its mode through MkdirAll
-	if err := os.Chmod(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("restrict agent socket dir: %w", err)
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("remove stale agent socket: %w", err)
@@ -60,7 +58,7 @@ func Listen(path string) (*net.UnixListener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen on agent socket: %w", err)
 	}
-	if err := os.Chmod(path, 0o600); err != nil {
+	if err := os.Chmod(path, privfs.FileMode); err != nil {
 		l.Close()
 		return nil, fmt.Errorf("restrict agent socket: %w", err)
 	}

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+
+	"github.com/kubedirect/kubedirect/internal/privfs"
 )
 
 // Endpoint is one allocated pod address and the interfaces that carry it. It is the content of the
@@ -93,7 +95,7 @@ func (s Store) Allocate(cidr netip.Prefix, ep Endpoint) (Endpoint, error) {
 	} else if old != nil {
 		return *old, nil
 	}
-	if err := os.MkdirAll(s.Dir, 0o755); err != nil {
+	if err := privfs.MkdirAll(s.Dir); err != nil {
 		return ep, fmt.Errorf("create ipam dir: %w", err)
 	}
 	cidr = cidr.Masked()
@@ -102,7 +104,7 @@ func (s Store) Allocate(cidr netip.Prefix, ep Endpoint) (Endpoint, error) {
 		if !cidr.Contains(a.Next()) {
 			break // broadcast
 		}
-		f, err := os.OpenFile(filepath.Join(s.Dir, a.String()), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		f, err := os.OpenFile(filepath.Join(s.Dir, a.String()), os.O_WRONLY|os.O_CREATE|os.O_EXCL, privfs.FileMode)
 		if errors.Is(err, fs.ErrExist) {
 			continue
 		}
@@ -142,7 +144,7 @@ func (s Store) Update(ep Endpoint) error {
 	}
 	path := filepath.Join(s.Dir, ep.IP.String())
 	tmp := filepath.Join(s.Dir, "."+ep.IP.String()+".tmp")
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+	if err := os.WriteFile(tmp, data, privfs.FileMode); err != nil {
 		return fmt.Errorf("write endpoint: %w", err)
 	}
 	if err := os.Rename(tmp, path); err != nil {

@@ -18,6 +18,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kubedirect/kubedirect/internal/privfs"
+
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
@@ -63,7 +65,7 @@ type NodeState struct {
 
 // WriteNodeState atomically writes st to dataDir/node.json.
 func WriteNodeState(dataDir string, st NodeState) error {
-	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+	if err := privfs.MkdirAll(dataDir); err != nil {
 		return fmt.Errorf("create cni data dir: %w", err)
 	}
 	data, err := json.Marshal(st)
@@ -71,7 +73,7 @@ func WriteNodeState(dataDir string, st NodeState) error {
 		return fmt.Errorf("encode node state: %w", err)
 	}
 	tmp := filepath.Join(dataDir, ".node.json.tmp")
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+	if err := os.WriteFile(tmp, data, privfs.FileMode); err != nil {
 		return fmt.Errorf("write node state: %w", err)
 	}
 	if err := os.Rename(tmp, filepath.Join(dataDir, "node.json")); err != nil {

@@ -62,6 +62,10 @@ type Options struct {
 	ConntrackMapSize int
 	// NoAgents leaves the nodes without kubedirect agents (the benchmark runs kube-proxy there first).
 	NoAgents bool
+	// AgentCapabilities, when not nil, are the only Linux capabilities the agents keep (names as in
+	// capabilities(7) without CAP_, e.g. "NET_ADMIN"), as in a container that drops ALL and adds these;
+	// nil runs them with all of root's.
+	AgentCapabilities []string
 	// Logger receives progress. Default: discard.
 	Logger *slog.Logger
 }
@@ -111,12 +115,14 @@ type State struct {
 	// ServicesMapSize is the agents' services map capacity.
 	ServicesMapSize int `json:"servicesMapSize"`
 	// ConntrackMapSize is the agents' capacity of each conntrack map.
-	ConntrackMapSize int            `json:"conntrackMapSize"`
-	Pids             map[string]int `json:"pids"`
-	Nodes            []Node         `json:"nodes"`
-	Pods             []Pod          `json:"pods"`
-	Cgroups          []string       `json:"cgroups"`
-	Namespaces       []string       `json:"namespaces"`
+	ConntrackMapSize int `json:"conntrackMapSize"`
+	// AgentCapabilities are Options.AgentCapabilities (nil: all).
+	AgentCapabilities []string       `json:"agentCapabilities,omitempty"`
+	Pids              map[string]int `json:"pids"`
+	Nodes             []Node         `json:"nodes"`
+	Pods              []Pod          `json:"pods"`
+	Cgroups           []string       `json:"cgroups"`
+	Namespaces        []string       `json:"namespaces"`
 }
 
 // Lab is a running lab.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -35,7 +36,7 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 		HostIP: addrIn(o.Subnet, 1).String(), HostVeth: o.Name + "-h",
 		UnderlayNS: o.Name + "-ul", ClientNS: o.Name + "-client", ClientIP: addrIn(o.Subnet, 100).String(),
 		BPFFS: filepath.Join(dir, "bpffs"), Pids: map[string]int{}, K8sBinDir: o.K8sBinDir, ServicesMapSize: o.ServicesMapSize,
-		ConntrackMapSize: o.ConntrackMapSize,
+		ConntrackMapSize: o.ConntrackMapSize, AgentCapabilities: o.AgentCapabilities,
 	}}
 	defer func() {
 		if err != nil {
@@ -220,8 +221,18 @@ func (l *Lab) StartAgent(ctx context.Context, node, mode string) error {
 	if err := os.WriteFile(n.Config, []byte(cfg), 0o644); err != nil {
 		return fmt.Errorf("write agent config: %w", err)
 	}
-	pid, err := l.startProc("agent-"+node, nil, "nsenter", "--net="+nsPath(n.NetNS), "--", l.State.Binary, "agent",
-		"--config", n.Config, "--kubeconfig", l.State.AgentKC, "--node-name", node)
+	args := []string{"--net=" + nsPath(n.NetNS), "--"}
+	if caps := l.State.AgentCapabilities; caps != nil {
+		// uid 0 whose bounding set holds only caps gets exactly those at exec, as a container's
+		// process does (runc sets the bounding, permitted and effective sets to the same list)
+		set := "-all"
+		for _, c := range caps {
+			set += ",+" + strings.ToLower(c)
+		}
+		args = append(args, "setpriv", "--bounding-set="+set, "--inh-caps=-all", "--")
+	}
+	args = append(args, l.State.Binary, "agent", "--config", n.Config, "--kubeconfig", l.State.AgentKC, "--node-name", node)
+	pid, err := l.startProc("agent-"+node, nil, "nsenter", args...)
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/kubedirect/kubedirect/internal/privfs"
+
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
@@ -157,7 +159,7 @@ func (d *Datapath) updatePinned(pin string, prog *ebpf.Program) bool {
 
 func pinLink(l link.Link, pin string) error {
 	defer l.Close()
-	if err := os.MkdirAll(filepath.Dir(pin), 0o755); err != nil {
+	if err := privfs.MkdirAll(filepath.Dir(pin)); err != nil {
 		return fmt.Errorf("create link pin dir: %w", err)
 	}
 	if err := l.Pin(pin); err != nil {

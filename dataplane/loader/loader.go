@@ -18,6 +18,8 @@ import (
 	"reflect"
 	"strings"
 
+	"github.com/kubedirect/kubedirect/internal/privfs"
+
 	"github.com/cilium/ebpf"
 
 	"github.com/kubedirect/kubedirect/bpf"
@@ -171,7 +173,7 @@ func Load(ctx context.Context, opts Options) (*Datapath, error) {
 	if err := EnsureBPFFS(opts.PinDir); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(opts.PinDir, 0o755); err != nil {
+	if err := privfs.MkdirAll(opts.PinDir); err != nil {
 		return nil, fmt.Errorf("create pin dir: %w", err)
 	}
 	sizes, err := sizesByName(opts.MapSizes)

@@ -213,9 +213,6 @@ func TestDaemonSet(t *testing.T) {
 	if f := env["NODE_NAME"].ValueFrom; f == nil || f.FieldRef == nil || f.FieldRef.FieldPath != "spec.nodeName" {
 		t.Errorf("NODE_NAME not from the downward API: %+v", env["NODE_NAME"])
 	}
-	if a.SecurityContext == nil || a.SecurityContext.Privileged == nil || !*a.SecurityContext.Privileged {
-		t.Error("agent not privileged")
-	}
 	if a.ReadinessProbe == nil || a.ReadinessProbe.HTTPGet.Path != "/readyz" || a.ReadinessProbe.HTTPGet.Port.IntValue() != 9890 ||
 		a.LivenessProbe == nil || a.LivenessProbe.HTTPGet.Path != "/healthz" {
 		t.Errorf("probes %+v %+v", a.ReadinessProbe, a.LivenessProbe)
