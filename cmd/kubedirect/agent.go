@@ -20,7 +20,7 @@ func newAgentCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run the node agent: program the eBPF dataplane from Services, EndpointSlices and Nodes",
-		Long: `agent runs on every node (hostNetwork, privileged). It loads and attaches the BPF programs, adopts
+		Long: `agent runs on every node (hostNetwork; CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON). It loads and attaches the BPF programs, adopts
 the maps pinned under the config's bpffsPath, and keeps them in sync with the API server. It serves
 /healthz, /readyz, /metrics and /status on the config's healthAddr (default :9890).`,
 		Args: cobra.NoArgs,
