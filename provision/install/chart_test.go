@@ -239,18 +239,7 @@ func TestConfigMapIsAgentConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var cm corev1.ConfigMap
-	if err := sigsyaml.UnmarshalStrict(objects(t, got)["ConfigMap"][0], &cm); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "config.yaml")
-	if err := os.WriteFile(path, []byte(cm.Data["config.yaml"]), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatalf("agent cannot load the chart's config: %v", err)
-	}
+	cfg := agentConfig(t, objects(t, got))
 	sizes := config.DefaultMapSizes()
 	sizes.Conntrack = 1024
 	want := config.Config{PodCIDR: "10.244.0.0/16", ServiceCIDR: "10.96.0.0/16", Encapsulation: "vxlan", VXLANPort: 8472,
@@ -261,6 +250,24 @@ func TestConfigMapIsAgentConfig(t *testing.T) {
 	if !reflect.DeepEqual(*cfg, want) {
 		t.Errorf("agent config\n got %+v\nwant %+v", *cfg, want)
 	}
+}
+
+// agentConfig loads the rendered ConfigMap's config.yaml with the agent's own strict loader.
+func agentConfig(t *testing.T, objs map[string][][]byte) *config.Config {
+	t.Helper()
+	var cm corev1.ConfigMap
+	if err := sigsyaml.UnmarshalStrict(objs["ConfigMap"][0], &cm); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(path, []byte(cm.Data["config.yaml"]), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatalf("agent cannot load the chart's config: %v", err)
+	}
+	return cfg
 }
 
 // TestAPIServerHostRequired: a hand install without apiServer.host fails with a clear message.

@@ -1,13 +1,10 @@
 package install
 
 import (
-	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 
 	"github.com/kubedirect/kubedirect/dataplane/agent"
-	"github.com/kubedirect/kubedirect/dataplane/config"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	sigsyaml "sigs.k8s.io/yaml"
@@ -80,18 +77,7 @@ func deref(b *bool) any {
 // containerPort and the scrape annotation together, so nothing probes a port the agent does not serve.
 func TestHealthPortIsWhereTheAgentListens(t *testing.T) {
 	objs := renderValues(t, func(v *ChartValues) { v.HealthPort, v.ProxyHealthPort = 9999, 10999 })
-	var cm corev1.ConfigMap
-	if err := sigsyaml.UnmarshalStrict(objs["ConfigMap"][0], &cm); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "config.yaml")
-	if err := os.WriteFile(path, []byte(cm.Data["config.yaml"]), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := agentConfig(t, objs)
 	if cfg.HealthAddr != ":9999" || cfg.ProxyHealthAddr != ":10999" {
 		t.Errorf("agent listens on %q and %q, want :9999 and :10999", cfg.HealthAddr, cfg.ProxyHealthAddr)
 	}
