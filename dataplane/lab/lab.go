@@ -62,6 +62,9 @@ type Options struct {
 	ConntrackMapSize int
 	// NoAgents leaves the nodes without kubedirect agents (the benchmark runs kube-proxy there first).
 	NoAgents bool
+	// AgentLogLevel is the agents' log level. Default debug (the lab's tests read the agents' logs); the
+	// scale run uses info, since 50 agents logging every Service at debug cost more than they sync.
+	AgentLogLevel string
 	// AgentCapabilities, when not nil, are the only Linux capabilities the agents keep (names as in
 	// capabilities(7) without CAP_, e.g. "NET_ADMIN"), as in a container that drops ALL and adds these;
 	// nil runs them with all of root's.
@@ -116,6 +119,8 @@ type State struct {
 	ServicesMapSize int `json:"servicesMapSize"`
 	// ConntrackMapSize is the agents' capacity of each conntrack map.
 	ConntrackMapSize int `json:"conntrackMapSize"`
+	// AgentLogLevel is the agents' log level.
+	AgentLogLevel string `json:"agentLogLevel"`
 	// AgentCapabilities are Options.AgentCapabilities (nil: all).
 	AgentCapabilities []string       `json:"agentCapabilities,omitempty"`
 	Pids              map[string]int `json:"pids"`
@@ -160,6 +165,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.ConntrackMapSize == 0 {
 		o.ConntrackMapSize = 65536
+	}
+	if o.AgentLogLevel == "" {
+		o.AgentLogLevel = "debug"
 	}
 	if o.ExternalServiceMode == "" {
 		o.ExternalServiceMode = "tunnel"
