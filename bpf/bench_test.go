@@ -61,8 +61,8 @@ func runRepeat(b *testing.B, h *harness, prog *ebpf.Program, data []byte, want u
 }
 
 // BenchmarkRootNodePortProgram measures from_netdev (the NodePort program)
-// in ns per packet with 10, 10,000 and 100,000 services programmed, on three
-// paths:
+// in ns per packet with 10, 10,000, 100,000 and 1,000,000 services programmed,
+// on three paths:
 //
 //   - established: a NodePort flow forwarded to a remote node, after its
 //     first packet (conntrack hit, tunnel key, redirect): the per-packet path.
@@ -78,16 +78,22 @@ func runRepeat(b *testing.B, h *harness, prog *ebpf.Program, data []byte, want u
 // measurement. The three service counts are loaded side by side and measured
 // in turn within every b.N iteration, so a noisy neighbour hits all of them
 // alike (the order rotates). Reported: the minimum over the iterations
-// ("ns/pkt@N"), the ratio 100k/10 of those minimums, and the median of the
+// ("ns/pkt@N"), the ratio 1M/10 of those minimums, and the median of the
 // per-iteration ratios (paired measurements taken seconds apart, the figure
-// least disturbed by other load on the machine).
+// least disturbed by other load on the machine). Issue #12's goal is a ratio
+// of at most 1.1.
 func BenchmarkRootNodePortProgram(b *testing.B) {
-	counts := []int{10, 10_000, 100_000}
+	counts := []int{10, 10_000, 100_000, 1_000_000}
+	last := len(counts) - 1
 	for _, path := range []string{"established", "lookup", "newflow"} {
 		b.Run(path, func(b *testing.B) {
 			hs := make([]*harness, len(counts))
 			for i, n := range counts {
-				h := newHarnessSized(b, config.MapSizes{Services: 262144, Backends: 262144, Conntrack: 262144, ConntrackNew: 262144},
+				// The service and backend maps are sized as an agent would size them for n
+				// Services (twice the entries, as the hash maps' load factor), never below
+				// the 262,144 of the smaller counts, so the maps differ only in occupancy.
+				size := uint32(max(262144, 2*n))
+				h := newHarnessSized(b, config.MapSizes{Services: size, Backends: size, Conntrack: 262144, ConntrackNew: 262144},
 					nodeA, cidrA, maps.ModeTunnel)
 				c, err := h.d.Maps.GetConfig()
 				must(b, err)
@@ -128,7 +134,7 @@ func BenchmarkRootNodePortProgram(b *testing.B) {
 						best[i] = this[i]
 					}
 				}
-				ratios = append(ratios, this[2]/this[0])
+				ratios = append(ratios, this[last]/this[0])
 			}
 			b.StopTimer()
 			sort.Float64s(ratios)
@@ -136,10 +142,10 @@ func BenchmarkRootNodePortProgram(b *testing.B) {
 			for i, n := range counts {
 				b.ReportMetric(best[i], fmt.Sprintf("ns/pkt@%d", n))
 			}
-			b.ReportMetric(best[2]/best[0], "ratio100k/10")
+			b.ReportMetric(best[last]/best[0], "ratio1M/10")
 			b.ReportMetric(med, "median-paired-ratio")
-			b.Logf("%s: 10 services %.1f ns/pkt, 10k %.1f, 100k %.1f (minimums); ratio 100k/10 = %.2f, median of per-iteration ratios %.2f",
-				path, best[0], best[1], best[2], best[2]/best[0], med)
+			b.Logf("%s: 10 services %.1f ns/pkt, 10k %.1f, 100k %.1f, 1M %.1f (minimums); ratio 1M/10 = %.2f, median of per-iteration ratios %.2f",
+				path, best[0], best[1], best[2], best[3], best[last]/best[0], med)
 		})
 	}
 }

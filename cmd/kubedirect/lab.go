@@ -157,7 +157,7 @@ the ratios kubedirect / kube-proxy. Needs hack/build-k8s.sh kube-apiserver etcd 
 	cmd.Flags().IntVar(&o.Services, "services", 10000, "ClusterIP Services programmed besides the measured NodePort")
 	cmd.Flags().DurationVar(&o.Duration, "duration", 5*time.Second, "load duration per system")
 	cmd.Flags().IntVar(&o.Workers, "workers", 8, "concurrent clients")
-	cmd.Flags().StringVar(&o.Probe, "probe", "http", "what a measured connection does: http (connect, one request, close), connect (TCP handshake, then reset) or wrk (wrk against nginx, one request per connection; --workers is its connection count)")
+	cmd.Flags().StringVar(&o.Probe, "probe", "http", "what a measured connection does: http (connect, one request, close), connect (TCP handshake to nginx, then reset) or wrk (wrk against nginx, one request per connection; --workers is its connection count)")
 	cmd.Flags().StringVar(&o.Backend, "backend", lab.BackendRemote, "where the NodePort's backend runs: remote (the other node) or local")
 	cmd.Flags().StringSliceVar(&o.Systems, "systems", nil, "systems to measure (kube-proxy-iptables, kube-proxy-nftables, kubedirect)")
 	cmd.Flags().StringVar(&subnet, "subnet", "192.168.250.0/24", "underlay /24 of the benchmark lab")

@@ -245,11 +245,25 @@ func FuzzProgrammerMatchesModel(f *testing.F) {
 			}
 			apply(i)
 			var want []PortState
+			wantSvcs, wantFE, wantBE := 0, 0, 0
 			for k := range fuzzServices {
-				want = append(want, c.desired(k).Ports...)
+				ports := c.desired(k).Ports
+				want = append(want, ports...)
+				if len(ports) > 0 {
+					wantSvcs++
+				}
+				for _, d := range ports {
+					wantFE += len(d.Frontends)
+					wantBE += len(d.All)
+				}
 			}
 			if err := tableHolds(m, want); err != nil {
 				t.Fatalf("after step %d: %v", step, err)
+			}
+			// the status and metrics show these counts
+			if s, f, b := p.Counts(); s != wantSvcs || f != wantFE || b != wantBE {
+				t.Fatalf("after step %d: counts %d services, %d frontends, %d backends, want %d, %d, %d",
+					step, s, f, b, wantSvcs, wantFE, wantBE)
 			}
 		}
 	})

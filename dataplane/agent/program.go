@@ -37,6 +37,9 @@ type Programmer struct {
 	next      uint32
 	orphans   map[uint32]*programmed // adopted from pinned maps, not yet claimed
 	orphanFE  map[maps.ServiceKey]uint32
+	// frontends and backends are the totals Counts reports, kept up to date by Apply (the agent reads
+	// them after every Service sync: summing over all ports there made a full sync quadratic).
+	frontends, backends int
 	// Writes counts map updates and deletes (for tests and metrics).
 	Writes int
 }
@@ -114,6 +117,16 @@ func (p *Programmer) allocID() uint32 {
 // Apply makes the maps hold st for the Service key (namespace/name), writing only what changed. An empty
 // state removes the Service.
 func (p *Programmer) Apply(key string, st ServiceState) error {
+	touched := append([]string(nil), p.byService[key]...)
+	for i := range st.Ports {
+		touched = append(touched, st.Ports[i].Name)
+	}
+	f0, b0 := p.portCounts(touched)
+	defer func() {
+		f1, b1 := p.portCounts(touched)
+		p.frontends += f1 - f0
+		p.backends += b1 - b0
+	}()
 	var errs []error
 	names := make([]string, 0, len(st.Ports))
 	want := map[string]bool{}
@@ -341,14 +354,18 @@ func (p *Programmer) clear(cur *programmed) error {
 
 // Counts are the programmed Services, frontends and backend slots (TableAll).
 func (p *Programmer) Counts() (services, frontends, backends int) {
-	for _, names := range p.byService {
-		services++
-		for _, n := range names {
-			if c := p.ports[n]; c != nil {
-				frontends += len(c.frontends)
-				backends += len(c.all)
-			}
+	return len(p.byService), p.frontends, p.backends
+}
+
+// portCounts sums the frontends and TableAll slots of the distinct programmed ports among names.
+func (p *Programmer) portCounts(names []string) (frontends, backends int) {
+	seen := make(map[string]bool, len(names))
+	for _, n := range names {
+		if c := p.ports[n]; c != nil && !seen[n] {
+			seen[n] = true
+			frontends += len(c.frontends)
+			backends += len(c.all)
 		}
 	}
-	return services, frontends, backends
+	return frontends, backends
 }
