@@ -216,6 +216,16 @@ static __always_inline struct kd_ct_val *kd_ct_promote(struct kd_ct_key *k, stru
 	return pv ? pv : v;
 }
 
+/* kd_ct_live reports whether entry v still holds p's flow: not expired, and
+ * not ended by FIN/RST when p is a fresh SYN (port reuse: a new flow). */
+static __always_inline int kd_ct_live(const struct kd_ct_val *v, const struct kd_pkt *p, __u64 now)
+{
+	if (v->expires < now)
+		return 0;
+	return !(p->proto == IPPROTO_TCP && (v->tcp_state & (KD_TCP_CLOSING | KD_TCP_FINS)) &&
+		 (p->tcp_flags & (KD_TCP_SYN_F | KD_TCP_ACK)) == KD_TCP_SYN_F);
+}
+
 /* kd_ct_get returns a live entry and refreshes its lifetime (and its
  * partner's); a new flow that p confirms moves to kd_conntrack. A fresh SYN
  * on an entry that saw FIN/RST starts a new flow (returns NULL). */
@@ -226,12 +236,7 @@ static __always_inline struct kd_ct_val *kd_ct_get(struct kd_ct_key *k, struct k
 	__u64 exp;
 	int reply;
 
-	if (!v)
-		return NULL;
-	if (v->expires < now)
-		return NULL;
-	if (p->proto == IPPROTO_TCP && (v->tcp_state & (KD_TCP_CLOSING | KD_TCP_FINS)) &&
-	    (p->tcp_flags & (KD_TCP_SYN_F | KD_TCP_ACK)) == KD_TCP_SYN_F)
+	if (!v || !kd_ct_live(v, p, now))
 		return NULL;
 	/* The reply entry, or (tunnel-mode ingress node) the forward entry
 	 * looked up for a packet coming back. */
