@@ -246,7 +246,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 		}
 	}
-	a.log.Info("informers synced", "sinceStart", time.Since(start).Round(time.Millisecond))
+	a.log.Info("informers synced", "sinceStart", a.startupPhase(phaseInformersSynced).Round(time.Millisecond))
 
 	if err := a.waitForNode(ctx); err != nil {
 		return err
