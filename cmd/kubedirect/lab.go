@@ -108,7 +108,7 @@ outside client namespace. Needs root.`,
 			return enc.Encode(map[string]any{"lab": l.State, "agents": agents})
 		},
 	}
-	cmd.AddCommand(up, down, status, newLabBenchCommand(g, &name, &runRoot))
+	cmd.AddCommand(up, down, status, newLabBenchCommand(g, &name, &runRoot), newLabScaleCommand(g, &name, &runRoot))
 	return cmd
 }
 
@@ -168,7 +168,7 @@ the ratios kubedirect / kube-proxy. Needs hack/build-k8s.sh kube-apiserver etcd 
 	cmd.Flags().IntVar(&o.EndpointsPerService, "endpoints-per-service", 5, "endpoints of each of those Services (the backend pod, then addresses that get no traffic)")
 	cmd.Flags().DurationVar(&o.Duration, "duration", 5*time.Second, "load duration per system")
 	cmd.Flags().IntVar(&o.Workers, "workers", 8, "concurrent clients")
-	cmd.Flags().StringVar(&o.Probe, "probe", "http", "what a measured connection does: http (connect, one request, close), connect (TCP handshake, then reset) or wrk (wrk against nginx, one request per connection; --workers is its connection count)")
+	cmd.Flags().StringVar(&o.Probe, "probe", "http", "what a measured connection does: http (connect, one request, close), connect (TCP handshake to nginx, then reset) or wrk (wrk against nginx, one request per connection; --workers is its connection count)")
 	cmd.Flags().StringVar(&o.Backend, "backend", lab.BackendRemote, "where the NodePort's backend runs: remote (the other node) or local")
 	cmd.Flags().StringSliceVar(&o.Systems, "systems", nil, "systems to measure (kube-proxy-iptables, kube-proxy-nftables, kubedirect)")
 	cmd.Flags().StringVar(&subnet, "subnet", "192.168.250.0/24", "underlay /24 of the benchmark lab")
@@ -198,4 +198,60 @@ func printAgentCost(w io.Writer, res []lab.BenchResult) {
 		}
 	}
 	_ = tw.Flush()
+}
+
+func newLabScaleCommand(g *globals, name, runRoot *string) *cobra.Command {
+	var o lab.ScaleOptions
+	var subnet, k8sBin string
+	cmd := &cobra.Command{
+		Use:   "scale",
+		Short: "Measure the agents at scale: many nodes, many Services, a burst of changes",
+		Long: `scale builds a lab of --nodes nodes (no pods), creates --services ClusterIP Services with
+--endpoints-per-service endpoints each through the API (addresses nothing answers on), starts one agent per
+node and measures the time until every agent holds every Service; then it writes --changes Service changes
+(half a port, half the endpoints) and measures the time until every node programmed all of them, the
+agents' change-to-programmed p50/p99, their memory and CPU, and the API server's watches, requests and
+bytes. At the end every node's pinned maps are compared with the desired state; a difference fails the
+command. Prints JSON on stdout and a table on stderr. Needs root and hack/build-k8s.sh kube-apiserver etcd.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			p, err := netip.ParsePrefix(subnet)
+			if err != nil {
+				return fmt.Errorf("lab scale: --subnet: %w", err)
+			}
+			if k8sBin == "" {
+				k8sBin = defaultK8sBinDir()
+			}
+			o.Lab.Name, o.Lab.RunRoot, o.Lab.Subnet, o.Lab.K8sBinDir, o.Lab.Logger = *name, *runRoot, p, k8sBin, g.logger()
+			if !cmd.Flags().Changed("name") {
+				// a lab of the same name is removed first: never the one `lab up` made
+				o.Lab.Name = "kdscale"
+			}
+			res, err := lab.Scale(cmd.Context(), o)
+			if res != nil {
+				fmt.Fprint(g.stderr, res.Table())
+				enc := json.NewEncoder(g.stdout)
+				enc.SetIndent("", "  ")
+				if jerr := enc.Encode(res); jerr != nil && err == nil {
+					err = jerr
+				}
+			}
+			if err != nil {
+				return fmt.Errorf("lab scale: %w", err)
+			}
+			if len(res.Differences) > 0 {
+				return fmt.Errorf("lab scale: %d of %d nodes differ from the desired state", res.Nodes-res.Verified, res.Nodes)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().IntVar(&o.Lab.Nodes, "nodes", 50, "number of nodes (at most 89)")
+	cmd.Flags().IntVar(&o.Services, "services", 10000, "ClusterIP Services")
+	cmd.Flags().IntVar(&o.EndpointsPerService, "endpoints-per-service", 5, "ready endpoints of each Service")
+	cmd.Flags().IntVar(&o.Changes, "changes", 1000, "Service changes in the burst")
+	cmd.Flags().DurationVar(&o.Timeout, "timeout", 20*time.Minute, "bound of each wait (convergence, burst)")
+	cmd.Flags().BoolVar(&o.Keep, "keep", false, "leave the lab up afterwards (remove it with lab down)")
+	cmd.Flags().StringVar(&subnet, "subnet", "192.168.249.0/24", "underlay /24 of the scale lab")
+	cmd.Flags().StringVar(&k8sBin, "k8s-bin-dir", "", "directory with etcd and kube-apiserver")
+	return cmd
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/kubedirect/kubedirect/dataplane/echo"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -47,10 +48,11 @@ type BenchOptions struct {
 	Duration time.Duration
 	Workers  int
 	// Probe is what one measured connection does: "http" (default) connects, makes one request to the
-	// echo and closes; "connect" completes the TCP handshake through the NodePort and closes at once,
-	// so the client and echo processes cost little next to the datapath's per-connection work; "wrk"
-	// is the C load generator wrk (one request per connection, Connection: close) against nginx, so
-	// that neither the load generator nor the backend is the bottleneck.
+	// echo and closes; "connect" completes the TCP handshake through the NodePort to nginx with plain
+	// system calls and resets at once, so neither client nor backend costs much next to the datapath's
+	// per-connection work; "wrk" is the C load generator wrk (one request per connection,
+	// Connection: close) against nginx, so that neither the load generator nor the backend is the
+	// bottleneck.
 	Probe string
 	// Backend is where the measured NodePort's backend runs: "remote" (default; node-2, so traffic
 	// crosses the underlay: kube-proxy routes it natively, kubedirect through its tunnel) or "local"
@@ -145,7 +147,7 @@ func Bench(ctx context.Context, o BenchOptions) ([]BenchResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	if o.Probe == ProbeWRK {
+	if o.Probe == ProbeWRK || o.Probe == ProbeConnect {
 		if err := l.StartNginx(ctx, pod); err != nil {
 			return nil, err
 		}
@@ -196,9 +198,17 @@ func Bench(ctx context.Context, o BenchOptions) ([]BenchResult, error) {
 		}
 		res.CreateToFirst = time.Since(t0)
 		log.Info("first connection", "system", sys, "after", res.CreateToFirst.Round(time.Millisecond))
-		if o.Probe == ProbeWRK {
+		switch o.Probe {
+		case ProbeWRK:
 			err = l.loadWRK(ctx, "web-"+strconv.Itoa(i), pod, o.Workers, o.Duration, &res)
-		} else {
+		case ProbeConnect:
+			// nginx, not the Go echo, accepts the connections, so the backend's accept loop is not
+			// what limits the rate.
+			var web string
+			if web, err = l.nginxNodePort(ctx, "web-"+strconv.Itoa(i), pod); err == nil {
+				err = load(ctx, l.State.ClientNS, web, o.Probe, o.Workers, o.Duration, &res)
+			}
+		default:
 			err = load(ctx, l.State.ClientNS, addr, o.Probe, o.Workers, o.Duration, &res)
 		}
 		if err != nil {
@@ -206,7 +216,7 @@ func Bench(ctx context.Context, o BenchOptions) ([]BenchResult, error) {
 		}
 		log.Info("load", "system", sys, "conns/s", int(res.ConnsPerSec), "p50", res.P50, "p99", res.P99, "errors", res.Errors)
 		if sys == SystemKubedirect {
-			if res.Agent, err = l.agentCost(ctx, "node-1", min(1000, o.Services), o.EndpointsPerService); err != nil {
+			if res.Agent, err = l.agentCost(ctx, "node-1", min(1000, o.Services)); err != nil {
 				return results, fmt.Errorf("%s: %w", sys, err)
 			}
 			log.Info("agent", "informersSynced", res.Agent.InformersSynced, "programming", res.Agent.Programming,
@@ -262,22 +272,44 @@ func (l *Lab) podRoutes(ctx context.Context, op string) error {
 	return nil
 }
 
-// loadWRK creates NodePort Service name to nginx in pod, waits until node-1's NodePort answers, runs
-// wrk against it from the outside client and fills res.
+// loadWRK creates NodePort Service name to nginx in pod, runs wrk against node-1's NodePort from the
+// outside client once it answers, and fills res.
 func (l *Lab) loadWRK(ctx context.Context, name string, pod Pod, connections int, d time.Duration, res *BenchResult) error {
+	addr, err := l.nginxNodePort(ctx, name, pod)
+	if err != nil {
+		return err
+	}
+	return runWRK(ctx, l.State.ClientNS, "http://"+addr+"/", connections, d, res)
+}
+
+// nginxNodePort creates NodePort Service name to nginx in pod, waits until node-1's NodePort answers
+// the outside client and returns that address.
+func (l *Lab) nginxNodePort(ctx context.Context, name string, pod Pod) (string, error) {
 	tcp := corev1.ProtocolTCP
 	port, portName := int32(NginxPort), "web"
 	svc, err := l.CreateService(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name},
 		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeNodePort, Ports: []corev1.ServicePort{{Name: portName, Port: 80, Protocol: tcp}}}})
 	if err != nil {
-		return err
+		return "", err
 	}
 	if err := l.createOneEndpointSlice(ctx, name, portName, port, pod); err != nil {
-		return err
+		return "", err
 	}
 	n1, _ := l.Node("node-1")
-	url := fmt.Sprintf("http://%s/", net.JoinHostPort(n1.IP, strconv.Itoa(int(svc.Spec.Ports[0].NodePort))))
-	return runWRK(ctx, l.State.ClientNS, url, connections, d, res)
+	addr := net.JoinHostPort(n1.IP, strconv.Itoa(int(svc.Spec.Ports[0].NodePort)))
+	return addr, waitWRK(ctx, l.State.ClientNS, "http://"+addr+"/")
+}
+
+// waitWRK waits until url answers one wrk request from netns.
+func waitWRK(ctx context.Context, netns, url string) error {
+	var last error
+	if perr := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 300*time.Second, true, func(ctx context.Context) (bool, error) {
+		_, last = WRK(ctx, netns, url, 1, 1, time.Second)
+		return last == nil, nil
+	}); perr != nil {
+		return fmt.Errorf("%s never answered: %w", url, last)
+	}
+	return nil
 }
 
 // podToPodWRK runs wrk from a new pod on node-1 straight to nginx in pod.
@@ -294,12 +326,8 @@ func (l *Lab) podToPodWRK(ctx context.Context, pod Pod, connections int, d time.
 // runWRK waits until url answers from netns, then runs wrk with two threads and connections
 // connections for d and fills res.
 func runWRK(ctx context.Context, netns, url string, connections int, d time.Duration, res *BenchResult) error {
-	var last error
-	if perr := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 300*time.Second, true, func(ctx context.Context) (bool, error) {
-		_, last = WRK(ctx, netns, url, 1, 1, time.Second)
-		return last == nil, nil
-	}); perr != nil {
-		return fmt.Errorf("%s never answered: %w", url, last)
+	if err := waitWRK(ctx, netns, url); err != nil {
+		return err
 	}
 	w, err := WRK(ctx, netns, url, 2, connections, d)
 	if err != nil {
@@ -494,13 +522,33 @@ const (
 // connectOnly completes one TCP handshake with addr and closes with a reset, so no TIME_WAIT state
 // piles up on the client during a long run.
 func connectOnly(ctx context.Context, addr string) error {
-	d := net.Dialer{Timeout: 2 * time.Second}
-	c, err := d.DialContext(ctx, "tcp4", addr)
-	if err != nil {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil || !ap.Addr().Is4() {
+		return fmt.Errorf("connect: %q is not an IPv4 address and port", addr)
+	}
+	if err := ctx.Err(); err != nil {
 		return err
 	}
-	_ = c.(*net.TCPConn).SetLinger(0)
-	return c.Close()
+	// Plain blocking system calls on the worker's own locked thread: socket, connect, close with a
+	// zero linger (a reset). Go's net.Dialer would add the netpoller's registration, wake-up and
+	// goroutine switches to every connection, a client-side cost the datapaths do not have.
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("connect: socket: %w", err)
+	}
+	defer unix.Close(fd)
+	if err := unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0}); err != nil {
+		return fmt.Errorf("connect: SO_LINGER: %w", err)
+	}
+	// a blocking connect waits at most SO_SNDTIMEO, then fails with EINPROGRESS
+	tv := unix.NsecToTimeval((2 * time.Second).Nanoseconds())
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv); err != nil {
+		return fmt.Errorf("connect: SO_SNDTIMEO: %w", err)
+	}
+	if err := unix.Connect(fd, &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}); err != nil {
+		return fmt.Errorf("connect %s: %w", addr, err)
+	}
+	return nil
 }
 
 // StartKubeProxy runs the real kube-proxy (from the lab's Kubernetes binaries) in node's namespace in

@@ -62,6 +62,9 @@ type Options struct {
 	ConntrackMapSize int
 	// NoAgents leaves the nodes without kubedirect agents (the benchmark runs kube-proxy there first).
 	NoAgents bool
+	// AgentLogLevel is the agents' log level. Default debug (the lab's tests read the agents' logs); the
+	// scale run uses info, since 50 agents logging every Service at debug cost more than they sync.
+	AgentLogLevel string
 	// Logger receives progress. Default: discard.
 	Logger *slog.Logger
 }
@@ -111,12 +114,14 @@ type State struct {
 	// ServicesMapSize is the agents' services map capacity.
 	ServicesMapSize int `json:"servicesMapSize"`
 	// ConntrackMapSize is the agents' capacity of each conntrack map.
-	ConntrackMapSize int            `json:"conntrackMapSize"`
-	Pids             map[string]int `json:"pids"`
-	Nodes            []Node         `json:"nodes"`
-	Pods             []Pod          `json:"pods"`
-	Cgroups          []string       `json:"cgroups"`
-	Namespaces       []string       `json:"namespaces"`
+	ConntrackMapSize int `json:"conntrackMapSize"`
+	// AgentLogLevel is the agents' log level.
+	AgentLogLevel string         `json:"agentLogLevel"`
+	Pids          map[string]int `json:"pids"`
+	Nodes         []Node         `json:"nodes"`
+	Pods          []Pod          `json:"pods"`
+	Cgroups       []string       `json:"cgroups"`
+	Namespaces    []string       `json:"namespaces"`
 }
 
 // Lab is a running lab.
@@ -154,6 +159,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.ConntrackMapSize == 0 {
 		o.ConntrackMapSize = 65536
+	}
+	if o.AgentLogLevel == "" {
+		o.AgentLogLevel = "debug"
 	}
 	if o.ExternalServiceMode == "" {
 		o.ExternalServiceMode = "tunnel"

@@ -76,19 +76,10 @@ func newLab(t *testing.T, mode string) *lab.Lab {
 // newLabWith is newLab with more options (name, subnet, binaries and node count are set here).
 func newLabWith(t *testing.T, o lab.Options) *lab.Lab {
 	t.Helper()
-	testutil.RequireRoot(t)
-	setupOnce.Do(setup)
-	if setupErr != nil {
-		t.Fatal(setupErr)
-	}
-	labMu.Lock()
-	labCounter++
-	n := labCounter
-	labMu.Unlock()
+	labOptions(t, &o)
+	o.Nodes = 3
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	o.Name, o.Nodes, o.Subnet = fmt.Sprintf("kdt%d", n), 3, netip.MustParsePrefix(fmt.Sprintf("192.168.%d.0/24", 230+n))
-	o.Binary, o.K8sBinDir = binary, k8sBin
 	l, err := lab.Up(ctx, o)
 	if err != nil {
 		t.Fatalf("lab up: %v", err)
@@ -106,6 +97,23 @@ func newLabWith(t *testing.T, o lab.Options) *lab.Lab {
 		}
 	})
 	return l
+}
+
+// labOptions skips t without root, builds the binaries once, and gives o a lab name and underlay subnet
+// of its own and the binaries.
+func labOptions(t *testing.T, o *lab.Options) {
+	t.Helper()
+	testutil.RequireRoot(t)
+	setupOnce.Do(setup)
+	if setupErr != nil {
+		t.Fatal(setupErr)
+	}
+	labMu.Lock()
+	labCounter++
+	n := labCounter
+	labMu.Unlock()
+	o.Name, o.Subnet = fmt.Sprintf("kdt%d", n), netip.MustParsePrefix(fmt.Sprintf("192.168.%d.0/24", 230+n))
+	o.Binary, o.K8sBinDir = binary, k8sBin
 }
 
 func tail(s string, n int) string {

@@ -35,7 +35,7 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 		HostIP: addrIn(o.Subnet, 1).String(), HostVeth: o.Name + "-h",
 		UnderlayNS: o.Name + "-ul", ClientNS: o.Name + "-client", ClientIP: addrIn(o.Subnet, 100).String(),
 		BPFFS: filepath.Join(dir, "bpffs"), Pids: map[string]int{}, K8sBinDir: o.K8sBinDir, ServicesMapSize: o.ServicesMapSize,
-		ConntrackMapSize: o.ConntrackMapSize,
+		ConntrackMapSize: o.ConntrackMapSize, AgentLogLevel: o.AgentLogLevel,
 	}}
 	defer func() {
 		if err != nil {
@@ -213,9 +213,13 @@ func (l *Lab) StartAgent(ctx context.Context, node, mode string) error {
 	if mode == "" {
 		mode = "tunnel"
 	}
-	cfg := fmt.Sprintf("podCIDR: 10.244.0.0/16\nserviceCIDR: 10.96.0.0/16\nexternalServiceMode: %s\nlogLevel: debug\n"+
+	level := l.State.AgentLogLevel
+	if level == "" { // a lab recorded before the field existed
+		level = "debug"
+	}
+	cfg := fmt.Sprintf("podCIDR: 10.244.0.0/16\nserviceCIDR: 10.96.0.0/16\nexternalServiceMode: %s\nlogLevel: %s\n"+
 		"healthAddr: %s:9890\nbpffsPath: %s\ndevice: eth0\ncniDataDir: %s\ncgroupPath: %s\n"+
-		"mapSizes: {services: %d, backends: 262144, conntrack: %d, conntrackNew: %d}\n", mode, n.IP, n.PinDir, n.CNIDir, n.CgroupDir,
+		"mapSizes: {services: %d, backends: 262144, conntrack: %d, conntrackNew: %d}\n", mode, level, n.IP, n.PinDir, n.CNIDir, n.CgroupDir,
 		l.State.ServicesMapSize, l.State.ConntrackMapSize, l.State.ConntrackMapSize)
 	if err := os.WriteFile(n.Config, []byte(cfg), 0o644); err != nil {
 		return fmt.Errorf("write agent config: %w", err)
