@@ -81,6 +81,7 @@ bench: bench-bpf bench-lab
 
 bench-bpf:
 	$(GO) test ./bpf/ -run '^$$' -bench BenchmarkRootNodePortProgram -benchtime 10x -v
+	$(GO) test ./bpf/ -run '^$$' -bench BenchmarkRootNodePortRemoteXDPvsTC -benchtime 3x -v
 
 bench-lab: build
 	$(BIN) lab bench --services 10000 --duration 10s --probe connect

@@ -10,3 +10,4 @@ package bpf
 //go:generate go tool bpf2go -go-package bpf -no-global-types -tags linux -target bpfel -cflags "-O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu" Overlay kd_overlay.c
 //go:generate go tool bpf2go -go-package bpf -no-global-types -tags linux -target bpfel -cflags "-O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu" Sock kd_sock.c
 //go:generate go tool bpf2go -go-package bpf -no-global-types -tags linux -target bpfel -cflags "-O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu" Types kd_types.c
+//go:generate go tool bpf2go -go-package bpf -no-global-types -tags linux -target bpfel -cflags "-O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu" Xdp kd_xdp.c

@@ -41,10 +41,10 @@ struct kd_pkt {
 #define KD_IP_SRC_OFF (ETH_HLEN + offsetof(struct iphdr, saddr))
 #define KD_IP_DST_OFF (ETH_HLEN + offsetof(struct iphdr, daddr))
 
-static __always_inline int kd_parse(struct __sk_buff *skb, struct kd_pkt *p)
+/* kd_parse_data parses the Ethernet frame at data..end: the one parser of tc
+ * (kd_parse) and XDP programs. */
+static __always_inline int kd_parse_data(void *data, void *end, struct kd_pkt *p)
 {
-	void *data = (void *)(long)skb->data;
-	void *end = (void *)(long)skb->data_end;
 	struct ethhdr *eth = data;
 	struct iphdr *ip;
 
@@ -92,4 +92,9 @@ static __always_inline int kd_parse(struct __sk_buff *skb, struct kd_pkt *p)
 		return KD_PARSE_OK;
 	}
 	return KD_PARSE_OTHER_L4;
+}
+
+static __always_inline int kd_parse(struct __sk_buff *skb, struct kd_pkt *p)
+{
+	return kd_parse_data((void *)(long)skb->data, (void *)(long)skb->data_end, p);
 }

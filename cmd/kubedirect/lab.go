@@ -69,27 +69,21 @@ outside client namespace. Needs root.`,
 	up.Flags().StringVar(&o.ExternalServiceMode, "mode", string(spec.DefaultExternalServiceMode), "agents' default external service mode (tunnel or dsr)")
 	up.Flags().IntVar(&podsPerNode, "pods-per-node", 1, "echo pods to start on every node")
 
-	down := &cobra.Command{
-		Use:   "down",
-		Short: "Remove a lab: its processes, namespaces, bridge, pinned maps and state",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			l, err := lab.Open(runRoot, name)
-			if err != nil {
-				return fmt.Errorf("lab down: %w", err)
-			}
-			return l.Down(cmd.Context())
-		},
+	// withLab is a subcommand that runs fn on the lab --name names.
+	withLab := func(use, short string, fn func(*cobra.Command, *lab.Lab) error) *cobra.Command {
+		return &cobra.Command{Use: use, Short: short, Args: cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				l, err := lab.Open(runRoot, name)
+				if err != nil {
+					return fmt.Errorf("lab %s: %w", use, err)
+				}
+				return fn(cmd, l)
+			}}
 	}
-	status := &cobra.Command{
-		Use:   "status",
-		Short: "Show a lab's nodes, pods, processes and each agent's /status as JSON",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			l, err := lab.Open(runRoot, name)
-			if err != nil {
-				return fmt.Errorf("lab status: %w", err)
-			}
+	down := withLab("down", "Remove a lab: its processes, namespaces, bridge, pinned maps and state",
+		func(cmd *cobra.Command, l *lab.Lab) error { return l.Down(cmd.Context()) })
+	status := withLab("status", "Show a lab's nodes, pods, processes and each agent's /status as JSON",
+		func(_ *cobra.Command, l *lab.Lab) error {
 			agents := map[string]any{}
 			c := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{Proxy: nil}}
 			for _, n := range l.State.Nodes {
@@ -106,8 +100,7 @@ outside client namespace. Needs root.`,
 			enc := json.NewEncoder(g.stdout)
 			enc.SetIndent("", "  ")
 			return enc.Encode(map[string]any{"lab": l.State, "agents": agents})
-		},
-	}
+		})
 	cmd.AddCommand(up, down, status, newLabBenchCommand(g, &name, &runRoot), newLabScaleCommand(g, &name, &runRoot))
 	return cmd
 }

@@ -489,11 +489,20 @@ func (a *Agent) runConntrackGC(ctx context.Context) {
 	defer t.Stop()
 	for {
 		start := time.Now()
-		deleted, live, err := a.dp.Maps.ConntrackGC()
+		tables, err := a.dp.Maps.ConntrackGCTables()
+		deleted, live := 0, 0
+		for _, t := range tables {
+			deleted, live = deleted+t.Deleted, live+t.Live
+		}
 		if err != nil {
 			a.log.Error("conntrack gc", "err", err)
 		} else {
 			a.metrics.observeGC(deleted, live, time.Since(start))
+			if ev, err := a.dp.Maps.ConntrackEvictions(tables); err != nil {
+				a.log.Error("conntrack evictions", "err", err)
+			} else {
+				a.metrics.observeEvictions(ev)
+			}
 			if deleted > 0 {
 				a.log.Debug("conntrack gc", "deleted", deleted, "live", live)
 			}

@@ -26,6 +26,11 @@ type metrics struct {
 	// conntrack garbage collection.
 	ctScanned, ctExpired prometheus.Counter
 	ctGC                 prometheus.Histogram
+	// ctEvicted counts LRU evictions by table, from maps.ConntrackEvictions: its first reading is the
+	// baseline (removals by earlier agents count as evictions there), ctEvictedBase; only the GC
+	// goroutine touches them.
+	ctEvicted                     *prometheus.CounterVec
+	ctEvictedBase, ctEvictedShown map[string]int64
 }
 
 func newMetrics(a *Agent) *metrics {
@@ -51,8 +56,13 @@ func newMetrics(a *Agent) *metrics {
 		}),
 		ctGC: histogram("kubedirect_conntrack_gc_duration_seconds",
 			"Duration of one conntrack garbage collection pass.", 0.0005),
+		ctEvicted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kubedirect_conntrack_evictions_total",
+			Help: "Conntrack entries a full table evicted to make room for a new flow, by table (new: flows not confirmed yet; established).",
+		}, []string{"table"}),
+		ctEvictedBase: map[string]int64{}, ctEvictedShown: map[string]int64{},
 	}
-	m.reg.MustRegister(m.programLatency, m.serviceSync, m.fullSync, m.startup, m.ctScanned, m.ctExpired, m.ctGC,
+	m.reg.MustRegister(m.programLatency, m.serviceSync, m.fullSync, m.startup, m.ctScanned, m.ctExpired, m.ctGC, m.ctEvicted,
 		statusCollector{a}, datapathCollector{a},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -69,6 +79,23 @@ func (m *metrics) observeGC(deleted, live int, took time.Duration) {
 	m.ctScanned.Add(float64(deleted + live))
 	m.ctExpired.Add(float64(deleted))
 	m.ctGC.Observe(took.Seconds())
+}
+
+// observeEvictions records the evictions maps.ConntrackEvictions counted, as growth since the first
+// reading; a reading below what was shown (flows starting during the scan make it err low) adds nothing.
+func (m *metrics) observeEvictions(evicted map[string]int64) {
+	for table, n := range evicted {
+		base, ok := m.ctEvictedBase[table]
+		if !ok {
+			m.ctEvictedBase[table] = n
+			m.ctEvicted.WithLabelValues(table)
+			continue
+		}
+		if d := n - base - m.ctEvictedShown[table]; d > 0 {
+			m.ctEvicted.WithLabelValues(table).Add(float64(d))
+			m.ctEvictedShown[table] += d
+		}
+	}
 }
 
 // statusCollector exports the /status figures, read in one snapshot per scrape.

@@ -60,6 +60,7 @@ type Programs struct {
 	bpf.NetdevPrograms
 	bpf.OverlayPrograms
 	bpf.SockPrograms
+	bpf.XdpPrograms
 }
 
 // object is one BPF object: its collection spec and the programs LoadAndAssign fills from it.
@@ -76,13 +77,14 @@ func (p *Programs) objects() []object {
 		{bpf.LoadNetdev, &p.NetdevPrograms},
 		{bpf.LoadOverlay, &p.OverlayPrograms},
 		{bpf.LoadSock, &p.SockPrograms},
+		{bpf.LoadXdp, &p.XdpPrograms},
 	}
 }
 
 // Close closes every loaded program (attachments hold their own references).
 func (p *Programs) Close() error {
 	return errors.Join(p.ContainerPrograms.Close(), p.NetdevPrograms.Close(), p.OverlayPrograms.Close(),
-		p.SockPrograms.Close())
+		p.SockPrograms.Close(), p.XdpPrograms.Close())
 }
 
 // Datapath is a loaded kubedirect datapath.
@@ -131,7 +133,7 @@ func specs() ([]*ebpf.CollectionSpec, error) {
 }
 
 // Specs returns the collection specs of every program object (container,
-// netdev, overlay, sock), for inspection (BTF, map definitions).
+// netdev, overlay, sock, xdp), for inspection (BTF, map definitions).
 func Specs() ([]*ebpf.CollectionSpec, error) { return specs() }
 
 // sizesByName reads the capacities out of s, whose uint32 fields are tagged ebpf:"<map name>", with
