@@ -21,6 +21,8 @@ type metrics struct {
 	serviceSync prometheus.Histogram
 	// fullSync is the duration of the full sync that programs every Service at start.
 	fullSync prometheus.Histogram
+	// startup is the time from the agent's start to each step of its first sync (startupPhase values).
+	startup *prometheus.GaugeVec
 	// conntrack garbage collection.
 	ctScanned, ctExpired prometheus.Counter
 	ctGC                 prometheus.Histogram
@@ -41,6 +43,9 @@ func newMetrics(a *Agent) *metrics {
 			"Duration of one Service's translation and map writes.", 0.0001),
 		fullSync: histogram("kubedirect_full_sync_duration_seconds",
 			"Duration of the full sync that programs every Service when the agent starts.", 0.01),
+		startup: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kubedirect_startup_seconds",
+			Help: "Time from the agent's start to a step of its first sync: informers_synced (the API list is in), ready (every Service programmed)."},
+			[]string{"phase"}),
 		ctScanned: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "kubedirect_conntrack_gc_scanned_total",
 			Help: "Conntrack entries the garbage collector looked at.",
@@ -57,7 +62,7 @@ func newMetrics(a *Agent) *metrics {
 		}, []string{"table"}),
 		ctEvictedBase: map[string]int64{}, ctEvictedShown: map[string]int64{},
 	}
-	m.reg.MustRegister(m.programLatency, m.serviceSync, m.fullSync, m.ctScanned, m.ctExpired, m.ctGC, m.ctEvicted,
+	m.reg.MustRegister(m.programLatency, m.serviceSync, m.fullSync, m.startup, m.ctScanned, m.ctExpired, m.ctGC, m.ctEvicted,
 		statusCollector{a}, datapathCollector{a},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -249,9 +254,23 @@ func (a *Agent) forgetChange(key string) {
 	a.mu.Unlock()
 }
 
+// Phases of the agent's start (kubedirect_startup_seconds).
+const (
+	phaseInformersSynced = "informers_synced"
+	phaseReady           = "ready"
+)
+
+// startupPhase records that the agent reached phase and returns the time since its start.
+func (a *Agent) startupPhase(phase string) time.Duration {
+	d := time.Since(a.started)
+	a.metrics.startup.WithLabelValues(phase).Set(d.Seconds())
+	return d
+}
+
 // setReady marks the first full sync done.
 func (a *Agent) setReady() {
 	a.mu.Lock()
 	a.status.Ready = true
 	a.mu.Unlock()
+	a.startupPhase(phaseReady)
 }

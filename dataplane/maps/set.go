@@ -144,6 +144,12 @@ func (s *Set) LookupService(k ServiceKey) (ServiceValue, error) {
 	return v, err
 }
 
+// UpdateServices creates or replaces the frontends keys[i] = vals[i], in one batch where the kernel
+// has batch operations (BPF_MAP_UPDATE_BATCH), else one by one.
+func (s *Set) UpdateServices(keys []ServiceKey, vals []ServiceValue) error {
+	return batchUpdate(s.Services, keys, vals, "update services")
+}
+
 // IterateServices calls fn for every frontend until fn returns false.
 func (s *Set) IterateServices(fn func(ServiceKey, ServiceValue) bool) error {
 	return each(s.Services, func(k *ServiceKey, v *ServiceValue) bool { return fn(*k, *v) })
@@ -155,6 +161,36 @@ func (s *Set) IterateServices(fn func(ServiceKey, ServiceValue) bool) error {
 func (s *Set) UpdateBackend(k BackendKey, v BackendValue) error {
 	if err := s.Backends.Put(&k, &v); err != nil {
 		return fmt.Errorf("update backend: %w", err)
+	}
+	return nil
+}
+
+// UpdateBackends writes the backend slots keys[i] = vals[i], as UpdateServices does frontends. Write
+// slots before raising ServiceValue.Count, as for UpdateBackend.
+func (s *Set) UpdateBackends(keys []BackendKey, vals []BackendValue) error {
+	return batchUpdate(s.Backends, keys, vals, "update backends")
+}
+
+// batchUpdate writes keys[i] = vals[i] into m in one BPF_MAP_UPDATE_BATCH call (one syscall for all:
+// a full sync writes tens of thousands of entries), or one by one on a kernel without batch operations.
+func batchUpdate[K, V any](m *ebpf.Map, keys []K, vals []V, what string) error {
+	if len(keys) != len(vals) {
+		return fmt.Errorf("%s: %d keys, %d values", what, len(keys), len(vals))
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	_, err := m.BatchUpdate(keys, vals, nil)
+	if errors.Is(err, ebpf.ErrNotSupported) {
+		for i := range keys {
+			if err := m.Put(&keys[i], &vals[i]); err != nil {
+				return fmt.Errorf("%s: %w", what, err)
+			}
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	return nil
 }
