@@ -393,3 +393,72 @@ func TestRootSYNFloodKeepsEstablishedFlows(t *testing.T) {
 	}
 	handshake(50000)
 }
+
+// TestRootConntrackEvictionsCounted floods a small kd_ct_new with flows nobody
+// completes: the LRU table makes room by evicting, and ConntrackEvictions
+// must report exactly the entries that went missing (every flow's entries
+// less the ones the table still holds), while removals by the agent (a
+// backend's flows deleted) and promotions to kd_conntrack are not counted as
+// evictions. A table with room evicts nothing.
+func TestRootConntrackEvictionsCounted(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		size      uint32
+		wantEvict bool
+	}{{"full", 512, true}, {"room", 65536, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarnessSized(t, config.MapSizes{Conntrack: tc.size, ConntrackNew: tc.size}, nodeA, cidrA, maps.ModeTunnel, pod1, pod2)
+			p := h.d.Programs
+			h.service(svcKey(netip.Addr{}, 30080, maps.ProtoTCP, maps.ScopeExternal), 1, 0,
+				backend{addr: pod1, port: 8080}, backend{addr: pod2, port: 8080})
+			entries := func() int {
+				t.Helper()
+				n, err := h.d.Maps.ConntrackCount()
+				must(t, err)
+				return n
+			}
+			evictions := func() map[string]int64 {
+				t.Helper()
+				tables, err := h.d.Maps.ConntrackGCTables()
+				must(t, err)
+				ev, err := h.d.Maps.ConntrackEvictions(tables)
+				must(t, err)
+				return ev
+			}
+
+			// One completed connection (promoted to kd_conntrack), and how many
+			// entries one new flow takes.
+			h.runPkt(p.FromNetdev, tcp(client, 40000, nodeA, 30080, tcpSYN), actRedirect)
+			perFlow := entries()
+			h.runPkt(p.FromNetdev, tcp(client, 40000, nodeA, 30080, tcpACK), actRedirect)
+			if n := entries(); n != perFlow {
+				t.Fatalf("promotion changed the entries from %d to %d", perFlow, n)
+			}
+
+			const flood = 4096
+			syn := tcp(client, 0, nodeA, 30080, tcpSYN)
+			for i := 0; i < flood; i++ {
+				syn.SrcPort = 1024 + uint16(i)
+				if ret, _ := h.run(p.FromNetdev, syn.bytes()); ret != actRedirect {
+					t.Fatalf("flood SYN %d: verdict %d, want %d", i, ret, actRedirect)
+				}
+			}
+			// The agent removes the flows of a backend: not evictions.
+			removed, err := h.d.Maps.DeleteConntrackForBackend(pod1, 8080, maps.ProtoTCP)
+			must(t, err)
+			if removed == 0 {
+				t.Fatal("no entries of pod1's flows to remove")
+			}
+			ev := evictions()
+			want := int64((flood+1)*perFlow - removed - entries())
+			got := ev[maps.ConntrackTableNew] + ev[maps.ConntrackTableEstablished]
+			if got != want {
+				t.Fatalf("evictions %v (sum %d), want %d: %d flows of %d entries added, %d removed by the agent, %d still there",
+					ev, got, want, flood+1, perFlow, removed, entries())
+			}
+			if tc.wantEvict != (got > 0) {
+				t.Fatalf("evictions %d with tables of %d entries and %d flows", got, tc.size, flood+1)
+			}
+		})
+	}
+}

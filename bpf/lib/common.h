@@ -120,6 +120,14 @@ enum kd_metric_index {
 	KD_M_REJECT,		/* no endpoints: RST / ICMP sent */
 	KD_M_DROP,		/* dropped (reason counted too) */
 	KD_M_VERDICT_MAX,
+	/* Conntrack bookkeeping (counts in packets, bytes unused): entries the
+	 * datapath added to and removed from each table. With the agent's own
+	 * removals and the entries present they give the LRU evictions, which
+	 * BPF cannot see happen. */
+	KD_M_CT_NEW_ADDED = 9,
+	KD_M_CT_NEW_REMOVED,
+	KD_M_CT_ADDED,
+	KD_M_CT_REMOVED,
 	KD_M_EVENT_LOST = 15,	/* a flow event the full kd_events ring buffer could not take */
 	KD_DROP_MALFORMED = 16,	/* truncated or invalid headers */
 	KD_DROP_NO_BACKEND,	/* service has no endpoints */

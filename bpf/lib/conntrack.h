@@ -14,6 +14,7 @@
  * bits of both sides. A TCP flow closes (short lifetime) only once both sides
  * sent FIN, or on RST; a half-closed flow keeps its established lifetime. */
 #pragma once
+#include <linux/errno.h>
 #include "parse.h"
 
 #define KD_NS 1000000000ULL
@@ -187,6 +188,30 @@ static __always_inline int kd_ct_confirmed(struct kd_pkt *p, struct kd_ct_val *v
 	return reply || (v->flags & KD_CT_NODEPORT_REMOTE);
 }
 
+/* kd_ct_store stores k's entry v in conntrack table map and counts it under
+ * metric added when the key is new to the table (replacing an entry does not
+ * change how many the table holds). */
+static __always_inline int kd_ct_store(void *map, struct kd_ct_key *k, struct kd_ct_val *v, __u32 added)
+{
+	int err = bpf_map_update_elem(map, k, v, BPF_NOEXIST);
+
+	if (!err) {
+		kd_count(added, 0);
+		return 0;
+	}
+	if (err != -EEXIST)
+		return err;
+	return bpf_map_update_elem(map, k, v, BPF_ANY);
+}
+
+/* kd_ct_remove deletes k from conntrack table map, counting a removal under
+ * metric removed. */
+static __always_inline void kd_ct_remove(void *map, struct kd_ct_key *k, __u32 removed)
+{
+	if (!bpf_map_delete_elem(map, k))
+		kd_count(removed, 0);
+}
+
 /* kd_ct_move_one moves k's entry v from kd_ct_new to kd_conntrack and
  * returns it there (NULL if it could not be stored). */
 static __always_inline struct kd_ct_val *kd_ct_move_one(struct kd_ct_key *k, struct kd_ct_val *v)
@@ -194,9 +219,9 @@ static __always_inline struct kd_ct_val *kd_ct_move_one(struct kd_ct_key *k, str
 	struct kd_ct_val nv = *v;
 
 	nv.flags &= ~KD_CT_NEW;
-	if (bpf_map_update_elem(&kd_conntrack, k, &nv, BPF_ANY) < 0)
+	if (kd_ct_store(&kd_conntrack, k, &nv, KD_M_CT_ADDED) < 0)
 		return NULL;
-	bpf_map_delete_elem(&kd_ct_new, k);
+	kd_ct_remove(&kd_ct_new, k, KD_M_CT_NEW_REMOVED);
 	return bpf_map_lookup_elem(&kd_conntrack, k);
 }
 
@@ -268,8 +293,8 @@ static __always_inline int kd_ct_put(struct kd_ct_key *k, struct kd_ct_val *v, s
 	v->tcp_state = 0;
 	v->expires = now + kd_ct_lifetime(p, &v->tcp_state, 0, 0);
 	v->flags |= KD_CT_NEW;
-	bpf_map_delete_elem(&kd_conntrack, k);
-	return bpf_map_update_elem(&kd_ct_new, k, v, BPF_ANY);
+	kd_ct_remove(&kd_conntrack, k, KD_M_CT_REMOVED);
+	return kd_ct_store(&kd_ct_new, k, v, KD_M_CT_NEW_ADDED);
 }
 
 /* kd_ct_reply_taken reports whether reply key k is held by a live flow other

@@ -3,10 +3,12 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"text/tabwriter"
 	"time"
 
 	"github.com/kubedirect/kubedirect/dataplane/agent/agentstatus"
@@ -67,27 +69,21 @@ outside client namespace. Needs root.`,
 	up.Flags().StringVar(&o.ExternalServiceMode, "mode", string(spec.DefaultExternalServiceMode), "agents' default external service mode (tunnel or dsr)")
 	up.Flags().IntVar(&podsPerNode, "pods-per-node", 1, "echo pods to start on every node")
 
-	down := &cobra.Command{
-		Use:   "down",
-		Short: "Remove a lab: its processes, namespaces, bridge, pinned maps and state",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			l, err := lab.Open(runRoot, name)
-			if err != nil {
-				return fmt.Errorf("lab down: %w", err)
-			}
-			return l.Down(cmd.Context())
-		},
+	// withLab is a subcommand that runs fn on the lab --name names.
+	withLab := func(use, short string, fn func(*cobra.Command, *lab.Lab) error) *cobra.Command {
+		return &cobra.Command{Use: use, Short: short, Args: cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				l, err := lab.Open(runRoot, name)
+				if err != nil {
+					return fmt.Errorf("lab %s: %w", use, err)
+				}
+				return fn(cmd, l)
+			}}
 	}
-	status := &cobra.Command{
-		Use:   "status",
-		Short: "Show a lab's nodes, pods, processes and each agent's /status as JSON",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			l, err := lab.Open(runRoot, name)
-			if err != nil {
-				return fmt.Errorf("lab status: %w", err)
-			}
+	down := withLab("down", "Remove a lab: its processes, namespaces, bridge, pinned maps and state",
+		func(cmd *cobra.Command, l *lab.Lab) error { return l.Down(cmd.Context()) })
+	status := withLab("status", "Show a lab's nodes, pods, processes and each agent's /status as JSON",
+		func(_ *cobra.Command, l *lab.Lab) error {
 			agents := map[string]any{}
 			c := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{Proxy: nil}}
 			for _, n := range l.State.Nodes {
@@ -104,8 +100,7 @@ outside client namespace. Needs root.`,
 			enc := json.NewEncoder(g.stdout)
 			enc.SetIndent("", "  ")
 			return enc.Encode(map[string]any{"lab": l.State, "agents": agents})
-		},
-	}
+		})
 	cmd.AddCommand(up, down, status, newLabBenchCommand(g, &name, &runRoot), newLabScaleCommand(g, &name, &runRoot))
 	return cmd
 }
@@ -134,7 +129,8 @@ the ratios kubedirect / kube-proxy. Needs hack/build-k8s.sh kube-apiserver etcd 
 			if err != nil {
 				return fmt.Errorf("lab bench: %w", err)
 			}
-			out := map[string]any{"services": o.Services, "results": res}
+			printAgentCost(g.stderr, res)
+			out := map[string]any{"services": o.Services, "endpointsPerService": o.EndpointsPerService, "results": res}
 			var kd *lab.BenchResult
 			for i := range res {
 				if res[i].System == lab.SystemKubedirect {
@@ -162,6 +158,7 @@ the ratios kubedirect / kube-proxy. Needs hack/build-k8s.sh kube-apiserver etcd 
 		},
 	}
 	cmd.Flags().IntVar(&o.Services, "services", 10000, "ClusterIP Services programmed besides the measured NodePort")
+	cmd.Flags().IntVar(&o.EndpointsPerService, "endpoints-per-service", 5, "endpoints of each of those Services (the backend pod, then addresses that get no traffic)")
 	cmd.Flags().DurationVar(&o.Duration, "duration", 5*time.Second, "load duration per system")
 	cmd.Flags().IntVar(&o.Workers, "workers", 8, "concurrent clients")
 	cmd.Flags().StringVar(&o.Probe, "probe", "http", "what a measured connection does: http (connect, one request, close), connect (TCP handshake to nginx, then reset) or wrk (wrk against nginx, one request per connection; --workers is its connection count)")
@@ -179,6 +176,21 @@ func defaultK8sBinDir() string {
 	}
 	home, _ := os.UserHomeDir()
 	return filepath.Join(home, ".cache", "kubedirect", "k8s", "v1.34.4", "bin")
+}
+
+// printAgentCost writes a table of the agent's start, memory and CPU per 1,000 changes (the JSON has the
+// same numbers) for the results that carry them.
+func printAgentCost(w io.Writer, res []lab.BenchResult) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SYSTEM\tINFORMERS SYNCED\tPROGRAMMING\tSTART TO READY\tMAX RSS\tCPU / 1000 CHANGES")
+	for _, r := range res {
+		if c := r.Agent; c != nil {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1f MiB\t%s\n", r.System, c.InformersSynced.Round(time.Millisecond),
+				c.Programming.Round(time.Millisecond), c.StartToReady.Round(time.Millisecond),
+				float64(c.MaxRSSBytes)/(1<<20), c.CPUPer1000Changes.Round(time.Millisecond))
+		}
+	}
+	_ = tw.Flush()
 }
 
 func newLabScaleCommand(g *globals, name, runRoot *string) *cobra.Command {

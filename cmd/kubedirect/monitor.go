@@ -149,10 +149,15 @@ func runMonitor(ctx context.Context, g *globals, o *monitorOptions, stdout, stde
 		// every node's stream runs at once: they are long-lived with --follow
 		execErr = agentexec.Each(ctx, agents, len(agents), func(ctx context.Context, _ int, a agentexec.Agent) error {
 			pr, pw := io.Pipe()
-			go decodeRecords(pr, a.Node, recs)
+			decoded := make(chan struct{})
+			go func() {
+				defer close(decoded)
+				decodeRecords(pr, a.Node, recs)
+			}()
 			var errOut strings.Builder
 			err := c.Exec(ctx, a, cmdline, agentexec.Streams{Stdin: agentexec.HoldStdin(ctx), Stdout: pw, Stderr: &errOut})
 			pw.Close()
+			<-decoded // its last records are sent before recs is closed (else: send on closed channel)
 			if err != nil && ctx.Err() == nil {
 				return fmt.Errorf("%w: %s", err, strings.TrimSpace(errOut.String()))
 			}

@@ -246,7 +246,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 		}
 	}
-	a.log.Info("informers synced", "sinceStart", time.Since(start).Round(time.Millisecond))
+	a.log.Info("informers synced", "sinceStart", a.startupPhase(phaseInformersSynced).Round(time.Millisecond))
 
 	if err := a.waitForNode(ctx); err != nil {
 		return err
@@ -305,8 +305,22 @@ func (a *Agent) initialSync(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("list services: %w", err)
 	}
+	// one batch: each map written with a few syscalls, not one per entry
+	a.prog.Begin()
 	for _, s := range svcs {
 		a.syncService(ctx, s.Namespace+"/"+s.Name)
+	}
+	if err := a.prog.Commit(); err != nil {
+		// the maps hold part of the batch (a full map, say): take them as they are and program Service
+		// by Service, which skips and reports just the Services that do not fit
+		a.log.Warn("batched initial sync failed; programming Service by Service", "err", err)
+		a.prog = NewProgrammer(a.dp.Maps)
+		if err := a.prog.Adopt(); err != nil {
+			return err
+		}
+		for _, s := range svcs {
+			a.syncService(ctx, s.Namespace+"/"+s.Name)
+		}
 	}
 	if err := a.prog.FinishAdoption(); err != nil {
 		a.log.Error("remove stale services", "err", err)
@@ -475,11 +489,20 @@ func (a *Agent) runConntrackGC(ctx context.Context) {
 	defer t.Stop()
 	for {
 		start := time.Now()
-		deleted, live, err := a.dp.Maps.ConntrackGC()
+		tables, err := a.dp.Maps.ConntrackGCTables()
+		deleted, live := 0, 0
+		for _, t := range tables {
+			deleted, live = deleted+t.Deleted, live+t.Live
+		}
 		if err != nil {
 			a.log.Error("conntrack gc", "err", err)
 		} else {
 			a.metrics.observeGC(deleted, live, time.Since(start))
+			if ev, err := a.dp.Maps.ConntrackEvictions(tables); err != nil {
+				a.log.Error("conntrack evictions", "err", err)
+			} else {
+				a.metrics.observeEvictions(ev)
+			}
 			if deleted > 0 {
 				a.log.Debug("conntrack gc", "deleted", deleted, "live", live)
 			}

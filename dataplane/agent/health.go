@@ -35,11 +35,17 @@ func (a *Agent) healthMux() *http.ServeMux {
 
 // serveHealth starts the HTTP server on config.HealthAddr and returns its stop function.
 func (a *Agent) serveHealth(ctx context.Context) func() {
-	srv := &http.Server{Addr: a.cfg.HealthAddr, Handler: a.healthMux(), ReadHeaderTimeout: 5 * time.Second,
+	return a.serveHTTP(ctx, "health server", a.cfg.HealthAddr, a.healthMux())
+}
+
+// serveHTTP serves h on addr until the returned stop function is called, logging a failure to listen
+// or serve under name (the agent keeps running: its dataplane does not depend on these endpoints).
+func (a *Agent) serveHTTP(ctx context.Context, name, addr string, h http.Handler) func() {
+	srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 5 * time.Second,
 		BaseContext: func(net.Listener) context.Context { return ctx }}
 	go func() {
 		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			a.log.Error("health server", "addr", a.cfg.HealthAddr, "err", err)
+			a.log.Error(name, "addr", addr, "err", err)
 		}
 	}()
 	return func() {

@@ -8,6 +8,7 @@ import (
 	"github.com/kubedirect/kubedirect/dataplane/config"
 	"github.com/kubedirect/kubedirect/dataplane/loader"
 	"github.com/kubedirect/kubedirect/dataplane/loader/loadertest"
+	"github.com/kubedirect/kubedirect/dataplane/maps"
 	"github.com/kubedirect/kubedirect/internal/testutil"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -54,6 +55,16 @@ func newSyncCluster(tb testing.TB, n, eps int) *syncCluster {
 		ep += eps
 	}
 	return c
+}
+
+// slicesOf returns the EndpointSlices of svc.
+func (c *syncCluster) slicesOf(svc *corev1.Service) []*discoveryv1.EndpointSlice {
+	objs, _ := c.slices.ByIndex(sliceIndex, svc.Namespace+"/"+svc.Name)
+	out := make([]*discoveryv1.EndpointSlice, 0, len(objs))
+	for _, o := range objs {
+		out = append(out, o.(*discoveryv1.EndpointSlice))
+	}
+	return out
 }
 
 // addrPlus returns base + i.
@@ -124,5 +135,51 @@ func BenchmarkRootInitialSync(b *testing.B) {
 		a := newSyncAgent(b, dp, c)
 		b.StartTimer()
 		must(b, a.initialSync(b.Context()))
+	}
+}
+
+// TestRootInitialSyncLeavesMapsEqualToServices: an agent restarting over maps a previous agent
+// programmed (Services since deleted, Services whose endpoints changed, unchanged ones) and finding new
+// Services leaves the real maps holding exactly what the Services say, and keeps the backend table of
+// an unchanged Service (its established flows keep their backends).
+func TestRootInitialSyncLeavesMapsEqualToServices(t *testing.T) {
+	testutil.RequireRoot(t)
+	dp := loadertest.Load(t, loader.Options{})
+	before := newSyncCluster(t, 30, 5)
+	must(t, newSyncAgent(t, dp, before).initialSync(t.Context()))
+	unchanged := maps.NewServiceKey(netip.MustParseAddr("10.96.0.25"), 80, maps.ProtoTCP, maps.ScopeCluster)
+	v0, err := dp.Maps.LookupService(unchanged)
+	must(t, err)
+
+	// svc-0..9 deleted, svc-10..19 down to 2 endpoints, svc-20..29 unchanged, svc-30..39 new
+	after := newSyncCluster(t, 40, 5)
+	for i := range 10 {
+		name := fmt.Sprintf("svc-%d", i)
+		must(t, after.svcs.Delete(&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name}}))
+		must(t, after.slices.Delete(&discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name}}))
+		name = fmt.Sprintf("svc-%d", 10+i)
+		must(t, after.slices.Update(testSlice(name, netip.MustParseAddr("10.244.200.0").As4(), 2*i, 2)))
+	}
+	a := newSyncAgent(t, dp, after)
+	must(t, a.initialSync(t.Context()))
+
+	got := newMem()
+	must(t, dp.Maps.IterateServices(func(k maps.ServiceKey, v maps.ServiceValue) bool { got.svcs[k] = v; return true }))
+	must(t, dp.Maps.IterateBackends(func(k maps.BackendKey, v maps.BackendValue) bool { got.bes[k] = v; return true }))
+	var want []PortState
+	for _, o := range after.svcs.List() {
+		svc := o.(*corev1.Service)
+		st, err := Translate(svc, after.slicesOf(svc), &after.topo)
+		must(t, err)
+		want = append(want, st.Ports...)
+	}
+	if len(want) != 30 {
+		t.Fatalf("%d ports wanted, the cluster has 30 Services", len(want))
+	}
+	if err := tableHolds(got, want); err != nil {
+		t.Fatalf("maps after the initial sync: %v", err)
+	}
+	if v1, err := dp.Maps.LookupService(unchanged); err != nil || v1 != v0 {
+		t.Errorf("unchanged Service's frontend %+v (%v), before the restart %+v", v1, err, v0)
 	}
 }

@@ -21,9 +21,16 @@ type metrics struct {
 	serviceSync prometheus.Histogram
 	// fullSync is the duration of the full sync that programs every Service at start.
 	fullSync prometheus.Histogram
+	// startup is the time from the agent's start to each step of its first sync (startupPhase values).
+	startup *prometheus.GaugeVec
 	// conntrack garbage collection.
 	ctScanned, ctExpired prometheus.Counter
 	ctGC                 prometheus.Histogram
+	// ctEvicted counts LRU evictions by table, from maps.ConntrackEvictions: its first reading is the
+	// baseline (removals by earlier agents count as evictions there), ctEvictedBase; only the GC
+	// goroutine touches them.
+	ctEvicted                     *prometheus.CounterVec
+	ctEvictedBase, ctEvictedShown map[string]int64
 }
 
 func newMetrics(a *Agent) *metrics {
@@ -36,6 +43,9 @@ func newMetrics(a *Agent) *metrics {
 			"Duration of one Service's translation and map writes.", 0.0001),
 		fullSync: histogram("kubedirect_full_sync_duration_seconds",
 			"Duration of the full sync that programs every Service when the agent starts.", 0.01),
+		startup: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kubedirect_startup_seconds",
+			Help: "Time from the agent's start to a step of its first sync: informers_synced (the API list is in), ready (every Service programmed)."},
+			[]string{"phase"}),
 		ctScanned: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "kubedirect_conntrack_gc_scanned_total",
 			Help: "Conntrack entries the garbage collector looked at.",
@@ -46,8 +56,13 @@ func newMetrics(a *Agent) *metrics {
 		}),
 		ctGC: histogram("kubedirect_conntrack_gc_duration_seconds",
 			"Duration of one conntrack garbage collection pass.", 0.0005),
+		ctEvicted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kubedirect_conntrack_evictions_total",
+			Help: "Conntrack entries a full table evicted to make room for a new flow, by table (new: flows not confirmed yet; established).",
+		}, []string{"table"}),
+		ctEvictedBase: map[string]int64{}, ctEvictedShown: map[string]int64{},
 	}
-	m.reg.MustRegister(m.programLatency, m.serviceSync, m.fullSync, m.ctScanned, m.ctExpired, m.ctGC,
+	m.reg.MustRegister(m.programLatency, m.serviceSync, m.fullSync, m.startup, m.ctScanned, m.ctExpired, m.ctGC, m.ctEvicted,
 		statusCollector{a}, datapathCollector{a},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -64,6 +79,23 @@ func (m *metrics) observeGC(deleted, live int, took time.Duration) {
 	m.ctScanned.Add(float64(deleted + live))
 	m.ctExpired.Add(float64(deleted))
 	m.ctGC.Observe(took.Seconds())
+}
+
+// observeEvictions records the evictions maps.ConntrackEvictions counted, as growth since the first
+// reading; a reading below what was shown (flows starting during the scan make it err low) adds nothing.
+func (m *metrics) observeEvictions(evicted map[string]int64) {
+	for table, n := range evicted {
+		base, ok := m.ctEvictedBase[table]
+		if !ok {
+			m.ctEvictedBase[table] = n
+			m.ctEvicted.WithLabelValues(table)
+			continue
+		}
+		if d := n - base - m.ctEvictedShown[table]; d > 0 {
+			m.ctEvicted.WithLabelValues(table).Add(float64(d))
+			m.ctEvictedShown[table] += d
+		}
+	}
 }
 
 // statusCollector exports the /status figures, read in one snapshot per scrape.
@@ -222,9 +254,23 @@ func (a *Agent) forgetChange(key string) {
 	a.mu.Unlock()
 }
 
+// Phases of the agent's start (kubedirect_startup_seconds).
+const (
+	phaseInformersSynced = "informers_synced"
+	phaseReady           = "ready"
+)
+
+// startupPhase records that the agent reached phase and returns the time since its start.
+func (a *Agent) startupPhase(phase string) time.Duration {
+	d := time.Since(a.started)
+	a.metrics.startup.WithLabelValues(phase).Set(d.Seconds())
+	return d
+}
+
 // setReady marks the first full sync done.
 func (a *Agent) setReady() {
 	a.mu.Lock()
 	a.status.Ready = true
 	a.mu.Unlock()
+	a.startupPhase(phaseReady)
 }

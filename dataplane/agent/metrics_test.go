@@ -12,6 +12,7 @@ import (
 	"github.com/kubedirect/kubedirect/dataplane/config"
 	"github.com/kubedirect/kubedirect/dataplane/maps"
 	"github.com/kubedirect/kubedirect/manifests"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -223,4 +224,24 @@ func value(fams map[string]*dto.MetricFamily, name, labels string) float64 {
 		}
 	}
 	return -1
+}
+
+// TestEvictionsCountGrowthSinceFirstReading: the first reading of the evictions is the baseline (entries
+// earlier agents removed look like evictions there); later readings add their growth, and a reading that
+// errs low never takes the counter back or counts twice.
+func TestEvictionsCountGrowthSinceFirstReading(t *testing.T) {
+	m := newMetrics(&Agent{})
+	for _, ev := range []map[string]int64{
+		{maps.ConntrackTableNew: 500, maps.ConntrackTableEstablished: 7},
+		{maps.ConntrackTableNew: 620, maps.ConntrackTableEstablished: 7},
+		{maps.ConntrackTableNew: 600, maps.ConntrackTableEstablished: 9},
+		{maps.ConntrackTableNew: 630, maps.ConntrackTableEstablished: 9},
+	} {
+		m.observeEvictions(ev)
+	}
+	for table, want := range map[string]float64{maps.ConntrackTableNew: 130, maps.ConntrackTableEstablished: 2} {
+		if got := testutil.ToFloat64(m.ctEvicted.WithLabelValues(table)); got != want {
+			t.Errorf("kubedirect_conntrack_evictions_total{table=%q} = %v, want %v", table, got, want)
+		}
+	}
 }

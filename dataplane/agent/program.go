@@ -19,6 +19,24 @@ type Table interface {
 	IterateBackends(func(maps.BackendKey, maps.BackendValue) bool) error
 }
 
+// BatchTable is implemented by tables that write many entries in one call (*maps.Set: one syscall per
+// map); Commit uses it.
+type BatchTable interface {
+	UpdateServices([]maps.ServiceKey, []maps.ServiceValue) error
+	UpdateBackends([]maps.BackendKey, []maps.BackendValue) error
+}
+
+// batch holds the writes of the Applies since Begin: the last write of each entry (nil: delete) and
+// what must follow the deletes.
+type batch struct {
+	svcs  map[maps.ServiceKey]*maps.ServiceValue
+	bes   map[maps.BackendKey]*maps.BackendValue
+	after []func() error
+	// freed are the ids of ports cleared in the batch: reused only after Commit, or a new port could
+	// write slots that a pending delete of the old one then removes.
+	freed []uint32
+}
+
 // programmed is what the maps hold for one Service port.
 type programmed struct {
 	id         uint32
@@ -40,6 +58,8 @@ type Programmer struct {
 	// frontends and backends are the totals Counts reports, kept up to date by Apply (the agent reads
 	// them after every Service sync: summing over all ports there made a full sync quadratic).
 	frontends, backends int
+	// batch, between Begin and Commit, holds the writes instead of the table.
+	batch *batch
 	// Writes counts map updates and deletes (for tests and metrics).
 	Writes int
 }
@@ -98,10 +118,157 @@ func (p *Programmer) FinishAdoption() error {
 	for id, o := range p.orphans {
 		errs = append(errs, p.clear(o))
 		delete(p.orphans, id)
-		delete(p.used, id)
+		p.release(id)
 	}
 	p.orphanFE = map[maps.ServiceKey]uint32{}
 	return errors.Join(errs...)
+}
+
+// Begin makes the following Applies record their writes instead of making them, until Commit writes
+// them all at once. Apply then reports no map error: Commit does.
+func (p *Programmer) Begin() {
+	p.batch = &batch{svcs: map[maps.ServiceKey]*maps.ServiceValue{}, bes: map[maps.BackendKey]*maps.BackendValue{}}
+}
+
+// Commit writes what the Applies since Begin recorded, in the order that keeps every Service whole for
+// packets in flight, as Apply's own order does for one Service: all new and changed backend slots, then
+// the frontends (whose counts make the new slots visible), then the deleted frontends, then the slots
+// beyond the new counts, then the flows of removed backends and ports. Entries are written only in their
+// final state. On error the table may hold part of the batch while the Programmer believes it all
+// written: start over with a new Programmer that adopts the table.
+func (p *Programmer) Commit() error {
+	b := p.batch
+	if b == nil {
+		return nil
+	}
+	p.batch = nil
+	defer func() {
+		for _, id := range b.freed {
+			delete(p.used, id)
+		}
+	}()
+	var (
+		beKeys  []maps.BackendKey
+		beVals  []maps.BackendValue
+		svcKeys []maps.ServiceKey
+		svcVals []maps.ServiceValue
+	)
+	for k, v := range b.bes {
+		if v != nil {
+			beKeys, beVals = append(beKeys, k), append(beVals, *v)
+		}
+	}
+	for k, v := range b.svcs {
+		if v != nil {
+			svcKeys, svcVals = append(svcKeys, k), append(svcVals, *v)
+		}
+	}
+	bt, ok := p.t.(BatchTable)
+	if !ok {
+		bt = oneByOne{p.t}
+	}
+	if err := bt.UpdateBackends(beKeys, beVals); err != nil {
+		return err
+	}
+	if err := bt.UpdateServices(svcKeys, svcVals); err != nil {
+		return err
+	}
+	for k, v := range b.svcs {
+		if v == nil {
+			if err := p.t.DeleteService(k); err != nil {
+				return err
+			}
+		}
+	}
+	for k, v := range b.bes {
+		if v == nil {
+			if err := p.t.DeleteBackend(k); err != nil {
+				return err
+			}
+		}
+	}
+	var errs []error
+	for _, f := range b.after {
+		errs = append(errs, f())
+	}
+	return errors.Join(errs...)
+}
+
+// oneByOne is the BatchTable of a Table without batch writes.
+type oneByOne struct{ t Table }
+
+func (o oneByOne) UpdateServices(keys []maps.ServiceKey, vals []maps.ServiceValue) error {
+	for i := range keys {
+		if err := o.t.UpdateService(keys[i], vals[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (o oneByOne) UpdateBackends(keys []maps.BackendKey, vals []maps.BackendValue) error {
+	for i := range keys {
+		if err := o.t.UpdateBackend(keys[i], vals[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// The writes of Apply: to the table, or into the batch between Begin and Commit.
+
+func (p *Programmer) updateService(k maps.ServiceKey, v maps.ServiceValue) error {
+	p.Writes++
+	if p.batch != nil {
+		p.batch.svcs[k] = &v
+		return nil
+	}
+	return p.t.UpdateService(k, v)
+}
+
+func (p *Programmer) deleteService(k maps.ServiceKey) error {
+	p.Writes++
+	if p.batch != nil {
+		p.batch.svcs[k] = nil
+		return nil
+	}
+	return p.t.DeleteService(k)
+}
+
+func (p *Programmer) updateBackend(k maps.BackendKey, v maps.BackendValue) error {
+	p.Writes++
+	if p.batch != nil {
+		p.batch.bes[k] = &v
+		return nil
+	}
+	return p.t.UpdateBackend(k, v)
+}
+
+func (p *Programmer) deleteBackend(k maps.BackendKey) error {
+	p.Writes++
+	if p.batch != nil {
+		p.batch.bes[k] = nil
+		return nil
+	}
+	return p.t.DeleteBackend(k)
+}
+
+// afterDeletes runs f once the deletes are made: now, or at Commit.
+func (p *Programmer) afterDeletes(f func() error) error {
+	if p.batch != nil {
+		p.batch.after = append(p.batch.after, f)
+		return nil
+	}
+	return f()
+}
+
+// release frees id for another port: now, or after Commit.
+func (p *Programmer) release(id uint32) {
+	if p.batch != nil {
+		p.batch.freed = append(p.batch.freed, id)
+		return
+	}
+	delete(p.used, id)
 }
 
 func (p *Programmer) allocID() uint32 {
@@ -147,7 +314,7 @@ func (p *Programmer) Apply(key string, st ServiceState) error {
 		if !want[n] {
 			if cur := p.ports[n]; cur != nil {
 				errs = append(errs, p.clear(cur))
-				delete(p.used, cur.id)
+				p.release(cur.id)
 				delete(p.ports, n)
 			}
 		}
@@ -199,8 +366,7 @@ func (p *Programmer) sync(cur *programmed, d *PortState) error {
 		if old, ok := cur.frontends[k]; ok && old == v {
 			continue
 		}
-		p.Writes++
-		if err := p.t.UpdateService(k, v); err != nil {
+		if err := p.updateService(k, v); err != nil {
 			return err
 		}
 		cur.frontends[k] = v
@@ -209,8 +375,7 @@ func (p *Programmer) sync(cur *programmed, d *PortState) error {
 		if _, ok := d.Frontends[k]; ok {
 			continue
 		}
-		p.Writes++
-		if err := p.t.DeleteService(k); err != nil {
+		if err := p.deleteService(k); err != nil {
 			return err
 		}
 		delete(cur.frontends, k)
@@ -223,7 +388,8 @@ func (p *Programmer) sync(cur *programmed, d *PortState) error {
 	}
 	// Only now, with no slot left that names them, can no new flow pick
 	// the removed backends again.
-	return p.flush(cur.id, portProto(d.Frontends), gone)
+	id, proto := cur.id, portProto(d.Frontends)
+	return p.afterDeletes(func() error { return p.flush(id, proto, gone) })
 }
 
 // AffinityPurger is implemented by tables that hold ClientIP affinity entries (*maps.Set).
@@ -291,8 +457,7 @@ func (p *Programmer) syncTable(id uint32, table uint8, cur *[]maps.BackendValue,
 		if i < len(*cur) && (*cur)[i] == b {
 			continue
 		}
-		p.Writes++
-		if err := p.t.UpdateBackend(maps.BackendKey{ServiceID: id, Slot: uint16(i), Table: table}, b); err != nil {
+		if err := p.updateBackend(maps.BackendKey{ServiceID: id, Slot: uint16(i), Table: table}, b); err != nil {
 			return err
 		}
 		if i < len(*cur) {
@@ -307,8 +472,7 @@ func (p *Programmer) syncTable(id uint32, table uint8, cur *[]maps.BackendValue,
 // trimTable deletes the slots at and beyond n, which the frontends' counts no longer reach.
 func (p *Programmer) trimTable(id uint32, table uint8, cur *[]maps.BackendValue, n int) error {
 	for i := len(*cur) - 1; i >= n; i-- {
-		p.Writes++
-		if err := p.t.DeleteBackend(maps.BackendKey{ServiceID: id, Slot: uint16(i), Table: table}); err != nil {
+		if err := p.deleteBackend(maps.BackendKey{ServiceID: id, Slot: uint16(i), Table: table}); err != nil {
 			return err
 		}
 		*cur = (*cur)[:i]
@@ -323,8 +487,7 @@ func (p *Programmer) clear(cur *programmed) error {
 	proto := portProto(cur.frontends)
 	gone := removedBackends(cur, &PortState{})
 	for k := range cur.frontends {
-		p.Writes++
-		if err := p.t.DeleteService(k); err != nil {
+		if err := p.deleteService(k); err != nil {
 			return err
 		}
 		delete(cur.frontends, k)
@@ -334,22 +497,24 @@ func (p *Programmer) clear(cur *programmed) error {
 		l *[]maps.BackendValue
 	}{{maps.TableAll, &cur.all}, {maps.TableLocal, &cur.local}} {
 		for i := len(*tb.l) - 1; i >= 0; i-- {
-			p.Writes++
-			if err := p.t.DeleteBackend(maps.BackendKey{ServiceID: cur.id, Slot: uint16(i), Table: tb.t}); err != nil {
+			if err := p.deleteBackend(maps.BackendKey{ServiceID: cur.id, Slot: uint16(i), Table: tb.t}); err != nil {
 				return err
 			}
 			*tb.l = (*tb.l)[:i]
 		}
 	}
-	if err := p.flush(cur.id, proto, gone); err != nil {
-		return err
-	}
-	if purger, ok := p.t.(AffinityPurger); ok {
-		if _, err := purger.PurgeAffinity(cur.id); err != nil {
-			return fmt.Errorf("purge affinity: %w", err)
+	id := cur.id
+	return p.afterDeletes(func() error {
+		if err := p.flush(id, proto, gone); err != nil {
+			return err
 		}
-	}
-	return nil
+		if purger, ok := p.t.(AffinityPurger); ok {
+			if _, err := purger.PurgeAffinity(id); err != nil {
+				return fmt.Errorf("purge affinity: %w", err)
+			}
+		}
+		return nil
+	})
 }
 
 // Counts are the programmed Services, frontends and backend slots (TableAll).

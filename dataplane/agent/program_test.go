@@ -14,6 +14,14 @@ type memTable struct {
 	svcs  map[maps.ServiceKey]maps.ServiceValue
 	bes   map[maps.BackendKey]maps.BackendValue
 	limit int // max services entries; 0 = unlimited
+	// afterWrite, when set, runs after every write (to check what packets would see at that moment).
+	afterWrite func()
+}
+
+func (m *memTable) wrote() {
+	if m.afterWrite != nil {
+		m.afterWrite()
+	}
 }
 
 func newMem() *memTable {
@@ -27,14 +35,16 @@ func (m *memTable) UpdateService(k maps.ServiceKey, v maps.ServiceValue) error {
 		return errFull
 	}
 	m.svcs[k] = v
+	m.wrote()
 	return nil
 }
-func (m *memTable) DeleteService(k maps.ServiceKey) error { delete(m.svcs, k); return nil }
+func (m *memTable) DeleteService(k maps.ServiceKey) error { delete(m.svcs, k); m.wrote(); return nil }
 func (m *memTable) UpdateBackend(k maps.BackendKey, v maps.BackendValue) error {
 	m.bes[k] = v
+	m.wrote()
 	return nil
 }
-func (m *memTable) DeleteBackend(k maps.BackendKey) error { delete(m.bes, k); return nil }
+func (m *memTable) DeleteBackend(k maps.BackendKey) error { delete(m.bes, k); m.wrote(); return nil }
 func (m *memTable) IterateServices(fn func(maps.ServiceKey, maps.ServiceValue) bool) error {
 	for k, v := range m.svcs {
 		if !fn(k, v) {
@@ -229,5 +239,60 @@ func TestProgrammerEndsFlowsOfRemovedBackends(t *testing.T) {
 	}
 	if len(m.purged) != 2 {
 		t.Errorf("affinity purged for %v, want both ports", m.purged)
+	}
+}
+
+// TestProgrammerBatchNeverShowsMissingSlots: between Begin and Commit, Services adopted, grown, shrunk,
+// deleted and new are written so that at no write does a frontend count a backend slot the table does
+// not hold, and the table ends holding exactly the new states.
+func TestProgrammerBatchNeverShowsMissingSlots(t *testing.T) {
+	m := newMem()
+	p := NewProgrammer(m)
+	fe := func(i int) maps.ServiceKey {
+		return key(fmt.Sprintf("10.96.0.%d", i), 80, maps.ProtoTCP, maps.ScopeCluster)
+	}
+	bes := func(n int) []maps.BackendValue {
+		var out []maps.BackendValue
+		for j := range n {
+			out = append(out, be(fmt.Sprintf("10.244.1.%d", 10+j)))
+		}
+		return out
+	}
+	st := func(i, n int) ServiceState {
+		return ServiceState{Ports: []PortState{portState(fmt.Sprintf("ns/s%d:80/TCP", i), fe(i), bes(n)...)}}
+	}
+	for i := range 6 {
+		must(t, p.Apply(fmt.Sprintf("ns/s%d", i), st(i, 3)))
+	}
+	m.afterWrite = func() {
+		for k, v := range m.svcs {
+			for tbl, n := range map[uint8]uint16{maps.TableAll: v.Count, maps.TableLocal: v.LocalCount} {
+				for s := range n {
+					if _, ok := m.bes[maps.BackendKey{ServiceID: v.ID, Slot: s, Table: tbl}]; !ok {
+						t.Fatalf("frontend %+v counts %d slots of table %d, slot %d missing", k, n, tbl, s)
+					}
+				}
+			}
+		}
+	}
+	// restart: s0 grows to 5, s1 shrinks to 1, s2 loses its endpoints, s3 is unchanged, s4 and s5 are
+	// gone, s6 and s7 are new
+	p = NewProgrammer(m)
+	must(t, p.Adopt())
+	p.Begin()
+	want := map[int]int{0: 5, 1: 1, 2: 0, 3: 3, 6: 2, 7: 4}
+	var wantPorts []PortState
+	for i, n := range want {
+		s := st(i, n)
+		must(t, p.Apply(fmt.Sprintf("ns/s%d", i), s))
+		wantPorts = append(wantPorts, s.Ports...)
+	}
+	must(t, p.Commit())
+	must(t, p.FinishAdoption())
+	if err := tableHolds(m, wantPorts); err != nil {
+		t.Fatal(err)
+	}
+	if s, f, b := p.Counts(); s != 6 || f != 6 || b != 15 {
+		t.Errorf("counts %d services, %d frontends, %d backends, want 6, 6, 15", s, f, b)
 	}
 }

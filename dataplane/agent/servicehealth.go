@@ -181,18 +181,7 @@ func (a *Agent) serveProxyHealth(ctx context.Context) func() {
 		reply(w, a.Snapshot().Ready, &eligible)
 	})
 	mux.HandleFunc("/livez", func(w http.ResponseWriter, _ *http.Request) { reply(w, a.Snapshot().Ready, nil) })
-	srv := &http.Server{Addr: a.cfg.ProxyHealthAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second,
-		BaseContext: func(net.Listener) context.Context { return ctx }}
-	go func() {
-		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			a.log.Error("proxy health server", "addr", a.cfg.ProxyHealthAddr, "err", err)
-		}
-	}()
-	return func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	}
+	return a.serveHTTP(ctx, "proxy health server", a.cfg.ProxyHealthAddr, mux)
 }
 
 // lastSynced is the time reported as lastUpdated: now while healthy (kube-proxy's compatible meaning),

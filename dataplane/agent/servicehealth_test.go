@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strconv"
 	"syscall"
@@ -14,22 +13,13 @@ import (
 	"time"
 
 	"github.com/kubedirect/kubedirect/dataplane/config"
+	"github.com/kubedirect/kubedirect/internal/testutil"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes/fake"
 )
-
-func freePort(t *testing.T) uint16 {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return uint16(l.Addr().(*net.TCPAddr).Port)
-}
 
 // get returns the status code and body of GET url.
 func get(t *testing.T, url string) (int, []byte, error) {
@@ -50,7 +40,7 @@ func TestServiceHealthCheckAnswersAsKubeProxy(t *testing.T) {
 	ready := true
 	h := newServiceHealth("127.0.0.1", func() bool { return ready }, slog.New(slog.DiscardHandler))
 	defer h.Close()
-	port := freePort(t)
+	port := uint16(testutil.FreePort(t, "127.0.0.1"))
 	url := "http://127.0.0.1:" + strconv.Itoa(int(port)) + "/healthz"
 	if err := h.Sync("shop/web", port, 2); err != nil {
 		t.Fatal(err)
@@ -88,7 +78,7 @@ func TestServiceHealthCheckAnswersAsKubeProxy(t *testing.T) {
 
 // kube-proxy's node health endpoint, which load balancers probe for externalTrafficPolicy Cluster.
 func TestProxyHealthAnswersOnceSynced(t *testing.T) {
-	addr := "127.0.0.1:" + strconv.Itoa(int(freePort(t)))
+	addr := "127.0.0.1:" + strconv.Itoa(testutil.FreePort(t, "127.0.0.1"))
 	a, err := New(Options{Config: &config.Config{ProxyHealthAddr: addr}, NodeName: "n1", Client: fake.NewClientset(),
 		Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {

@@ -68,7 +68,14 @@ func Listen(path string) (*net.UnixListener, error) {
 // Serve listens on SocketPath(dataDir) until ctx ends, answering each connection's request with h. A
 // stale socket of an earlier agent is replaced.
 func Serve(ctx context.Context, dataDir string, h Handler) error {
-	l, err := Listen(SocketPath(dataDir))
+	return ServeConns(ctx, SocketPath(dataDir), "agent socket", func(c *net.UnixConn) { serveConn(ctx, c, h) })
+}
+
+// ServeConns listens on the unix socket path (Listen) until ctx ends and runs serve on every
+// connection in its own goroutine; serve closes the connection. what names the socket in errors.
+// It returns nil when ctx ends.
+func ServeConns(ctx context.Context, path, what string, serve func(*net.UnixConn)) error {
+	l, err := Listen(path)
 	if err != nil {
 		return err
 	}
@@ -82,9 +89,9 @@ func Serve(ctx context.Context, dataDir string, h Handler) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("accept on agent socket: %w", err)
+			return fmt.Errorf("accept on %s: %w", what, err)
 		}
-		go serveConn(ctx, c, h)
+		go serve(c)
 	}
 }
 

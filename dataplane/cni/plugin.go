@@ -106,8 +106,19 @@ func HostVethName(containerID, ifName string) string {
 
 // Main runs the plugin with the CNI environment and stdin (the skel dispatcher); it exits the process on error.
 func Main() {
-	skel.PluginMainFuncs(skel.CNIFuncs{Add: cmdAdd, Del: cmdDel, Check: cmdCheck},
+	skel.PluginMainFuncs(skel.CNIFuncs{Add: withConf(addAndPrint), Del: withConf(Del), Check: withConf(Check)},
 		version.PluginSupports("0.3.0", "0.3.1", "0.4.0", "1.0.0"), "CNI plugin kubedirect")
+}
+
+// withConf is a CNI command that parses the network configuration on stdin and runs fn with it.
+func withConf(fn func(*NetConf, *skel.CmdArgs) error) func(*skel.CmdArgs) error {
+	return func(args *skel.CmdArgs) error {
+		conf, err := parseConf(args.StdinData)
+		if err != nil {
+			return err
+		}
+		return fn(conf, args)
+	}
 }
 
 func parseConf(data []byte) (*NetConf, error) {
@@ -182,11 +193,8 @@ func k8sArgs(args string) (namespace, pod string) {
 	return namespace, pod
 }
 
-func cmdAdd(args *skel.CmdArgs) error {
-	conf, err := parseConf(args.StdinData)
-	if err != nil {
-		return err
-	}
+// addAndPrint is the ADD command: Add, then the CNI result on stdout.
+func addAndPrint(conf *NetConf, args *skel.CmdArgs) error {
 	res, err := Add(conf, args)
 	if err != nil {
 		return err
@@ -332,14 +340,6 @@ func teardown(netnsPath, ifName, hostVeth string) error {
 	return errors.Join(errs...)
 }
 
-func cmdDel(args *skel.CmdArgs) error {
-	conf, err := parseConf(args.StdinData)
-	if err != nil {
-		return err
-	}
-	return Del(conf, args)
-}
-
 // Del detaches the pod and releases its address. It is idempotent: deleting an attachment that does
 // not exist (or whose netns is gone) succeeds.
 func Del(conf *NetConf, args *skel.CmdArgs) error {
@@ -357,14 +357,6 @@ func Del(conf *NetConf, args *skel.CmdArgs) error {
 
 // delNotifyWait bounds how long DEL waits for the agent to remove the pod's endpoint.
 const delNotifyWait = 2 * time.Second
-
-func cmdCheck(args *skel.CmdArgs) error {
-	conf, err := parseConf(args.StdinData)
-	if err != nil {
-		return err
-	}
-	return Check(conf, args)
-}
 
 // Check verifies that the attachment's address is allocated and configured on the pod interface and
 // that the host veth exists.

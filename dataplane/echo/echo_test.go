@@ -10,22 +10,14 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-)
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+	"github.com/kubedirect/kubedirect/internal/testutil"
+)
 
 func TestServerReportsSource(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	port := freePort(t)
+	port := testutil.FreePort(t, "127.0.0.1")
 	s := &Server{HTTPPort: port, UDPPort: port, Pod: "p1", Node: "n1"}
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
@@ -78,11 +70,11 @@ func TestServerReportsSource(t *testing.T) {
 func TestUDPReplyOfRequestedSizeFromFixedPort(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	port := freePort(t)
+	port := testutil.FreePort(t, "127.0.0.1")
 	s := &Server{UDPPort: port, Pod: "p1"}
 	go func() { _ = s.Run(ctx) }()
 	addr := "127.0.0.1:" + strconv.Itoa(port)
-	src := freePort(t)
+	src := testutil.FreePort(t, "127.0.0.1")
 	var r Reply
 	var err error
 	for range 50 {

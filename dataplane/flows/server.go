@@ -94,29 +94,12 @@ type Server struct {
 
 // Serve listens on path until ctx ends.
 func (s *Server) Serve(ctx context.Context, path string) error {
-	l, err := cni.Listen(path)
-	if err != nil {
-		return err
-	}
-	go func() {
-		<-ctx.Done()
-		l.Close()
-	}()
-	for {
-		c, err := l.AcceptUnix()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("accept on flow socket: %w", err)
+	return cni.ServeConns(ctx, path, "flow socket", func(c *net.UnixConn) {
+		defer c.Close()
+		if err := s.serveConn(ctx, c); err != nil {
+			s.Log.Debug("flow client", "err", err)
 		}
-		go func() {
-			defer c.Close()
-			if err := s.serveConn(ctx, c); err != nil {
-				s.Log.Debug("flow client", "err", err)
-			}
-		}()
-	}
+	})
 }
 
 // requestWait bounds how long a client may take to send its request.

@@ -64,6 +64,27 @@ func (c *Cluster) serviceIDs(d *Dump) map[uint32]string {
 	return svc
 }
 
+// collect turns the entries of every dump into rows, keeping those row accepts; row gets the dump's
+// Service names by ID (serviceIDs).
+func collect[E, R any](c *Cluster, dumps []*Dump, entries func(*Dump) []E, row func(d *Dump, svc map[uint32]string, e E) (R, bool)) []R {
+	var out []R
+	for _, d := range dumps {
+		svc := c.serviceIDs(d)
+		for _, e := range entries(d) {
+			if r, ok := row(d, svc, e); ok {
+				out = append(out, r)
+			}
+		}
+	}
+	return out
+}
+
+// keepsService reports whether a row of the Service port (namespace/name:port/proto, or "") passes the
+// filter's Service.
+func (f Filter) keepsService(port string) bool {
+	return f.Service == "" || serviceOf(port) == f.Service
+}
+
 func serviceOf(port string) string {
 	s, _, _ := strings.Cut(port, ":")
 	return s
@@ -71,23 +92,14 @@ func serviceOf(port string) string {
 
 // ServiceRows lists every node's frontends in a user's terms.
 func (c *Cluster) ServiceRows(dumps []*Dump, f Filter) []ServiceRow {
-	var out []ServiceRow
-	for _, d := range dumps {
-		for _, fe := range d.Frontends {
-			r := ServiceRow{Node: d.Node, Service: c.PortName(fe.MapKey()), Kind: FrontendKind(fe), Frontend: FrontendAddr(fe) + "/" + fe.Protocol,
-				Flags:         fe.Flags,
-				Backends:      c.named(d.Node, d.SlotsOf(fe.ServiceID, "all"), fe.Count),
-				LocalBackends: c.named(d.Node, d.SlotsOf(fe.ServiceID, "local"), fe.LocalCount)}
-			if f.Service != "" && serviceOf(r.Service) != f.Service {
-				continue
-			}
-			if f.IP.IsValid() && fe.Address != f.IP && !slices.ContainsFunc(r.Backends, func(b NamedBackend) bool { return b.Address.Addr() == f.IP }) {
-				continue
-			}
-			out = append(out, r)
-		}
-	}
-	return out
+	return collect(c, dumps, func(d *Dump) []Frontend { return d.Frontends }, func(d *Dump, _ map[uint32]string, fe Frontend) (ServiceRow, bool) {
+		r := ServiceRow{Node: d.Node, Service: c.PortName(fe.MapKey()), Kind: FrontendKind(fe), Frontend: FrontendAddr(fe) + "/" + fe.Protocol,
+			Flags:         fe.Flags,
+			Backends:      c.named(d.Node, d.SlotsOf(fe.ServiceID, "all"), fe.Count),
+			LocalBackends: c.named(d.Node, d.SlotsOf(fe.ServiceID, "local"), fe.LocalCount)}
+		return r, f.keepsService(r.Service) &&
+			(!f.IP.IsValid() || fe.Address == f.IP || slices.ContainsFunc(r.Backends, func(b NamedBackend) bool { return b.Address.Addr() == f.IP }))
+	})
 }
 
 // writeTable prints header and rows as aligned columns (cells separated by tabs).
@@ -157,19 +169,11 @@ type BackendRow struct {
 
 // BackendRows lists every node's backend slots with the Service whose frontends use them.
 func (c *Cluster) BackendRows(dumps []*Dump, f Filter) []BackendRow {
-	var out []BackendRow
-	for _, d := range dumps {
-		svc := c.serviceIDs(d)
-		for _, b := range d.Backends {
-			r := BackendRow{Node: d.Node, Service: svc[b.ServiceID], ServiceID: b.ServiceID, Table: b.Table, Slot: b.Slot,
-				NamedBackend: c.named(d.Node, []BackendSlot{b}, b.Slot+1)[0]}
-			if (f.Service != "" && serviceOf(r.Service) != f.Service) || (f.IP.IsValid() && b.Address != f.IP) {
-				continue
-			}
-			out = append(out, r)
-		}
-	}
-	return out
+	return collect(c, dumps, func(d *Dump) []BackendSlot { return d.Backends }, func(d *Dump, svc map[uint32]string, b BackendSlot) (BackendRow, bool) {
+		r := BackendRow{Node: d.Node, Service: svc[b.ServiceID], ServiceID: b.ServiceID, Table: b.Table, Slot: b.Slot,
+			NamedBackend: c.named(d.Node, []BackendSlot{b}, b.Slot+1)[0]}
+		return r, f.keepsService(r.Service) && (!f.IP.IsValid() || b.Address == f.IP)
+	})
 }
 
 // WriteBackends prints the backend slots.
@@ -189,16 +193,10 @@ type TunnelRow struct {
 
 // TunnelRows lists every node's tunnels with the peer's node name.
 func (c *Cluster) TunnelRows(dumps []*Dump, f Filter) []TunnelRow {
-	var out []TunnelRow
-	for _, d := range dumps {
-		for _, t := range d.Tunnels {
-			if f.IP.IsValid() && t.NodeIP != f.IP && !t.PodCIDR.Contains(f.IP) {
-				continue
-			}
-			out = append(out, TunnelRow{Node: d.Node, PodCIDR: t.PodCIDR, Peer: t.NodeIP, PeerNode: c.NodeName(t.NodeIP)})
-		}
-	}
-	return out
+	return collect(c, dumps, func(d *Dump) []Tunnel { return d.Tunnels }, func(d *Dump, _ map[uint32]string, t Tunnel) (TunnelRow, bool) {
+		return TunnelRow{Node: d.Node, PodCIDR: t.PodCIDR, Peer: t.NodeIP, PeerNode: c.NodeName(t.NodeIP)},
+			!f.IP.IsValid() || t.NodeIP == f.IP || t.PodCIDR.Contains(f.IP)
+	})
 }
 
 // WriteTunnels prints the tunnels.
@@ -219,16 +217,10 @@ type EndpointRow struct {
 
 // EndpointRows lists every node's local pods with their names.
 func (c *Cluster) EndpointRows(dumps []*Dump, f Filter) []EndpointRow {
-	var out []EndpointRow
-	for _, d := range dumps {
-		for _, e := range d.Endpoints {
-			if f.IP.IsValid() && e.Address != f.IP {
-				continue
-			}
-			out = append(out, EndpointRow{Node: d.Node, Address: e.Address, Pod: c.PodName(e.Address), Ifindex: e.Ifindex, MAC: e.MAC})
-		}
-	}
-	return out
+	return collect(c, dumps, func(d *Dump) []Endpoint { return d.Endpoints }, func(d *Dump, _ map[uint32]string, e Endpoint) (EndpointRow, bool) {
+		return EndpointRow{Node: d.Node, Address: e.Address, Pod: c.PodName(e.Address), Ifindex: e.Ifindex, MAC: e.MAC},
+			!f.IP.IsValid() || e.Address == f.IP
+	})
 }
 
 // WriteEndpoints prints the local pods.
@@ -258,33 +250,23 @@ type ConntrackRow struct {
 
 // ConntrackRows lists every node's conntrack entries in a user's terms.
 func (c *Cluster) ConntrackRows(dumps []*Dump, f Filter) []ConntrackRow {
-	var out []ConntrackRow
-	for _, d := range dumps {
-		svc := c.serviceIDs(d)
-		for _, e := range d.Conntrack {
-			r := ConntrackRow{Node: d.Node, Direction: e.Direction, Protocol: e.Protocol, Service: svc[e.ServiceID],
-				Flags: e.Flags, State: e.State, ExpiresIn: e.ExpiresIn}
-			if e.Direction == "forward" {
-				r.Client, r.Frontend, r.Backend = e.Source, e.Destination, e.NAT
-			} else {
-				r.Backend, r.Client, r.Frontend = e.Source, e.Destination, e.NAT
-				if e.Client.IsValid() {
-					r.Client = netip.AddrPortFrom(e.Client, r.Client.Port())
-				}
+	return collect(c, dumps, func(d *Dump) []Conntrack { return d.Conntrack }, func(d *Dump, svc map[uint32]string, e Conntrack) (ConntrackRow, bool) {
+		r := ConntrackRow{Node: d.Node, Direction: e.Direction, Protocol: e.Protocol, Service: svc[e.ServiceID],
+			Flags: e.Flags, State: e.State, ExpiresIn: e.ExpiresIn}
+		if e.Direction == "forward" {
+			r.Client, r.Frontend, r.Backend = e.Source, e.Destination, e.NAT
+		} else {
+			r.Backend, r.Client, r.Frontend = e.Source, e.Destination, e.NAT
+			if e.Client.IsValid() {
+				r.Client = netip.AddrPortFrom(e.Client, r.Client.Port())
 			}
-			if e.TunnelPeer.IsValid() {
-				r.TunnelPeer = c.nodeAddr(e.TunnelPeer)
-			}
-			if f.Service != "" && serviceOf(r.Service) != f.Service {
-				continue
-			}
-			if f.IP.IsValid() && !slices.Contains([]netip.Addr{r.Client.Addr(), r.Frontend.Addr(), r.Backend.Addr(), e.TunnelPeer}, f.IP) {
-				continue
-			}
-			out = append(out, r)
 		}
-	}
-	return out
+		if e.TunnelPeer.IsValid() {
+			r.TunnelPeer = c.nodeAddr(e.TunnelPeer)
+		}
+		return r, f.keepsService(r.Service) &&
+			(!f.IP.IsValid() || slices.Contains([]netip.Addr{r.Client.Addr(), r.Frontend.Addr(), r.Backend.Addr(), e.TunnelPeer}, f.IP))
+	})
 }
 
 // WriteConntrack prints the flows.
@@ -306,19 +288,11 @@ type AffinityRow struct {
 
 // AffinityRows lists every node's affinity entries.
 func (c *Cluster) AffinityRows(dumps []*Dump, f Filter) []AffinityRow {
-	var out []AffinityRow
-	for _, d := range dumps {
-		svc := c.serviceIDs(d)
-		for _, a := range d.Affinity {
-			r := AffinityRow{Node: d.Node, Service: svc[a.ServiceID], Client: a.Client, IdleFor: a.IdleFor,
-				Backend: c.named(d.Node, []BackendSlot{{Backend: a.Backend}}, 1)[0]}
-			if (f.Service != "" && serviceOf(r.Service) != f.Service) || (f.IP.IsValid() && a.Client != f.IP && a.Backend.Address != f.IP) {
-				continue
-			}
-			out = append(out, r)
-		}
-	}
-	return out
+	return collect(c, dumps, func(d *Dump) []Affinity { return d.Affinity }, func(d *Dump, svc map[uint32]string, a Affinity) (AffinityRow, bool) {
+		r := AffinityRow{Node: d.Node, Service: svc[a.ServiceID], Client: a.Client, IdleFor: a.IdleFor,
+			Backend: c.named(d.Node, []BackendSlot{{Backend: a.Backend}}, 1)[0]}
+		return r, f.keepsService(r.Service) && (!f.IP.IsValid() || a.Client == f.IP || a.Backend.Address == f.IP)
+	})
 }
 
 // WriteAffinity prints the affinity entries.

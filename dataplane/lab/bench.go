@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -38,9 +39,11 @@ const (
 type BenchOptions struct {
 	// Lab configures the lab (Name, Subnet, Binary, K8sBinDir, Logger); NoAgents and Nodes are set by Bench.
 	Lab Options
-	// Services is the number of ClusterIP Services (one endpoint each) programmed besides the measured
-	// NodePort. Default 10000.
+	// Services is the number of ClusterIP Services programmed besides the measured NodePort. Default 10000.
 	Services int
+	// EndpointsPerService is the number of endpoints of each of those Services: the backend pod and
+	// addresses that never receive traffic. Default 5 (10,000 Services carry 50,000 endpoints).
+	EndpointsPerService int
 	// Duration of each load run and Workers, the concurrent clients. Defaults 5s and 8.
 	Duration time.Duration
 	Workers  int
@@ -75,6 +78,26 @@ type BenchResult struct {
 	// InitialSync is the time from starting the system (Services present) to the first connection
 	// through a NodePort created right after the start.
 	InitialSync time.Duration `json:"initialSync"`
+	// Agent is what node-1's kubedirect agent reports of its start, its memory and its CPU (kubedirect
+	// only).
+	Agent *AgentCost `json:"agent,omitempty"`
+}
+
+// AgentCost is what one kubedirect agent costs: the steps of its start as its own metric
+// (kubedirect_startup_seconds, kubedirect_full_sync_duration_seconds) reports them, its peak memory and
+// the CPU it spends on Service changes (from /proc).
+type AgentCost struct {
+	// InformersSynced is the time from the agent's start to its informers' first list (the API list).
+	InformersSynced time.Duration `json:"informersSynced"`
+	// Programming is the agent's initial sync: every Service translated and written to the maps.
+	Programming time.Duration `json:"programming"`
+	// StartToReady is the time from the agent's start to ready.
+	StartToReady time.Duration `json:"startToReady"`
+	// MaxRSSBytes is the agent's peak resident memory (VmHWM) after the initial sync and the changes.
+	MaxRSSBytes int64 `json:"maxRSSBytes"`
+	// CPUPer1000Changes is the agent's CPU time (user + system) for 1,000 Service changes made through
+	// the API (one endpoint address of each of 1,000 Services replaced), until all are programmed.
+	CPUPer1000Changes time.Duration `json:"cpuPer1000Changes"`
 }
 
 // Bench builds one 2-node lab, programs opts.Services ClusterIP Services, and measures the systems one
@@ -85,6 +108,9 @@ type BenchResult struct {
 func Bench(ctx context.Context, o BenchOptions) ([]BenchResult, error) {
 	if o.Services == 0 {
 		o.Services = 10000
+	}
+	if o.EndpointsPerService <= 0 {
+		o.EndpointsPerService = 5
 	}
 	if o.Duration == 0 {
 		o.Duration = 5 * time.Second
@@ -133,10 +159,10 @@ func Bench(ctx context.Context, o BenchOptions) ([]BenchResult, error) {
 		return nil, err
 	}
 	start := time.Now()
-	if err := l.createServices(ctx, o.Services, pod); err != nil {
+	if err := l.createServices(ctx, o.Services, o.EndpointsPerService, pod); err != nil {
 		return nil, err
 	}
-	log.Info("services created", "count", o.Services, "took", time.Since(start).Round(time.Millisecond))
+	log.Info("services created", "count", o.Services, "endpointsPerService", o.EndpointsPerService, "took", time.Since(start).Round(time.Millisecond))
 
 	var results []BenchResult
 	for i, sys := range o.Systems {
@@ -189,6 +215,13 @@ func Bench(ctx context.Context, o BenchOptions) ([]BenchResult, error) {
 			return results, fmt.Errorf("%s: %w", sys, err)
 		}
 		log.Info("load", "system", sys, "conns/s", int(res.ConnsPerSec), "p50", res.P50, "p99", res.P99, "errors", res.Errors)
+		if sys == SystemKubedirect {
+			if res.Agent, err = l.agentCost(ctx, "node-1", min(1000, o.Services)); err != nil {
+				return results, fmt.Errorf("%s: %w", sys, err)
+			}
+			log.Info("agent", "informersSynced", res.Agent.InformersSynced, "programming", res.Agent.Programming,
+				"startToReady", res.Agent.StartToReady, "maxRSS", res.Agent.MaxRSSBytes, "cpuPer1000Changes", res.Agent.CPUPer1000Changes)
+		}
 		results = append(results, res)
 		if sys != SystemKubedirect {
 			if err := l.StopKubeProxy(ctx, "node-1"); err != nil {
@@ -339,24 +372,47 @@ func pollHTTP(ctx context.Context, l *Lab, addr string, timeout time.Duration) e
 	return nil
 }
 
-// createOneEndpointSlice creates the EndpointSlice of Service default/name with pod as its one ready
-// endpoint on TCP port (named portName).
-func (l *Lab) createOneEndpointSlice(ctx context.Context, name, portName string, port int32, pod Pod) error {
+// createOneEndpointSlice creates the EndpointSlice of Service default/name with pod as its first ready
+// endpoint on TCP port (named portName), then the addresses extra, said to run on pod's node.
+func (l *Lab) createOneEndpointSlice(ctx context.Context, name, portName string, port int32, pod Pod, extra ...netip.Addr) error {
 	ready, node, tcp := true, pod.Node, corev1.ProtocolTCP
 	sl := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name,
 		Labels: map[string]string{discoveryv1.LabelServiceName: name, discoveryv1.LabelManagedBy: "kubedirect-lab"}},
 		AddressType: discoveryv1.AddressTypeIPv4,
-		Ports:       []discoveryv1.EndpointPort{{Name: &portName, Port: &port, Protocol: &tcp}},
-		Endpoints: []discoveryv1.Endpoint{{Addresses: []string{pod.IP}, NodeName: &node,
-			Conditions: discoveryv1.EndpointConditions{Ready: &ready}}}}
+		Ports:       []discoveryv1.EndpointPort{{Name: &portName, Port: &port, Protocol: &tcp}}}
+	for _, a := range append([]string{pod.IP}, addrStrings(extra)...) {
+		sl.Endpoints = append(sl.Endpoints, discoveryv1.Endpoint{Addresses: []string{a}, NodeName: &node,
+			Conditions: discoveryv1.EndpointConditions{Ready: &ready}})
+	}
 	if _, err := l.Client.DiscoveryV1().EndpointSlices("default").Create(ctx, sl, metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("create slice %s: %w", name, err)
 	}
 	return nil
 }
 
-// createServices creates n ClusterIP Services with one endpoint (pod) each, concurrently.
-func (l *Lab) createServices(ctx context.Context, n int, pod Pod) error {
+func addrStrings(as []netip.Addr) []string {
+	out := make([]string, len(as))
+	for i, a := range as {
+		out[i] = a.String()
+	}
+	return out
+}
+
+// fillerEndpoints is where the endpoints of the filler Services that are not the backend pod live: the
+// shared address space of RFC 6598, which nothing in the lab routes; the bench never sends to them.
+var fillerEndpoints = netip.MustParsePrefix("100.64.0.0/10")
+
+// fillerEndpoint returns the i-th address of fillerEndpoints.
+func fillerEndpoint(i int) netip.Addr {
+	b := fillerEndpoints.Addr().As4()
+	v := binary.BigEndian.Uint32(b[:]) + uint32(i)
+	binary.BigEndian.PutUint32(b[:], v)
+	return netip.AddrFrom4(b)
+}
+
+// createServices creates n ClusterIP Services with eps endpoints each, concurrently: pod, then eps-1
+// addresses of fillerEndpoints.
+func (l *Lab) createServices(ctx context.Context, n, eps int, pod Pod) error {
 	const workers = 48
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -379,7 +435,11 @@ func (l *Lab) createServices(ctx context.Context, n int, pod Pod) error {
 					errs[w] = fmt.Errorf("create %s: %w", name, err)
 					return
 				}
-				if err := l.createOneEndpointSlice(ctx, name, hn, hp, pod); err != nil {
+				extra := make([]netip.Addr, eps-1)
+				for j := range extra {
+					extra[j] = fillerEndpoint((i-1)*(eps-1) + j)
+				}
+				if err := l.createOneEndpointSlice(ctx, name, hn, hp, pod, extra...); err != nil {
 					errs[w] = err
 					return
 				}

@@ -11,7 +11,6 @@ import (
 
 	"github.com/kubedirect/kubedirect/dataplane/echo"
 	"github.com/kubedirect/kubedirect/dataplane/lab"
-	"github.com/kubedirect/kubedirect/internal/testutil"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -68,7 +67,6 @@ func (u *fixedPortUDP) ask(timeout time.Duration) (echo.Reply, error) {
 // again soon after its backend pod is replaced by a pod on another node. Without the conntrack flush its
 // datagrams keep their flow's old backend forever (every datagram refreshes the entries).
 func TestRootLabUDPFixedPortFollowsReplacedBackend(t *testing.T) {
-	testutil.RequireRoot(t)
 	l := newLab(t, "tunnel")
 	ctx := context.Background()
 	old := addPod(t, l, "node-2", "u1")
@@ -113,7 +111,6 @@ func TestRootLabUDPFixedPortFollowsReplacedBackend(t *testing.T) {
 // keeps a client on one backend within the timeout and lets it go after: connections more than the
 // timeout apart spread over the backends (the ingress node and the backend's node both pick).
 func TestRootLabNodePortAffinityTimeout(t *testing.T) {
-	testutil.RequireRoot(t)
 	l := newLab(t, "tunnel")
 	ctx := context.Background()
 	pods := []lab.Pod{addPod(t, l, "node-1", "a1"), addPod(t, l, "node-2", "a2"), addPod(t, l, "node-3", "a3"),

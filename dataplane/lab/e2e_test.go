@@ -19,7 +19,6 @@ import (
 	"github.com/kubedirect/kubedirect/dataplane/agent"
 	"github.com/kubedirect/kubedirect/dataplane/echo"
 	"github.com/kubedirect/kubedirect/dataplane/lab"
-	"github.com/kubedirect/kubedirect/internal/testutil"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -89,7 +88,6 @@ func checkReply(r echo.Reply, wantSource, wantPod string) error {
 // over TCP and UDP, with the backend local to the ingress node or remote, with externalTrafficPolicy
 // Cluster and Local, and the echo reports the client's own IP every time.
 func TestRootLabNodePortSourceIP(t *testing.T) {
-	testutil.RequireRoot(t)
 	l := newLab(t, "tunnel")
 	ctx := context.Background()
 	backend := addPod(t, l, "node-2", "web")
@@ -159,7 +157,6 @@ func checkMetrics(t *testing.T, l *lab.Lab, node string) {
 // TestRootLabPodTraffic: pod to pod across nodes, pod to ClusterIP with a local and a remote backend,
 // and a host-network client to a ClusterIP.
 func TestRootLabPodTraffic(t *testing.T) {
-	testutil.RequireRoot(t)
 	l := newLab(t, "tunnel")
 	ctx := context.Background()
 	client := addPod(t, l, "node-1", "client")
@@ -228,7 +225,6 @@ func TestRootLabPodTraffic(t *testing.T) {
 // TestRootLabScaleBackends: scaling a Service's backends 1 -> 3 -> 0 is visible to clients within one
 // second of the EndpointSlice write.
 func TestRootLabScaleBackends(t *testing.T) {
-	testutil.RequireRoot(t)
 	l := newLab(t, "tunnel")
 	ctx := context.Background()
 	pods := []lab.Pod{addPod(t, l, "node-1", "s1"), addPod(t, l, "node-2", "s2"), addPod(t, l, "node-3", "s3")}
@@ -284,7 +280,6 @@ func TestRootLabScaleBackends(t *testing.T) {
 // dsr) keeps working while the agents of the ingress and the backend node restart, and the restarted
 // agents adopt the maps without rewriting them.
 func TestRootLabAgentRestart(t *testing.T) {
-	testutil.RequireRoot(t)
 	l := newLab(t, "tunnel")
 	ctx := context.Background()
 	backend := addPod(t, l, "node-2", "r1")
@@ -343,7 +338,6 @@ func TestRootLabAgentRestart(t *testing.T) {
 // TestRootLabUnsupportedService: a Service the dataplane cannot serve (SCTP, a bad mode annotation) is
 // skipped with a Warning Event while the agent keeps serving the others.
 func TestRootLabUnsupportedService(t *testing.T) {
-	testutil.RequireRoot(t)
 	l := newLab(t, "tunnel")
 	ctx := context.Background()
 	p := addPod(t, l, "node-1", "u1")
@@ -407,7 +401,6 @@ func agentMetrics(ctx context.Context, l *lab.Lab, node string) (string, error) 
 // (the client routes them to node-1; the backend is on node-2 and sees the client's IP), sessionAffinity
 // ClientIP keeps a client on one of three backends, and a pod reaches itself through its own Service.
 func TestRootLabExternalIPsAndAffinity(t *testing.T) {
-	testutil.RequireRoot(t)
 	l := newLab(t, "tunnel")
 	ctx := context.Background()
 	backend := addPod(t, l, "node-2", "x1")
@@ -491,7 +484,6 @@ func hostIn(p netip.Prefix, host int) string {
 // a ProgramFailed Event (nothing half-written), and the agent stays ready and serves the ones that fit.
 // (Skipped Services are retried every 30s; that retry is not exercised here.)
 func TestRootLabServicesMapFull(t *testing.T) {
-	testutil.RequireRoot(t)
 	l := newLabWith(t, lab.Options{ExternalServiceMode: "tunnel", ServicesMapSize: 16})
 	ctx := context.Background()
 	p := addPod(t, l, "node-1", "f1")
@@ -542,7 +534,6 @@ func TestRootLabServicesMapFull(t *testing.T) {
 // address that is not the NIC's, added after the agent started (kube-proxy's iptables mode serves
 // NodePorts on every local address and on localhost).
 func TestRootLabHostNetworkNodePorts(t *testing.T) {
-	testutil.RequireRoot(t)
 	l := newLab(t, "tunnel")
 	ctx := context.Background()
 	far := addPod(t, l, "node-3", "far")

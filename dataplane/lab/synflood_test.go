@@ -15,7 +15,6 @@ import (
 
 	"github.com/kubedirect/kubedirect/dataplane/echo"
 	"github.com/kubedirect/kubedirect/dataplane/lab"
-	"github.com/kubedirect/kubedirect/internal/testutil"
 )
 
 // synFlood sends n TCP SYNs from the lab's client namespace to dst:port, source ports 1024 up, through
@@ -86,7 +85,6 @@ func inetChecksum(sum uint32, b []byte) uint16 {
 // each still gets its answers from its own backend afterwards, the agents stay ready, and new
 // connections work.
 func TestRootLabSYNFloodKeepsEstablishedFlows(t *testing.T) {
-	testutil.RequireRoot(t)
 	const tableSize, conns, flood = 2048, 12, 20000
 	l := newLabWith(t, lab.Options{ExternalServiceMode: "tunnel", ConntrackMapSize: tableSize})
 	ctx := context.Background()

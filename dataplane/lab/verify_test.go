@@ -15,7 +15,6 @@ import (
 	"github.com/kubedirect/kubedirect/dataplane/inspect"
 	"github.com/kubedirect/kubedirect/dataplane/lab"
 	"github.com/kubedirect/kubedirect/dataplane/maps"
-	"github.com/kubedirect/kubedirect/internal/testutil"
 	"github.com/kubedirect/kubedirect/provision/observe"
 	corev1 "k8s.io/api/core/v1"
 )
@@ -52,7 +51,6 @@ func labDiff(ctx context.Context, t *testing.T, l *lab.Lab, node string) ([]stri
 // backend slot overwritten on node-2 are then named in user terms (Service port, frontend, backend and
 // its node), while the Service still answers where the maps are intact.
 func TestRootLabVerifyNamesCorruptedEntries(t *testing.T) {
-	testutil.RequireRoot(t)
 	l := newLab(t, "tunnel")
 	ctx := context.Background()
 	p1, p2 := addPod(t, l, "node-1", "v1"), addPod(t, l, "node-2", "v2")

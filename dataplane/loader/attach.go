@@ -26,10 +26,37 @@ func (d *Datapath) AttachNetdev(ifname string) error {
 	return d.attachPair(idx, "netdev-"+ifname, d.Programs.FromNetdev, d.Programs.ToNetdev)
 }
 
-// DetachNetdev removes the programs from ifname.
+// Netdev acceleration modes, as AttachNetdevXDP reports them per interface.
+const (
+	NetdevXDP = "xdp" // xdp_netdev runs in the driver (native XDP) in front of from_netdev
+	NetdevTC  = "tc"  // from_netdev alone: the driver has no native XDP
+)
+
+// AttachNetdevXDP puts xdp_netdev in front of from_netdev on the NIC ifname (attach
+// AttachNetdev too: whatever XDP passes, tc handles). Only native (driver) XDP is used:
+// generic XDP would run on an skb already built, saving nothing. It returns NetdevXDP,
+// or NetdevTC when the driver refuses native XDP (the interface keeps tc alone).
+func (d *Datapath) AttachNetdevXDP(ifname string) (string, error) {
+	idx, err := ifindex(ifname)
+	if err != nil {
+		return "", err
+	}
+	pin := d.linkPath("netdev-" + ifname + "-xdp")
+	if d.updatePinned(pin, d.Programs.XdpNetdev) {
+		return NetdevXDP, nil
+	}
+	l, err := link.AttachXDP(link.XDPOptions{Program: d.Programs.XdpNetdev, Interface: idx, Flags: link.XDPDriverMode})
+	if err != nil {
+		d.log.Info("native XDP refused, tc only", "interface", ifname, "err", err)
+		return NetdevTC, nil
+	}
+	return NetdevXDP, pinLink(l, pin)
+}
+
+// DetachNetdev removes the programs (tc and XDP) from ifname.
 func (d *Datapath) DetachNetdev(ifname string) error {
 	idx, _ := ifindex(ifname)
-	return d.detachPair(idx, "netdev-"+ifname)
+	return errors.Join(d.detachPair(idx, "netdev-"+ifname), unpinLink(d.linkPath("netdev-"+ifname+"-xdp")))
 }
 
 // AttachOverlay attaches from_overlay / to_overlay to the vxlan device ifname

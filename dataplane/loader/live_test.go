@@ -2,19 +2,14 @@ package loader_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/kubedirect/kubedirect/dataplane/loader"
 	"github.com/kubedirect/kubedirect/dataplane/loader/loadertest"
@@ -22,27 +17,19 @@ import (
 	"github.com/kubedirect/kubedirect/internal/testutil"
 )
 
-// netns is a network namespace created by a test.
+// netns is a network namespace created by a test (testutil.Netns with its loopback up), with its name
+// and descriptor as fields for the many `ip -n` calls of these tests.
 type netns struct {
+	*testutil.Netns
 	name string
 	fd   int
 }
 
 func newNetns(t *testing.T, prefix string) *netns {
 	t.Helper()
-	b := make([]byte, 3)
-	_, _ = rand.Read(b)
-	n := &netns{name: prefix + hex.EncodeToString(b)}
-	sh(t, "ip", "netns", "add", n.name)
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", n.name).Run() })
-	fd, err := unix.Open("/run/netns/"+n.name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.fd = fd
-	t.Cleanup(func() { unix.Close(fd) })
-	sh(t, "ip", "-n", n.name, "link", "set", "lo", "up")
-	return n
+	tn := testutil.NewNetns(t, strings.TrimSuffix(prefix, "-"))
+	tn.IP("link", "set", "lo", "up")
+	return &netns{Netns: tn, name: tn.Name, fd: tn.FD()}
 }
 
 func sh(t *testing.T, args ...string) string {
@@ -54,18 +41,11 @@ func sh(t *testing.T, args ...string) string {
 	return string(out)
 }
 
-// do runs fn on an OS thread inside n. The thread is never reused.
+// do runs fn inside n (testutil.Netns.Do) and returns its error.
 func (n *netns) do(fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		if err := unix.Setns(n.fd, unix.CLONE_NEWNET); err != nil {
-			errc <- err
-			return
-		}
-		errc <- fn()
-	}()
-	return <-errc
+	var err error
+	n.Do(func() { err = fn() })
+	return err
 }
 
 func (n *netns) ifindexMAC(t *testing.T, ifname string) (int, [6]byte) {

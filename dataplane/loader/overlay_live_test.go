@@ -2,10 +2,20 @@ package loader_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
 
 	"github.com/kubedirect/kubedirect/dataplane/loader"
 	"github.com/kubedirect/kubedirect/dataplane/loader/loadertest"
@@ -22,6 +32,9 @@ type kdNode struct {
 	d    *loader.Datapath
 	pods []*pod
 	pin  string
+	// xdp attaches xdp_netdev to eth0 too; netdevMode is what AttachNetdevXDP chose.
+	xdp        bool
+	netdevMode string
 }
 
 // load loads (or, on restart, adopts) the datapath and attaches it.
@@ -34,6 +47,12 @@ func (n *kdNode) load(t *testing.T) {
 	if err := n.ns.do(func() error {
 		if err := d.AttachNetdev("eth0"); err != nil {
 			return err
+		}
+		if n.xdp {
+			var err error
+			if n.netdevMode, err = d.AttachNetdevXDP("eth0"); err != nil {
+				return err
+			}
 		}
 		if err := d.AttachOverlay("vxlan0"); err != nil {
 			return err
@@ -58,11 +77,20 @@ func TestRootLiveOverlay(t *testing.T) {
 	testutil.RequireRoot(t)
 	for _, mode := range []uint8{maps.ModeTunnel, maps.ModeDSR} {
 		name := map[uint8]string{maps.ModeTunnel: "tunnel", maps.ModeDSR: "dsr"}[mode]
-		t.Run(name, func(t *testing.T) { liveOverlay(t, mode) })
+		t.Run(name, func(t *testing.T) { liveOverlay(t, mode, false) })
 	}
 }
 
-func liveOverlay(t *testing.T, mode uint8) {
+// TestRootLiveOverlayXDP is TestRootLiveOverlay with xdp_netdev on node A's NIC (a veth: native
+// XDP): the NodePort flows to B's backend are encapsulated at XDP (A's vxlan device sends none of
+// them) and everything else works as with tc alone; the vxlan device, which has no native XDP,
+// falls back to tc.
+func TestRootLiveOverlayXDP(t *testing.T) {
+	testutil.RequireRoot(t)
+	liveOverlay(t, maps.ModeTunnel, true)
+}
+
+func liveOverlay(t *testing.T, mode uint8, xdp bool) {
 	under := newNetns(t, "kdu-")
 	sh(t, "ip", "-n", under.name, "link", "add", "br0", "type", "bridge")
 	sh(t, "ip", "-n", under.name, "link", "set", "br0", "up")
@@ -75,11 +103,20 @@ func liveOverlay(t *testing.T, mode uint8) {
 	cli := newNetns(t, "kdc-")
 	cliIP := netip.MustParseAddr("192.168.88.99")
 	plug(cli, "pc", cliIP)
+	if xdp {
+		// A veth hands its peer partial checksums (offload); XDP frames carry no such
+		// metadata, so the client sends complete checksums, as on a wire.
+		must(t, cli.do(func() error { return txChecksumOff("eth0") }))
+	}
 
 	vip := netip.MustParseAddr("10.96.0.10")
 	mk := func(name string, ip netip.Addr, cidr netip.Prefix, podIPs ...netip.Addr) *kdNode {
-		n := &kdNode{ns: newNetns(t, "kdn-"), ip: ip, cidr: cidr}
+		n := &kdNode{ns: newNetns(t, "kdn-"), ip: ip, cidr: cidr, xdp: xdp && name == "A"}
 		plug(n.ns, "p"+name, ip)
+		if n.xdp {
+			// XDP_TX on a veth needs an XDP program (or NAPI) on its peer.
+			xdpPassOn(t, under, "p"+name)
+		}
 		sh(t, "ip", "-n", n.ns.name, "link", "add", "vxlan0", "type", "vxlan", "dstport", "8472", "external", "nolearning")
 		sh(t, "ip", "-n", n.ns.name, "link", "set", "vxlan0", "up")
 		for i, a := range podIPs {
@@ -168,6 +205,7 @@ func liveOverlay(t *testing.T, mode uint8) {
 		}
 	})
 	t.Run("client to nodePort on A, backend on B", func(t *testing.T) {
+		vxBefore := txPackets(t, a.ns, "vxlan0")
 		c := dial(t, cli, a.ip.String()+":30080")
 		for i := 0; i < 3; i++ {
 			if got := ask(t, c); !strings.HasPrefix(got, cliIP.String()+":") {
@@ -176,6 +214,19 @@ func liveOverlay(t *testing.T, mode uint8) {
 		}
 		if ra := c.RemoteAddr().String(); ra != a.ip.String()+":30080" {
 			t.Fatalf("client's peer %s", ra)
+		}
+		if xdp {
+			if a.netdevMode != loader.NetdevXDP {
+				t.Fatalf("A's eth0 runs %q, want %q", a.netdevMode, loader.NetdevXDP)
+			}
+			if n := txPackets(t, a.ns, "vxlan0") - vxBefore; n != 0 {
+				t.Fatalf("A's vxlan device sent %d packets of an XDP-encapsulated flow", n)
+			}
+			var mode string
+			must(t, a.ns.do(func() (err error) { mode, err = a.d.AttachNetdevXDP("vxlan0"); return err }))
+			if mode != loader.NetdevTC {
+				t.Fatalf("vxlan0 (no native XDP) runs %q, want %q", mode, loader.NetdevTC)
+			}
 		}
 	})
 	t.Run("client to nodePort on B, local backend", func(t *testing.T) {
@@ -222,4 +273,54 @@ func liveOverlay(t *testing.T, mode uint8) {
 // udpEcho answers each datagram on port in ns with the sender address it saw.
 func udpEcho(t *testing.T, ns *netns, port int) {
 	serveUDP(t, ns, port, func(_ []byte, from net.Addr) []byte { return []byte(from.String()) })
+}
+
+// xdpPassOn attaches an XDP program that passes everything to ifname in ns.
+func xdpPassOn(t *testing.T, ns *netns, ifname string) {
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "GPL",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 2 /* XDP_PASS */), asm.Return()}})
+	must(t, err)
+	t.Cleanup(func() { prog.Close() })
+	must(t, ns.do(func() error {
+		ifc, err := net.InterfaceByName(ifname)
+		if err != nil {
+			return err
+		}
+		l, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifc.Index, Flags: link.XDPDriverMode})
+		if err != nil {
+			return err
+		}
+		t.Cleanup(func() { l.Close() })
+		return nil
+	}))
+}
+
+// txPackets reads ifname's transmitted packet count in ns.
+func txPackets(t *testing.T, ns *netns, ifname string) uint64 {
+	out := strings.TrimSpace(sh(t, "ip", "netns", "exec", ns.name, "cat", "/sys/class/net/"+ifname+"/statistics/tx_packets"))
+	n, err := strconv.ParseUint(out, 10, 64)
+	must(t, err)
+	return n
+}
+
+// txChecksumOff turns off transmit checksum offload of ifname (ETHTOOL_STXCSUM).
+func txChecksumOff(ifname string) error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
+	if err != nil {
+		return fmt.Errorf("open socket: %w", err)
+	}
+	defer unix.Close(fd)
+	val := struct{ cmd, data uint32 }{cmd: unix.ETHTOOL_STXCSUM}
+	var req struct {
+		name [unix.IFNAMSIZ]byte
+		data uintptr
+		_    [16]byte
+	}
+	copy(req.name[:], ifname)
+	req.data = uintptr(unsafe.Pointer(&val))
+	if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCETHTOOL, uintptr(unsafe.Pointer(&req))); e != 0 {
+		return fmt.Errorf("disable tx checksum offload on %s: %w", ifname, e)
+	}
+	runtime.KeepAlive(&val)
+	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"sync/atomic"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
@@ -36,6 +37,10 @@ type Set struct {
 	SockNAT      *ebpf.Map `ebpf:"kd_sock_nat"`
 	SockAff      *ebpf.Map `ebpf:"kd_sock_affinity"`
 	Frags        *ebpf.Map `ebpf:"kd_frags"`
+
+	// agentRemoved counts the conntrack entries this process deleted, by table (the datapath counts
+	// its own in kd_metrics): ConntrackEvictions needs every removal that was not an eviction.
+	agentRemoved struct{ established, new atomic.Uint64 }
 }
 
 // Names lists every map the programs use, in Set's field order.
@@ -52,7 +57,11 @@ func (s *Set) fields() iter.Seq2[string, **ebpf.Map] {
 	return func(yield func(string, **ebpf.Map) bool) {
 		v := reflect.ValueOf(s).Elem()
 		for i := range v.NumField() {
-			if !yield(v.Type().Field(i).Tag.Get("ebpf"), v.Field(i).Addr().Interface().(**ebpf.Map)) {
+			name, ok := v.Type().Field(i).Tag.Lookup("ebpf")
+			if !ok {
+				continue
+			}
+			if !yield(name, v.Field(i).Addr().Interface().(**ebpf.Map)) {
 				return
 			}
 		}
@@ -135,6 +144,12 @@ func (s *Set) LookupService(k ServiceKey) (ServiceValue, error) {
 	return v, err
 }
 
+// UpdateServices creates or replaces the frontends keys[i] = vals[i], in one batch where the kernel
+// has batch operations (BPF_MAP_UPDATE_BATCH), else one by one.
+func (s *Set) UpdateServices(keys []ServiceKey, vals []ServiceValue) error {
+	return batchUpdate(s.Services, keys, vals, "update services")
+}
+
 // IterateServices calls fn for every frontend until fn returns false.
 func (s *Set) IterateServices(fn func(ServiceKey, ServiceValue) bool) error {
 	return each(s.Services, func(k *ServiceKey, v *ServiceValue) bool { return fn(*k, *v) })
@@ -146,6 +161,36 @@ func (s *Set) IterateServices(fn func(ServiceKey, ServiceValue) bool) error {
 func (s *Set) UpdateBackend(k BackendKey, v BackendValue) error {
 	if err := s.Backends.Put(&k, &v); err != nil {
 		return fmt.Errorf("update backend: %w", err)
+	}
+	return nil
+}
+
+// UpdateBackends writes the backend slots keys[i] = vals[i], as UpdateServices does frontends. Write
+// slots before raising ServiceValue.Count, as for UpdateBackend.
+func (s *Set) UpdateBackends(keys []BackendKey, vals []BackendValue) error {
+	return batchUpdate(s.Backends, keys, vals, "update backends")
+}
+
+// batchUpdate writes keys[i] = vals[i] into m in one BPF_MAP_UPDATE_BATCH call (one syscall for all:
+// a full sync writes tens of thousands of entries), or one by one on a kernel without batch operations.
+func batchUpdate[K, V any](m *ebpf.Map, keys []K, vals []V, what string) error {
+	if len(keys) != len(vals) {
+		return fmt.Errorf("%s: %d keys, %d values", what, len(keys), len(vals))
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	_, err := m.BatchUpdate(keys, vals, nil)
+	if errors.Is(err, ebpf.ErrNotSupported) {
+		for i := range keys {
+			if err := m.Put(&keys[i], &vals[i]); err != nil {
+				return fmt.Errorf("%s: %w", what, err)
+			}
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	return nil
 }
@@ -287,15 +332,100 @@ func (s *Set) ConntrackCount() (int, error) {
 // ConntrackGC deletes expired entries and returns how many it removed and how
 // many remain.
 func (s *Set) ConntrackGC() (deleted, live int, err error) {
-	for _, m := range s.conntrackMaps() {
-		dead, l, err := expiredConntrack(m, MonotonicNow())
-		live += l
-		if err != nil {
-			return deleted, live, err
-		}
-		deleted += deleteExpiredConntrack(m, dead, MonotonicNow())
+	tables, err := s.ConntrackGCTables()
+	for _, t := range tables {
+		deleted += t.Deleted
+		live += t.Live
 	}
-	return deleted, live, nil
+	return deleted, live, err
+}
+
+// ConntrackTableGC is what one garbage collection found in one conntrack table.
+type ConntrackTableGC struct {
+	// Table is "established" (kd_conntrack) or "new" (kd_ct_new).
+	Table string
+	// Deleted entries had expired; Live had not; Entries is how many the table held after the
+	// deletions (live and expired ones the datapath renewed meanwhile).
+	Deleted, Live, Entries int
+}
+
+// ConntrackGCTables deletes expired entries and reports per table.
+func (s *Set) ConntrackGCTables() ([]ConntrackTableGC, error) {
+	var out []ConntrackTableGC
+	for _, m := range s.conntrackMaps() {
+		t := ConntrackTableGC{Table: s.conntrackTable(m)}
+		dead, l, err := expiredConntrack(m, MonotonicNow())
+		t.Live = l
+		if err != nil {
+			return append(out, t), err
+		}
+		t.Deleted = deleteExpiredConntrack(m, dead, MonotonicNow())
+		s.countRemoved(m, t.Deleted)
+		t.Entries = l + len(dead) - t.Deleted
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// Conntrack table names (ConntrackTableGC.Table, metric labels).
+const (
+	ConntrackTableEstablished = "established"
+	ConntrackTableNew         = "new"
+)
+
+func (s *Set) conntrackTable(m *ebpf.Map) string {
+	if m == s.ConntrackNew {
+		return ConntrackTableNew
+	}
+	return ConntrackTableEstablished
+}
+
+// countRemoved records n entries this process deleted from conntrack table m.
+func (s *Set) countRemoved(m *ebpf.Map, n int) {
+	if m == s.ConntrackNew {
+		s.agentRemoved.new.Add(uint64(n))
+	} else {
+		s.agentRemoved.established.Add(uint64(n))
+	}
+}
+
+// ConntrackEvictions returns, per table, how many entries the kernel evicted to make room (a full
+// LRU table drops its least recently used entry instead of refusing a new flow): every entry the
+// datapath added, less the ones the datapath and this process removed and the ones still there
+// (tables from the garbage collection that just ran). BPF cannot see an eviction happen, so this
+// is the count it leaves behind. Entries this process's predecessors removed count as evicted:
+// callers report the growth from their first reading. Exact while no flow starts; with flows
+// starting during the collection's scan it errs low.
+func (s *Set) ConntrackEvictions(tables []ConntrackTableGC) (map[string]int64, error) {
+	c, err := s.readSlots(MetricCTNewAdded, MetricCTNewRemoved, MetricCTAdded, MetricCTRemoved)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int64{}
+	for _, t := range tables {
+		switch t.Table {
+		case ConntrackTableNew:
+			out[t.Table] = int64(c[0]) - int64(c[1]) - int64(s.agentRemoved.new.Load()) - int64(t.Entries)
+		default:
+			out[t.Table] = int64(c[2]) - int64(c[3]) - int64(s.agentRemoved.established.Load()) - int64(t.Entries)
+		}
+	}
+	return out, nil
+}
+
+// readSlots returns the packet counts of kd_metrics slots, summed over CPUs.
+func (s *Set) readSlots(slots ...int) ([]uint64, error) {
+	out := make([]uint64, len(slots))
+	for i, slot := range slots {
+		var per []Metric
+		if err := s.Metrics.Lookup(uint32(slot), &per); err != nil {
+			return nil, fmt.Errorf("read metrics slot %d: %w", slot, err)
+		}
+		for _, m := range per {
+			out[i] += m.Packets
+		}
+	}
+	return out, nil
 }
 
 // expiredConntrack scans m for entries expired at now.
@@ -343,6 +473,7 @@ func (s *Set) deleteConntrackMatching(match func(*ConntrackKey, *ConntrackValue)
 	total := 0
 	for _, m := range s.conntrackMaps() {
 		n, err := deleteMatching(m, match)
+		s.countRemoved(m, n)
 		total += n
 		if err != nil {
 			return total, err
@@ -440,6 +571,8 @@ func (s *Set) ReadMetrics() (Counters, error) {
 			c.Drops[n] = sum
 		} else if i == MetricEventLost {
 			c.EventsLost = sum.Packets
+		} else if i >= MetricCTNewAdded && i <= MetricCTRemoved {
+			continue // conntrack bookkeeping: ConntrackEvictions
 		} else if sum != (Metric{}) {
 			c.Other[fmt.Sprintf("slot_%d", i)] = sum
 		}

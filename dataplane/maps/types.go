@@ -312,6 +312,15 @@ const (
 	MetricEventLost = 15
 )
 
+// Conntrack bookkeeping metric indexes: the entries (in Metric.Packets) the datapath added to and
+// removed from kd_ct_new and kd_conntrack. ConntrackEvictions turns them into the LRU evictions.
+const (
+	MetricCTNewAdded = 9 + iota
+	MetricCTNewRemoved
+	MetricCTAdded
+	MetricCTRemoved
+)
+
 // Drop reasons (metric indexes).
 const (
 	DropMalformed = 16 + iota

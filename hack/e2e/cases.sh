@@ -14,6 +14,9 @@
 # client is a static binary (hack/e2e/resolve.c, musl-gcc from Debian's musl-tools) copied into the
 # nodes and run from a hostPath.
 
+# shellcheck source=hack/e2e/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
 E2E_NS=kd-e2e
 
 # case_result NAME RC DETAIL records one case's outcome.
@@ -58,52 +61,16 @@ EOF
 run_cases() {
   case_failures=()
   local t0=$SECONDS
-  self_image=$(kc -n kube-system get ds -o jsonpath='{.items[*].spec.template.spec.containers[?(@.name=="agent")].image}' | awk '{print $1}')
+  self_image=$(e2e_agent_image)
   [ -n "$self_image" ] || { echo "FAIL: no agent DaemonSet image"; return 1; }
-  local workers cp_node w1 w2 ip_of
-  workers=($(kc get nodes -l '!node-role.kubernetes.io/control-plane' -o jsonpath='{.items[*].metadata.name}'))
+  local workers cp_node w1 w2
+  workers=($(e2e_workers))
   cp_node=$(kc get nodes -l node-role.kubernetes.io/control-plane -o jsonpath='{.items[0].metadata.name}')
   w1=${workers[0]} w2=${workers[1]:-${workers[0]}}
-  ip_of() { kc get node "$1" -o jsonpath='{.status.addresses[?(@.type=="InternalIP")].address}'; }
   kc create namespace $E2E_NS >/dev/null
 
   # the echo Deployment of b), c), d), e): one replica on the first worker
-  kc -n $E2E_NS apply -f - >/dev/null <<EOF
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: web}}
-  strategy: {type: RollingUpdate, rollingUpdate: {maxSurge: 1, maxUnavailable: 0}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      nodeSelector: {kubernetes.io/hostname: $w1}
-      terminationGracePeriodSeconds: 30
-      automountServiceAccountToken: false
-      enableServiceLinks: false
-      containers:
-        - name: echo
-          image: $self_image
-          command: ["/usr/local/bin/kubedirect", "echo", "--http-port", "8080", "--udp-port", "8081"]
-          env:
-            - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
-            - {name: NODE_NAME, valueFrom: {fieldRef: {fieldPath: spec.nodeName}}}
-          readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}
-          # endpoints leave the Service while the pod still serves: it terminates gracefully
-          lifecycle: {preStop: {sleep: {seconds: 5}}}
----
-apiVersion: v1
-kind: Service
-metadata: {name: web}
-spec:
-  type: NodePort
-  selector: {app: web}
-  ports:
-    - {name: http, port: 8080, protocol: TCP}
-    - {name: udp, port: 8081, protocol: UDP}
-EOF
+  e2e_apply_echo $E2E_NS web "$w1" "$self_image"
 
   # a) musl resolver against two CoreDNS replicas
   local n
@@ -133,11 +100,11 @@ EOF
   case_result "a (musl resolver, 2 CoreDNS replicas)" "$([[ $out == Succeeded* ]] && echo 0 || echo 1)" \
     "$out $(kc -n $E2E_NS logs musl-dns 2>&1 | tail -3 | tr '\n' ' ')"
 
-  kc -n $E2E_NS rollout status deployment web --timeout 120s >/dev/null
+  e2e_wait_echo $E2E_NS web
   local cip np_http np_udp
-  cip=$(kc -n $E2E_NS get service web -o jsonpath='{.spec.clusterIP}')
-  np_http=$(kc -n $E2E_NS get service web -o jsonpath='{.spec.ports[?(@.name=="http")].nodePort}')
-  np_udp=$(kc -n $E2E_NS get service web -o jsonpath='{.spec.ports[?(@.name=="udp")].nodePort}')
+  cip=$(e2e_cluster_ip $E2E_NS web)
+  np_http=$(e2e_node_port $E2E_NS web http)
+  np_udp=$(e2e_node_port $E2E_NS web udp)
 
   # d) host-network and remote Services from a pod on a worker
   local api_ip
@@ -145,17 +112,17 @@ EOF
   probe_pod reach-api "$w2" "tcp://$api_ip:443" --count 10
   out=$(pod_outcome reach-api)
   case_result "d1 (pod on $w2 -> API server ClusterIP $api_ip, host network on $cp_node)" "$([[ $out == Succeeded* ]] && echo 0 || echo 1)" "$out"
-  probe_pod reach-np "$w2" "http://$(ip_of "$w1"):$np_http/" --count 10
+  probe_pod reach-np "$w2" "http://$(e2e_node_ip "$w1"):$np_http/" --count 10
   out=$(pod_outcome reach-np)
   case_result "d2 (pod on $w2 -> NodePort on $w1's address)" "$([[ $out == Succeeded* ]] && echo 0 || echo 1)" "$out"
-  probe_pod reach-np-cp "$w2" "http://$(ip_of "$cp_node"):$np_http/" --count 10
+  probe_pod reach-np-cp "$w2" "http://$(e2e_node_ip "$cp_node"):$np_http/" --count 10
   out=$(pod_outcome reach-np-cp)
   case_result "d3 (pod on $w2 -> NodePort on $cp_node's address)" "$([[ $out == Succeeded* ]] && echo 0 || echo 1)" "$out"
 
   # e) an 8,000-byte UDP reply through the NodePort of every node, from this machine
   local rc=0 detail=""
   for n in $(kc get nodes -o jsonpath='{.items[*].metadata.name}'); do
-    if ! o=$("$BIN" echo probe "udp://$(ip_of "$n"):$np_udp" --size 8000 --count 3 --timeout 2s 2>&1); then
+    if ! o=$("$BIN" echo probe "udp://$(e2e_node_ip "$n"):$np_udp" --size 8000 --count 3 --timeout 2s 2>&1); then
       rc=1
       detail+="$n: $(echo "$o" | grep -m1 '"err"' | cut -c1-200) "
     else
@@ -169,13 +136,13 @@ EOF
   kc -n $E2E_NS wait --for=condition=Ready pod/roll-client --timeout 60s >/dev/null
   sleep 2
   kc -n $E2E_NS rollout restart deployment web >/dev/null
-  kc -n $E2E_NS rollout status deployment web --timeout 120s >/dev/null
+  e2e_wait_echo $E2E_NS web
   out=$(pod_outcome roll-client)
   case_result "b (rollout of one replica under load)" "$([[ $out == Succeeded* ]] && echo 0 || echo 1)" "$out"
 
   # c) a UDP client on a fixed source port while its backend pod is replaced
   local old
-  kc -n $E2E_NS rollout status deployment web --timeout 120s >/dev/null
+  e2e_wait_echo $E2E_NS web
   old=$(kc -n $E2E_NS get pods -l app=web -o json | jq -r '[.items[] | select(.metadata.deletionTimestamp == null)][0].metadata.name')
   probe_pod udp-fixed "$w2" "udp://$cip:8081" --source-port 40000 --count 100 --interval 200ms --timeout 500ms --max-failures 100
   kc -n $E2E_NS wait --for=condition=Ready pod/udp-fixed --timeout 60s >/dev/null

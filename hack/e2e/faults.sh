@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # The e2e's fault cases, sourced by hack/e2e.sh; run_faults runs them on the cluster $current_cluster
-# with kc (kubectl for it), $BIN and probe_pod/pod_outcome/case_result from hack/e2e/cases.sh.
+# with kc (kubectl for it), $BIN, probe_pod/pod_outcome/case_result from hack/e2e/cases.sh and the e2e_
+# helpers of hack/e2e/lib.sh (which cases.sh sources).
 #   f1) the agent DaemonSet rolled (a chart upgrade's rolling update: every node's agent replaced, one
 #       node at a time) under load from this machine through NodePorts (a backend on the same node and
 #       one on another node) and from a pod to a ClusterIP: established connections (one kept HTTP
@@ -16,55 +17,23 @@ run_faults() {
   case_failures=()
   local E2E_NS=$FAULTS_NS # probe_pod and pod_outcome work in this namespace
   local t0=$SECONDS
-  local workers w1 w2 ds ip_of
-  workers=($(kc get nodes -l '!node-role.kubernetes.io/control-plane' -o jsonpath='{.items[*].metadata.name}'))
+  local workers w1 w2 ds
+  workers=($(e2e_workers))
   w1=${workers[0]} w2=${workers[1]:-${workers[0]}}
-  ip_of() { kc get node "$1" -o jsonpath='{.status.addresses[?(@.type=="InternalIP")].address}'; }
   ds=$(kc -n kube-system get ds -o json | jq -r '.items[] | select(any(.spec.template.spec.containers[]; .name == "agent")) | .metadata.name')
   self_image=$(kc -n kube-system get ds "$ds" -o jsonpath='{.spec.template.spec.containers[?(@.name=="agent")].image}')
   kc create namespace $FAULTS_NS >/dev/null
   # one echo pod on each worker, each behind its own NodePort Service
   local w
   for w in "$w1" "$w2"; do
-    kc -n $FAULTS_NS apply -f - >/dev/null <<EOF
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web-$w}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: web-$w}}
-  template:
-    metadata: {labels: {app: web-$w}}
-    spec:
-      nodeSelector: {kubernetes.io/hostname: $w}
-      automountServiceAccountToken: false
-      enableServiceLinks: false
-      containers:
-        - name: echo
-          image: $self_image
-          command: ["/usr/local/bin/kubedirect", "echo", "--http-port", "8080", "--udp-port", "8081"]
-          env:
-            - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
-            - {name: NODE_NAME, valueFrom: {fieldRef: {fieldPath: spec.nodeName}}}
-          readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}
----
-apiVersion: v1
-kind: Service
-metadata: {name: web-$w}
-spec:
-  type: NodePort
-  selector: {app: web-$w}
-  ports:
-    - {name: http, port: 8080, protocol: TCP}
-    - {name: udp, port: 8081, protocol: UDP}
-EOF
+    e2e_apply_echo $FAULTS_NS "web-$w" "$w" "$self_image"
   done
-  for w in "$w1" "$w2"; do kc -n $FAULTS_NS rollout status deployment "web-$w" --timeout 120s >/dev/null; done
+  for w in "$w1" "$w2"; do e2e_wait_echo $FAULTS_NS "web-$w"; done
   local np np_udp cip
-  np=$(kc -n $FAULTS_NS get service "web-$w1" -o jsonpath='{.spec.ports[?(@.name=="http")].nodePort}')
-  np_udp=$(kc -n $FAULTS_NS get service "web-$w1" -o jsonpath='{.spec.ports[?(@.name=="udp")].nodePort}')
-  cip=$(kc -n $FAULTS_NS get service "web-$w1" -o jsonpath='{.spec.clusterIP}')
-  local local_url="http://$(ip_of "$w1"):$np/" remote_url="http://$(ip_of "$w2"):$np/"
+  np=$(e2e_node_port $FAULTS_NS "web-$w1" http)
+  np_udp=$(e2e_node_port $FAULTS_NS "web-$w1" udp)
+  cip=$(e2e_cluster_ip $FAULTS_NS "web-$w1")
+  local local_url="http://$(e2e_node_ip "$w1"):$np/" remote_url="http://$(e2e_node_ip "$w2"):$np/"
 
   # f1) the agents rolled under load: about 40 s of traffic, the rollout starts after 3 s
   local dir
@@ -77,7 +46,7 @@ EOF
   local p3=$!
   "$BIN" echo probe "$local_url" --reuse --count 400 --interval 100ms --timeout 2s >"$dir/kept-local" 2>&1 &
   local p4=$!
-  "$BIN" echo probe "udp://$(ip_of "$w2"):$np_udp" --source-port 40123 --count 400 --interval 100ms --timeout 1s \
+  "$BIN" echo probe "udp://$(e2e_node_ip "$w2"):$np_udp" --source-port 40123 --count 400 --interval 100ms --timeout 1s \
     --max-failures 400 >"$dir/udp" 2>&1 &
   local p5=$!
   probe_pod fault-kept "$w2" "http://$cip:8080/" --reuse --count 400 --interval 100ms --timeout 2s
@@ -115,8 +84,8 @@ EOF
   kc -n $FAULTS_NS rollout status deployment "web-$w2" --timeout 300s >/dev/null || rc=1
   # the pod on the restarted node through the NodePort of the other worker (the tunnel to it)
   local np2 out
-  np2=$(kc -n $FAULTS_NS get service "web-$w2" -o jsonpath='{.spec.ports[?(@.name=="http")].nodePort}')
-  out=$("$BIN" echo probe "http://$(ip_of "$w1"):$np2/" --count 60 --interval 1s --timeout 1s --max-failures 59 2>&1 | grep '"summary"')
+  np2=$(e2e_node_port $FAULTS_NS "web-$w2" http)
+  out=$("$BIN" echo probe "http://$(e2e_node_ip "$w1"):$np2/" --count 60 --interval 1s --timeout 1s --max-failures 59 2>&1 | grep '"summary"')
   local tail_ok
   tail_ok=$(echo "$out" | sed -n 's/.*"tailOK":\([0-9]*\).*/\1/p')
   [ "${tail_ok:-0}" -ge 5 ] || rc=1

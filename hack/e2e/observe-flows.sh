@@ -15,8 +15,11 @@ NAME=$2
 SINCE=${OBSERVE_SINCE:-30m}
 
 fail() { echo "FAIL: monitor: $*"; exit 1; }
+current_cluster=$NAME
+# shellcheck source=hack/e2e/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-client=$(docker network inspect kind -f '{{range .IPAM.Config}}{{.Gateway}} {{end}}' | tr ' ' '\n' | grep -m1 -F . || true)
+client=$(e2e_kind_gateway)
 [ -n "$client" ] || fail "cannot find the kind network's IPv4 gateway (the outside client's address)"
 nodes=$(docker ps --filter "label=io.x-k8s.kind.cluster=$NAME" -q | xargs docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}' | tr ' ' '\n' | grep -F . | sort -u)
 

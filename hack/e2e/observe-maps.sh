@@ -15,48 +15,25 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 current_cluster=${current_cluster:-${CLUSTER:?set CLUSTER or current_cluster}}
-if ! declare -F kc >/dev/null; then
-  kc() { kubectl --kubeconfig "$KUBECONFIG" --context "kind-$current_cluster" "$@"; }
-fi
 NS=kd-observe
 fail() { echo "FAIL: observe-maps: $*"; exit 1; }
 kd() { "$BIN" "$@" --name "$current_cluster"; }
 
-self_image=$(kc -n kube-system get ds -o jsonpath='{.items[*].spec.template.spec.containers[?(@.name=="agent")].image}' | awk '{print $1}')
-# (no `read` here: jsonpath prints no newline, read then returns 1 and set -e ends the script unseen)
-workers=($(kc get nodes -l '!node-role.kubernetes.io/control-plane' -o jsonpath='{.items[*].metadata.name}'))
+# shellcheck source=hack/e2e/lib.sh
+source "$ROOT/hack/e2e/lib.sh"
+
+self_image=$(e2e_agent_image)
+workers=($(e2e_workers))
 w1=${workers[0]:-} w2=${workers[1]:-}
 [ -n "$w2" ] || fail "needs two workers"
 kc create namespace $NS >/dev/null
 trap 'kc delete namespace $NS --wait=false >/dev/null 2>&1 || true' EXIT
-kc -n $NS apply -f - >/dev/null <<EOF
-apiVersion: v1
-kind: Pod
-metadata: {name: web, labels: {app: web}}
-spec:
-  nodeName: $w1
-  automountServiceAccountToken: false
-  enableServiceLinks: false
-  containers:
-    - name: echo
-      image: $self_image
-      command: ["/usr/local/bin/kubedirect", "echo", "--http-port", "8080", "--udp-port", "0"]
-      env: [{name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}]
-      readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}
----
-apiVersion: v1
-kind: Service
-metadata: {name: web}
-spec:
-  type: NodePort
-  selector: {app: web}
-  ports: [{name: http, port: 80, targetPort: 8080, protocol: TCP}]
-EOF
-kc -n $NS wait --for=condition=Ready pod/web --timeout=120s >/dev/null
-pod_ip=$(kc -n $NS get pod web -o jsonpath='{.status.podIP}')
-cluster_ip=$(kc -n $NS get service web -o jsonpath='{.spec.clusterIP}')
-node_port=$(kc -n $NS get service web -o jsonpath='{.spec.ports[0].nodePort}')
-w2_ip=$(kc get node "$w2" -o jsonpath='{.status.addresses[?(@.type=="InternalIP")].address}')
+e2e_apply_echo $NS web "$w1" "$self_image" 80 # a Service port unlike the pod's
+e2e_wait_echo $NS web
+pod_ip=$(e2e_echo_pod_ip $NS web)
+cluster_ip=$(e2e_cluster_ip $NS web)
+node_port=$(e2e_node_port $NS web http)
+w2_ip=$(e2e_node_ip "$w2")
 client_ip=$(ip -4 route get "$w2_ip" | awk '{for (i = 1; i < NF; i++) if ($i == "src") print $(i + 1)}')
 for i in $(seq 1 30); do
   reply=$(curl -s -m 2 "http://$w2_ip:$node_port/") && break

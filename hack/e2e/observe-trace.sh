@@ -14,45 +14,24 @@ NS=kd-e2e-trace
 SPORT=40321 # the traced client port: no real flow of this host uses it
 
 fail() { echo "FAIL: trace: $*"; exit 1; }
-kc() { kubectl --context "kind-$NAME" "$@"; }
+current_cluster=$NAME
+# shellcheck source=hack/e2e/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-client=$(docker network inspect kind -f '{{range .IPAM.Config}}{{.Gateway}} {{end}}' | tr ' ' '\n' | grep -m1 -F . || true)
+client=$(e2e_kind_gateway)
 [ -n "$client" ] || fail "cannot find the kind network's IPv4 gateway (the outside client's address)"
-image=$(kc -n kube-system get ds -o jsonpath='{.items[*].spec.template.spec.containers[?(@.name=="agent")].image}' | awk '{print $1}')
-workers=($(kc get nodes -l '!node-role.kubernetes.io/control-plane' -o jsonpath='{.items[*].metadata.name}'))
+image=$(e2e_agent_image)
+workers=($(e2e_workers))
 backend_node=${workers[0]}
 traced=$(kc get nodes -o jsonpath='{.items[*].metadata.name}' | tr ' ' '\n' | grep -vxF "$backend_node" | head -1)
 traced=${traced:-$backend_node}
-traced_ip=$(kc get node "$traced" -o jsonpath='{.status.addresses[?(@.type=="InternalIP")].address}')
+traced_ip=$(e2e_node_ip "$traced")
 
 kc create namespace $NS >/dev/null
 trap 'kc delete namespace $NS --wait=false >/dev/null 2>&1 || true' EXIT
-kc -n $NS apply -f - >/dev/null <<YAML
-apiVersion: v1
-kind: Pod
-metadata: {name: echo, labels: {app: echo}}
-spec:
-  nodeSelector: {kubernetes.io/hostname: $backend_node}
-  automountServiceAccountToken: false
-  containers:
-    - name: echo
-      image: $image
-      command: ["/usr/local/bin/kubedirect", "echo", "--http-port", "8080", "--udp-port", "8081"]
-      env:
-        - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
-        - {name: NODE_NAME, valueFrom: {fieldRef: {fieldPath: spec.nodeName}}}
-      readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}
----
-apiVersion: v1
-kind: Service
-metadata: {name: echo}
-spec:
-  type: NodePort
-  selector: {app: echo}
-  ports: [{name: http, port: 8080, protocol: TCP}]
-YAML
-kc -n $NS wait --for=condition=Ready pod/echo --timeout=120s >/dev/null || fail "echo pod not ready"
-np=$(kc -n $NS get service echo -o jsonpath='{.spec.ports[0].nodePort}')
+e2e_apply_echo $NS echo "$backend_node" "$image"
+e2e_wait_echo $NS echo || fail "echo pod not ready"
+np=$(e2e_node_port $NS echo http)
 sleep 2 # the agents program the new endpoints
 
 out=$("$BIN" trace --name "$NAME" --node "$traced" --from "$client:$SPORT" --to "$traced_ip:$np/tcp" -o json) ||

@@ -37,6 +37,9 @@ func NewNetns(t testing.TB, prefix string) *Netns {
 	return n
 }
 
+// FD is an open descriptor of the namespace (for setns and netlink handles), closed when the test ends.
+func (n *Netns) FD() int { return n.fd }
+
 // IP runs `ip -n NAME args...` and fails the test on an error.
 func (n *Netns) IP(args ...string) {
 	n.t.Helper()

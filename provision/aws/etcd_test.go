@@ -3,15 +3,16 @@ package aws
 import (
 	"context"
 	"fmt"
-	"net"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/kubedirect/kubedirect/internal/testutil"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
@@ -24,16 +25,6 @@ type etcdMember struct {
 	dataDir      string
 }
 
-func freePort(t *testing.T, ip string) string {
-	t.Helper()
-	l, err := net.Listen("tcp", ip+":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return fmt.Sprint(l.Addr().(*net.TCPAddr).Port)
-}
-
 // newEtcdMembers plans members on 127.0.0.1, 127.0.0.2, ... (all loopback on Linux), so that each has
 // its own address as a control plane does.
 func newEtcdMembers(t *testing.T, n int) []*etcdMember {
@@ -42,7 +33,7 @@ func newEtcdMembers(t *testing.T, n int) []*etcdMember {
 		ip := fmt.Sprintf("127.0.0.%d", i+1)
 		ms = append(ms, &etcdMember{
 			name: fmt.Sprintf("cp-%d", i+1), ip: ip,
-			client: "http://" + ip + ":" + freePort(t, ip), peer: "http://" + ip + ":" + freePort(t, ip),
+			client: "http://" + ip + ":" + strconv.Itoa(testutil.FreePort(t, ip)), peer: "http://" + ip + ":" + strconv.Itoa(testutil.FreePort(t, ip)),
 			dataDir: filepath.Join(t.TempDir(), "data"),
 		})
 	}
