@@ -490,10 +490,7 @@ func (a *Agent) runConntrackGC(ctx context.Context) {
 	for {
 		start := time.Now()
 		tables, err := a.dp.Maps.ConntrackGCTables()
-		deleted, live := 0, 0
-		for _, t := range tables {
-			deleted, live = deleted+t.Deleted, live+t.Live
-		}
+		deleted, live := maps.ConntrackGCTotals(tables)
 		if err != nil {
 			a.log.Error("conntrack gc", "err", err)
 		} else {

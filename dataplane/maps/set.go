@@ -333,11 +333,17 @@ func (s *Set) ConntrackCount() (int, error) {
 // many remain.
 func (s *Set) ConntrackGC() (deleted, live int, err error) {
 	tables, err := s.ConntrackGCTables()
+	deleted, live = ConntrackGCTotals(tables)
+	return deleted, live, err
+}
+
+// ConntrackGCTotals sums the deleted and live entries of one collection's tables.
+func ConntrackGCTotals(tables []ConntrackTableGC) (deleted, live int) {
 	for _, t := range tables {
 		deleted += t.Deleted
 		live += t.Live
 	}
-	return deleted, live, err
+	return deleted, live
 }
 
 // ConntrackTableGC is what one garbage collection found in one conntrack table.
