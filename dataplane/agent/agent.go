@@ -58,7 +58,8 @@ const (
 )
 
 // newInformerFactories returns the factory for Services and EndpointSlices, which lists only the
-// objects kube-proxy would serve (none of the opt-out labels above), and one for Nodes.
+// objects kube-proxy would serve (none of the opt-out labels above), and one for Nodes. Both cache
+// objects stripped to what the agent reads (stripObject).
 func newInformerFactories(kc kubernetes.Interface) (services, nodes informers.SharedInformerFactory) {
 	sel := labels.NewSelector()
 	for _, l := range []string{LabelServiceProxyName, LabelHeadless} {
@@ -68,9 +69,9 @@ func newInformerFactories(kc kubernetes.Interface) (services, nodes informers.Sh
 		}
 		sel = sel.Add(*r)
 	}
-	services = informers.NewSharedInformerFactoryWithOptions(kc, 0,
+	services = informers.NewSharedInformerFactoryWithOptions(kc, 0, informers.WithTransform(stripObject),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = sel.String() }))
-	return services, informers.NewSharedInformerFactory(kc, 0)
+	return services, informers.NewSharedInformerFactoryWithOptions(kc, 0, informers.WithTransform(stripObject))
 }
 
 // Options configure an Agent.
