@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kubedirect/kubedirect/dataplane/agent"
+	"github.com/kubedirect/kubedirect/dataplane/echo"
 	"github.com/kubedirect/kubedirect/dataplane/lab"
 	"github.com/kubedirect/kubedirect/dataplane/loader"
 	"github.com/kubedirect/kubedirect/provision/spec"
@@ -35,25 +36,21 @@ func TestRootLabXDPNodePortKeepsClientAddress(t *testing.T) {
 	backend := addPod(t, l, "node-2", "xweb")
 	check := func(t *testing.T, node lab.Node, httpPort, udpPort int) {
 		t.Helper()
-		tcpAddr := net.JoinHostPort(node.IP, strconv.Itoa(httpPort))
-		udpAddr := net.JoinHostPort(node.IP, strconv.Itoa(udpPort))
-		if err := eventually(3*time.Second, func() error {
-			r, err := l.HTTP(ctx, l.State.ClientNS, tcpAddr, time.Second)
-			if err != nil {
-				return err
+		for _, c := range []struct {
+			proto string
+			port  int
+			ask   func(ctx context.Context, netns, addr string, timeout time.Duration) (echo.Reply, error)
+		}{{"TCP", httpPort, l.HTTP}, {"UDP", udpPort, l.UDP}} {
+			addr := net.JoinHostPort(node.IP, strconv.Itoa(c.port))
+			if err := eventually(3*time.Second, func() error {
+				r, err := c.ask(ctx, l.State.ClientNS, addr, time.Second)
+				if err != nil {
+					return err
+				}
+				return checkReply(r, l.State.ClientIP, backend.Name)
+			}); err != nil {
+				t.Errorf("%s %s: %v", c.proto, addr, err)
 			}
-			return checkReply(r, l.State.ClientIP, backend.Name)
-		}); err != nil {
-			t.Errorf("TCP %s: %v", tcpAddr, err)
-		}
-		if err := eventually(3*time.Second, func() error {
-			r, err := l.UDP(ctx, l.State.ClientNS, udpAddr, time.Second)
-			if err != nil {
-				return err
-			}
-			return checkReply(r, l.State.ClientIP, backend.Name)
-		}); err != nil {
-			t.Errorf("UDP %s: %v", udpAddr, err)
 		}
 	}
 	ports := map[string][2]int{}
