@@ -73,6 +73,16 @@ func NewClients(ctx context.Context, region string) (*Clients, error) {
 	}, nil
 }
 
+// clusterClients returns the cluster's resource names and the clients for its region.
+func (p *Provider) clusterClients(ctx context.Context, c *spec.Cluster) (Names, *Clients, error) {
+	names, err := clusterNames(c)
+	if err != nil {
+		return Names{}, nil, err
+	}
+	cl, err := p.clientsFor(ctx, c.Spec.AWS.Region)
+	return names, cl, err
+}
+
 func (p *Provider) clientsFor(ctx context.Context, region string) (*Clients, error) {
 	if p.clients != nil {
 		return p.clients, nil
@@ -402,11 +412,7 @@ var ErrNoKubeconfig = errors.New("the control plane has not published the admin 
 // Kubeconfig waits up to timeout for the admin kubeconfig the control plane publishes to the state
 // store and for the API's load balancers to have a healthy control plane, and returns it.
 func (p *Provider) Kubeconfig(ctx context.Context, c *spec.Cluster, timeout time.Duration) ([]byte, error) {
-	names, err := clusterNames(c)
-	if err != nil {
-		return nil, err
-	}
-	cl, err := p.clientsFor(ctx, c.Spec.AWS.Region)
+	names, cl, err := p.clusterClients(ctx, c)
 	if err != nil {
 		return nil, err
 	}
