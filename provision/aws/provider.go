@@ -281,12 +281,7 @@ func (p *Provider) PlanOffline(c *spec.Cluster) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	plan, err := r.plan(context.Background(), tasks)
-	if err != nil {
-		return nil, err
-	}
-	plan.Header = r.m.header(true)
-	return plan, nil
+	return r.plan(context.Background(), tasks, true)
 }
 
 // Plan compares the account with the spec and returns what create would do.
@@ -295,12 +290,7 @@ func (p *Provider) Plan(ctx context.Context, c *spec.Cluster) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	plan, err := r.plan(ctx, tasks)
-	if err != nil {
-		return nil, err
-	}
-	plan.Header = r.m.header(false)
-	return plan, nil
+	return r.plan(ctx, tasks, false)
 }
 
 // Create makes or changes every resource the cluster needs, waits until the node groups' instances
