@@ -217,40 +217,29 @@ func (o oneByOne) UpdateBackends(keys []maps.BackendKey, vals []maps.BackendValu
 
 // The writes of Apply: to the table, or into the batch between Begin and Commit.
 
-func (p *Programmer) updateService(k maps.ServiceKey, v maps.ServiceValue) error {
-	p.Writes++
-	if p.batch != nil {
-		p.batch.svcs[k] = &v
-		return nil
-	}
-	return p.t.UpdateService(k, v)
+// writeService sets the frontend k to *v, or deletes it when v is nil.
+func (p *Programmer) writeService(k maps.ServiceKey, v *maps.ServiceValue) error {
+	return write(p, k, v, func(b *batch) map[maps.ServiceKey]*maps.ServiceValue { return b.svcs }, p.t.UpdateService, p.t.DeleteService)
 }
 
-func (p *Programmer) deleteService(k maps.ServiceKey) error {
-	p.Writes++
-	if p.batch != nil {
-		p.batch.svcs[k] = nil
-		return nil
-	}
-	return p.t.DeleteService(k)
+// writeBackend sets the backend slot k to *v, or deletes it when v is nil.
+func (p *Programmer) writeBackend(k maps.BackendKey, v *maps.BackendValue) error {
+	return write(p, k, v, func(b *batch) map[maps.BackendKey]*maps.BackendValue { return b.bes }, p.t.UpdateBackend, p.t.DeleteBackend)
 }
 
-func (p *Programmer) updateBackend(k maps.BackendKey, v maps.BackendValue) error {
+// write counts one write of Apply and, between Begin and Commit, keeps it as the entry's last write in
+// the batch's table of pending ones; otherwise it updates the entry to *v now, or deletes it (v nil).
+func write[K comparable, V any](p *Programmer, k K, v *V, pending func(*batch) map[K]*V, update func(K, V) error, del func(K) error) error {
 	p.Writes++
-	if p.batch != nil {
-		p.batch.bes[k] = &v
+	switch {
+	case p.batch != nil:
+		pending(p.batch)[k] = v
 		return nil
+	case v == nil:
+		return del(k)
+	default:
+		return update(k, *v)
 	}
-	return p.t.UpdateBackend(k, v)
-}
-
-func (p *Programmer) deleteBackend(k maps.BackendKey) error {
-	p.Writes++
-	if p.batch != nil {
-		p.batch.bes[k] = nil
-		return nil
-	}
-	return p.t.DeleteBackend(k)
 }
 
 // afterDeletes runs f once the deletes are made: now, or at Commit.
@@ -366,7 +355,7 @@ func (p *Programmer) sync(cur *programmed, d *PortState) error {
 		if old, ok := cur.frontends[k]; ok && old == v {
 			continue
 		}
-		if err := p.updateService(k, v); err != nil {
+		if err := p.writeService(k, &v); err != nil {
 			return err
 		}
 		cur.frontends[k] = v
@@ -375,7 +364,7 @@ func (p *Programmer) sync(cur *programmed, d *PortState) error {
 		if _, ok := d.Frontends[k]; ok {
 			continue
 		}
-		if err := p.deleteService(k); err != nil {
+		if err := p.writeService(k, nil); err != nil {
 			return err
 		}
 		delete(cur.frontends, k)
@@ -457,7 +446,7 @@ func (p *Programmer) syncTable(id uint32, table uint8, cur *[]maps.BackendValue,
 		if i < len(*cur) && (*cur)[i] == b {
 			continue
 		}
-		if err := p.updateBackend(maps.BackendKey{ServiceID: id, Slot: uint16(i), Table: table}, b); err != nil {
+		if err := p.writeBackend(maps.BackendKey{ServiceID: id, Slot: uint16(i), Table: table}, &b); err != nil {
 			return err
 		}
 		if i < len(*cur) {
@@ -472,7 +461,7 @@ func (p *Programmer) syncTable(id uint32, table uint8, cur *[]maps.BackendValue,
 // trimTable deletes the slots at and beyond n, which the frontends' counts no longer reach.
 func (p *Programmer) trimTable(id uint32, table uint8, cur *[]maps.BackendValue, n int) error {
 	for i := len(*cur) - 1; i >= n; i-- {
-		if err := p.deleteBackend(maps.BackendKey{ServiceID: id, Slot: uint16(i), Table: table}); err != nil {
+		if err := p.writeBackend(maps.BackendKey{ServiceID: id, Slot: uint16(i), Table: table}, nil); err != nil {
 			return err
 		}
 		*cur = (*cur)[:i]
@@ -487,7 +476,7 @@ func (p *Programmer) clear(cur *programmed) error {
 	proto := portProto(cur.frontends)
 	gone := removedBackends(cur, &PortState{})
 	for k := range cur.frontends {
-		if err := p.deleteService(k); err != nil {
+		if err := p.writeService(k, nil); err != nil {
 			return err
 		}
 		delete(cur.frontends, k)
@@ -497,7 +486,7 @@ func (p *Programmer) clear(cur *programmed) error {
 		l *[]maps.BackendValue
 	}{{maps.TableAll, &cur.all}, {maps.TableLocal, &cur.local}} {
 		for i := len(*tb.l) - 1; i >= 0; i-- {
-			if err := p.deleteBackend(maps.BackendKey{ServiceID: cur.id, Slot: uint16(i), Table: tb.t}); err != nil {
+			if err := p.writeBackend(maps.BackendKey{ServiceID: cur.id, Slot: uint16(i), Table: tb.t}, nil); err != nil {
 				return err
 			}
 			*tb.l = (*tb.l)[:i]

@@ -126,10 +126,7 @@ func (s *Set) Unpin() error {
 
 // UpdateService creates or replaces a frontend.
 func (s *Set) UpdateService(k ServiceKey, v ServiceValue) error {
-	if err := s.Services.Put(&k, &v); err != nil {
-		return fmt.Errorf("update service: %w", err)
-	}
-	return nil
+	return put(s.Services, k, v, "update service")
 }
 
 // DeleteService removes a frontend; deleting an absent one is not an error.
@@ -159,10 +156,7 @@ func (s *Set) IterateServices(fn func(ServiceKey, ServiceValue) bool) error {
 // ServiceValue.Count and lower Count before deleting slots, so the datapath
 // never picks an empty slot.
 func (s *Set) UpdateBackend(k BackendKey, v BackendValue) error {
-	if err := s.Backends.Put(&k, &v); err != nil {
-		return fmt.Errorf("update backend: %w", err)
-	}
-	return nil
+	return put(s.Backends, k, v, "update backend")
 }
 
 // UpdateBackends writes the backend slots keys[i] = vals[i], as UpdateServices does frontends. Write
@@ -212,12 +206,7 @@ func TunnelKeyFor(cidr netip.Prefix) TunnelKey {
 
 // SetTunnel routes a remote node's pod CIDR through the overlay to nodeIP.
 func (s *Set) SetTunnel(cidr netip.Prefix, nodeIP netip.Addr) error {
-	k := TunnelKeyFor(cidr)
-	v := TunnelValue{NodeIP: Addr4(nodeIP)}
-	if err := s.Tunnel.Put(&k, &v); err != nil {
-		return fmt.Errorf("set tunnel %s: %w", cidr, err)
-	}
-	return nil
+	return put(s.Tunnel, TunnelKeyFor(cidr), TunnelValue{NodeIP: Addr4(nodeIP)}, "set tunnel "+cidr.String())
 }
 
 // DeleteTunnel removes a pod CIDR route; absent is not an error.
@@ -235,11 +224,7 @@ func (s *Set) IterateTunnels(fn func(netip.Prefix, netip.Addr) bool) error {
 
 // SetEndpoint registers a local pod.
 func (s *Set) SetEndpoint(podIP netip.Addr, v EndpointValue) error {
-	k := Addr4(podIP)
-	if err := s.Endpoints.Put(&k, &v); err != nil {
-		return fmt.Errorf("set endpoint %s: %w", podIP, err)
-	}
-	return nil
+	return put(s.Endpoints, Addr4(podIP), v, "set endpoint "+podIP.String())
 }
 
 // DeleteEndpoint removes a local pod; absent is not an error.
@@ -255,11 +240,7 @@ func (s *Set) IterateEndpoints(fn func(netip.Addr, EndpointValue) bool) error {
 
 // AddNodeAddr marks addr as one of this node's addresses (NodePorts answer on it).
 func (s *Set) AddNodeAddr(addr netip.Addr) error {
-	k, v := Addr4(addr), uint32(1)
-	if err := s.NodeAddrs.Put(&k, &v); err != nil {
-		return fmt.Errorf("add node address %s: %w", addr, err)
-	}
-	return nil
+	return put(s.NodeAddrs, Addr4(addr), uint32(1), "add node address "+addr.String())
 }
 
 // DeleteNodeAddr removes a node address; absent is not an error.
@@ -584,6 +565,14 @@ func (s *Set) ReadMetrics() (Counters, error) {
 		}
 	}
 	return c, nil
+}
+
+// put writes one entry; what names the write in its error.
+func put[K, V any](m *ebpf.Map, k K, v V, what string) error {
+	if err := m.Put(&k, &v); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
 }
 
 func ignoreNotExist(err error, what string) error {

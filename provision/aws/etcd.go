@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/url"
 	"os"
@@ -99,7 +98,7 @@ func etcdClientCertFromCA(caPEM, caKeyPEM []byte) (certPEM, keyPEM []byte, err e
 	if err != nil {
 		return nil, nil, fmt.Errorf("sign etcd client certificate: %w", err)
 	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	serial, err := randomSerial()
 	if err != nil {
 		return nil, nil, fmt.Errorf("sign etcd client certificate: %w", err)
 	}

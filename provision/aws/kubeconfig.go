@@ -10,7 +10,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"os"
 	"path/filepath"
 	"time"
@@ -91,7 +90,7 @@ func mintAdminKubeconfig(cluster, server string, caPEM, caKeyPEM []byte, now tim
 	if err != nil {
 		return nil, fmt.Errorf("mint admin certificate: generate key: %w", err)
 	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	serial, err := randomSerial()
 	if err != nil {
 		return nil, fmt.Errorf("mint admin certificate: serial: %w", err)
 	}

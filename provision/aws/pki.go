@@ -8,6 +8,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -123,4 +124,10 @@ func (n *Node) WriteSharedPKI(ctx context.Context, dir string) error {
 		}
 	}
 	return nil
+}
+
+// randomSerial is a certificate serial number: random, so that certificates issued again never repeat
+// one, and 62 bits, well inside the 20 octets RFC 5280 allows.
+func randomSerial() (*big.Int, error) {
+	return rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
 }

@@ -73,6 +73,16 @@ func NewClients(ctx context.Context, region string) (*Clients, error) {
 	}, nil
 }
 
+// clusterClients returns the cluster's resource names and the clients for its region.
+func (p *Provider) clusterClients(ctx context.Context, c *spec.Cluster) (Names, *Clients, error) {
+	names, err := clusterNames(c)
+	if err != nil {
+		return Names{}, nil, err
+	}
+	cl, err := p.clientsFor(ctx, c.Spec.AWS.Region)
+	return names, cl, err
+}
+
 func (p *Provider) clientsFor(ctx context.Context, region string) (*Clients, error) {
 	if p.clients != nil {
 		return p.clients, nil
@@ -271,12 +281,7 @@ func (p *Provider) PlanOffline(c *spec.Cluster) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	plan, err := r.plan(context.Background(), tasks)
-	if err != nil {
-		return nil, err
-	}
-	plan.Header = r.m.header(true)
-	return plan, nil
+	return r.plan(context.Background(), tasks, true)
 }
 
 // Plan compares the account with the spec and returns what create would do.
@@ -285,12 +290,7 @@ func (p *Provider) Plan(ctx context.Context, c *spec.Cluster) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	plan, err := r.plan(ctx, tasks)
-	if err != nil {
-		return nil, err
-	}
-	plan.Header = r.m.header(false)
-	return plan, nil
+	return r.plan(ctx, tasks, false)
 }
 
 // Create makes or changes every resource the cluster needs, waits until the node groups' instances
@@ -402,11 +402,7 @@ var ErrNoKubeconfig = errors.New("the control plane has not published the admin 
 // Kubeconfig waits up to timeout for the admin kubeconfig the control plane publishes to the state
 // store and for the API's load balancers to have a healthy control plane, and returns it.
 func (p *Provider) Kubeconfig(ctx context.Context, c *spec.Cluster, timeout time.Duration) ([]byte, error) {
-	names, err := clusterNames(c)
-	if err != nil {
-		return nil, err
-	}
-	cl, err := p.clientsFor(ctx, c.Spec.AWS.Region)
+	names, cl, err := p.clusterClients(ctx, c)
 	if err != nil {
 		return nil, err
 	}

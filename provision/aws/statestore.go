@@ -213,7 +213,7 @@ func newCA(cluster, cn string) (certPEM, keyPEM []byte, err error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("generate CA key: %w", err)
 	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	serial, err := randomSerial()
 	if err != nil {
 		return nil, nil, fmt.Errorf("generate CA serial: %w", err)
 	}

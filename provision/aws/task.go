@@ -283,9 +283,9 @@ func (r *run) depsKnown(t task) bool {
 	return true
 }
 
-// plan finds every task in order and returns what apply would do.
-func (r *run) plan(ctx context.Context, tasks []task) (*Plan, error) {
-	p := &Plan{}
+// plan finds every task in order and returns what apply would do, headed for an offline plan or not.
+func (r *run) plan(ctx context.Context, tasks []task, offline bool) (*Plan, error) {
+	p := &Plan{Header: r.m.header(offline)}
 	for _, t := range tasks {
 		item, _, err := r.step(ctx, t)
 		if err != nil {

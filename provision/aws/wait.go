@@ -89,11 +89,7 @@ func (r *run) lastActivity(ctx context.Context, group string) string {
 // nodes') have at least one healthy control plane, which happens about 20 s after an API server
 // starts listening. The error names the targets and their states.
 func (p *Provider) WaitAPIHealthy(ctx context.Context, c *spec.Cluster, timeout time.Duration) error {
-	names, err := clusterNames(c)
-	if err != nil {
-		return err
-	}
-	cl, err := p.clientsFor(ctx, c.Spec.AWS.Region)
+	names, cl, err := p.clusterClients(ctx, c)
 	if err != nil {
 		return err
 	}
