@@ -16,7 +16,8 @@
  * local or possibly local backend (eTP Local, or local backends among the
  * service's), no backend (reject / drop), fragments, IP options, malformed
  * packets, packets that do not fit the tunnel (ICMP fragmentation needed) or
- * whose SYN MSS tc would clamp, an unresolved next hop. */
+ * whose SYN MSS tc would clamp, segments whose L4 checksum a local sender left
+ * to offload (kd_xdp_csum_partial), an unresolved next hop. */
 #include "lib/datapath.h"
 
 char __license[] SEC("license") = "GPL";
@@ -55,6 +56,38 @@ static __always_inline int kd_xdp_fits(void *data, void *end, const struct kd_pk
 	if ((void *)(opt + 4) > end || th->doff < 6 || opt[0] != KD_TCP_OPT_MSS || opt[1] != 4)
 		return 1;
 	return (((__u16)opt[2] << 8) | opt[3]) <= mtu - sizeof(struct iphdr) - sizeof(struct tcphdr);
+}
+
+/* kd_xdp_csum_partial reports whether the frame's TCP or UDP checksum holds
+ * only the pseudo-header sum: a sender on this machine left the rest to
+ * checksum offload (CHECKSUM_PARTIAL), as a host's stack does into a veth (a
+ * kind node's eth0: the client is the host, through the docker bridge). The
+ * veth carries that state as skb metadata XDP cannot read, and a frame sent
+ * with XDP_TX or a redirect loses it: the backend would get a bad checksum
+ * and drop every such segment. Such a frame is left to tc, whose skb keeps
+ * the state. A complete checksum that happens to equal the pseudo-header
+ * sum (one frame in 65536) goes to tc too, which serves it just as well. */
+static __always_inline int kd_xdp_csum_partial(void *data, void *end, const struct kd_pkt *p)
+{
+	__u16 *check;
+	__u32 sum;
+
+	if (p->proto == IPPROTO_TCP)
+		check = &((struct tcphdr *)(data + p->l4_off))->check;
+	else if (p->proto == IPPROTO_UDP)
+		check = &((struct udphdr *)(data + p->l4_off))->check;
+	else
+		return 0;
+	if ((void *)(check + 1) > end)
+		return 1;
+	/* One's complement sum of the pseudo header (addresses, protocol,
+	 * L4 length) in memory order, folded as csum_fold folds, not negated:
+	 * what ~csum_tcpudp_magic(..., 0) leaves in the field. */
+	sum = (p->saddr & 0xffff) + (p->saddr >> 16) + (p->daddr & 0xffff) + (p->daddr >> 16) +
+	      bpf_htons(p->proto) + bpf_htons(p->tot_len - p->ihl_words * 4);
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return *check == (__u16)sum;
 }
 
 /* kd_xdp_route looks up the way to node_ip for an outer packet carrying len
@@ -157,7 +190,7 @@ int xdp_netdev(struct xdp_md *ctx)
 		return XDP_PASS;
 	if (p.proto == IPPROTO_UDP && p.dport == cfg->vxlan_port)
 		return XDP_PASS;
-	if (!kd_xdp_fits(data, end, &p, cfg))
+	if (!kd_xdp_fits(data, end, &p, cfg) || kd_xdp_csum_partial(data, end, &p))
 		return XDP_PASS;
 	now = bpf_ktime_get_ns();
 

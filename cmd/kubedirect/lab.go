@@ -137,6 +137,7 @@ the ratios kubedirect / kube-proxy. Needs hack/build-k8s.sh kube-apiserver etcd 
 						"p50":           lab.Ratio(float64(kd.P50), float64(r.P50)),
 						"p99":           lab.Ratio(float64(kd.P99), float64(r.P99)),
 						"createToFirst": lab.Ratio(float64(kd.CreateToFirst), float64(r.CreateToFirst)),
+						"cpuPerConn":    lab.Ratio(float64(kd.CPUPerConn), float64(r.CPUPerConn)),
 					}
 				}
 				out["kubedirectOver"] = ratios

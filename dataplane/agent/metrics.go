@@ -103,7 +103,7 @@ type statusCollector struct{ a *Agent }
 
 var statusDescs = struct {
 	ready, services, frontends, backends, tunnels, endpoints, skipped, ctEntries, ctCapacity *prometheus.Desc
-	syncs, syncErrors, mapWrites                                                             *prometheus.Desc
+	syncs, syncErrors, mapWrites, netdev                                                     *prometheus.Desc
 }{
 	ready:      prometheus.NewDesc("kubedirect_ready", "1 once the first full sync programmed the maps.", nil, nil),
 	services:   prometheus.NewDesc("kubedirect_services", "Services programmed.", nil, nil),
@@ -117,12 +117,14 @@ var statusDescs = struct {
 	syncs:      prometheus.NewDesc("kubedirect_service_syncs_total", "Service programming attempts.", nil, nil),
 	syncErrors: prometheus.NewDesc("kubedirect_sync_errors_total", "Failed Service programming attempts.", nil, nil),
 	mapWrites:  prometheus.NewDesc("kubedirect_map_writes_total", "BPF map entries written or deleted for Services.", nil, nil),
+	netdev: prometheus.NewDesc("kubedirect_netdev_mode", "1 for each NIC the NodePort programs are attached to, with how NodePort traffic is handled there (xdp or tc).",
+		[]string{"interface", "mode"}, nil),
 }
 
 func (statusCollector) Describe(ch chan<- *prometheus.Desc) {
 	d := statusDescs
 	for _, x := range []*prometheus.Desc{d.ready, d.services, d.frontends, d.backends, d.tunnels, d.endpoints,
-		d.skipped, d.ctEntries, d.ctCapacity, d.syncs, d.syncErrors, d.mapWrites} {
+		d.skipped, d.ctEntries, d.ctCapacity, d.syncs, d.syncErrors, d.mapWrites, d.netdev} {
 		ch <- x
 	}
 }
@@ -149,6 +151,9 @@ func (c statusCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(d.syncs, prometheus.CounterValue, float64(st.Syncs))
 	ch <- prometheus.MustNewConstMetric(d.syncErrors, prometheus.CounterValue, float64(st.SyncErrors))
 	ch <- prometheus.MustNewConstMetric(d.mapWrites, prometheus.CounterValue, float64(st.MapWrites))
+	for dev, mode := range st.Netdevs {
+		ch <- prometheus.MustNewConstMetric(d.netdev, prometheus.GaugeValue, 1, dev, mode)
+	}
 }
 
 // datapathCollector exports the per-CPU kd_metrics counters, summed over CPUs at each scrape (the

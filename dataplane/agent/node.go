@@ -12,6 +12,7 @@ import (
 	"sort"
 
 	"github.com/kubedirect/kubedirect/dataplane/cni"
+	"github.com/kubedirect/kubedirect/dataplane/loader"
 	"github.com/kubedirect/kubedirect/dataplane/maps"
 	"github.com/kubedirect/kubedirect/dataplane/masq"
 	"github.com/kubedirect/kubedirect/provision/spec"
@@ -225,7 +226,7 @@ func (a *Agent) writeConfig(self NodeInfo) error {
 // node's address: underlays such as an AWS VPC drop packets from pod addresses they do not know. It
 // runs on every node sync, which also repairs a table someone flushed.
 func (a *Agent) syncMasquerade(self NodeInfo) error {
-	r := masq.Rules{PodCIDR: self.PodCIDR, NodeAddr: self.InternalIP}
+	r := masq.Rules{PodCIDR: self.PodCIDR, NodeAddr: self.InternalIP, TunnelPort: uint16(a.cfg.VXLANPort)}
 	// pods' source ports inside the NodePort range are moved above it: from_netdev must never take a
 	// reply for a NodePort flow
 	if pr, err := parsePortRanges(a.cfg.NodePortRange); err == nil && len(pr) == 1 && pr[0].first > 0 && pr[0].last < 65535 {
@@ -292,6 +293,13 @@ func (a *Agent) setupNode(self NodeInfo) error {
 	if err := a.dp.AttachNetdev(dev); err != nil {
 		return fmt.Errorf("attach NIC programs: %w", err)
 	}
+	mode, err := a.attachNetdevXDP(dev)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.status.Netdevs = map[string]string{dev: mode}
+	a.mu.Unlock()
 	if err := a.dp.AttachOverlay(VXLANDevice); err != nil {
 		return fmt.Errorf("attach overlay programs: %w", err)
 	}
@@ -305,6 +313,23 @@ func (a *Agent) setupNode(self NodeInfo) error {
 	}
 	a.log.Info("node set up", "nic", dev, "nodeIP", self.InternalIP, "podCIDR", self.PodCIDR, "podMTU", mtu, "cgroup", a.cgroupPath())
 	return nil
+}
+
+// attachNetdevXDP puts xdp_netdev in front of tc on the NIC dev when the configuration asks for it and
+// returns the mode dev got (loader.NetdevXDP or loader.NetdevTC). With xdp off it detaches an XDP
+// program an earlier agent pinned: a stale fast path must not outlive the setting.
+func (a *Agent) attachNetdevXDP(dev string) (string, error) {
+	if a.cfg.XDP != spec.XDPNative {
+		if err := a.dp.DetachNetdevXDP(dev); err != nil {
+			return "", fmt.Errorf("detach NIC XDP: %w", err)
+		}
+		return loader.NetdevTC, nil
+	}
+	mode, err := a.dp.AttachNetdevXDP(dev)
+	if err != nil {
+		return "", fmt.Errorf("attach NIC XDP: %w", err)
+	}
+	return mode, nil
 }
 
 // cgroupPath is the cgroup v2 directory the socket hooks attach to ("" disables them).

@@ -47,6 +47,8 @@ type Config struct {
 	LogLevel string `yaml:"logLevel" json:"logLevel"`
 	// MapSizes are the BPF map capacities.
 	MapSizes MapSizes `yaml:"mapSizes" json:"mapSizes"`
+	// XDP is native (xdp_netdev in front of tc on the NIC, where its driver has native XDP) or off.
+	XDP spec.XDPMode `yaml:"xdp" json:"xdp"`
 	// HealthAddr is where /healthz, /readyz, /metrics and /status are served. Default: ":9890".
 	HealthAddr string `yaml:"healthAddr" json:"-"`
 	// ProxyHealthAddr is where kube-proxy's node health endpoint (/healthz, /livez) is served, which
@@ -166,6 +168,7 @@ func FromSpec(c *spec.Cluster) Config {
 		ExternalServiceMode: n.ExternalServiceMode,
 		NodePortRange:       n.NodePortRange,
 		LogLevel:            d.LogLevel,
+		XDP:                 d.XDP,
 		MapSizes: MapSizes{
 			Services:  uint32(d.MapSizes.Services),
 			Backends:  uint32(d.MapSizes.Backends),
@@ -192,6 +195,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.LogLevel == "" {
 		c.LogLevel = spec.DefaultLogLevel
+	}
+	if c.XDP == "" {
+		c.XDP = spec.DefaultXDP
 	}
 	if c.HealthAddr == "" {
 		c.HealthAddr = DefaultHealthAddr
@@ -233,6 +239,9 @@ func Load(path string) (*Config, error) {
 	c.SetDefaults()
 	if !c.ExternalServiceMode.Valid() {
 		return nil, fmt.Errorf("parse agent config %s: externalServiceMode %q is not one of %v", path, c.ExternalServiceMode, spec.ExternalServiceModes)
+	}
+	if !c.XDP.Valid() {
+		return nil, fmt.Errorf("parse agent config %s: xdp %q is not one of %v", path, c.XDP, spec.XDPModes)
 	}
 	return &c, nil
 }

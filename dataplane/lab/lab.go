@@ -55,6 +55,8 @@ type Options struct {
 	RunRoot string
 	// ExternalServiceMode is the agents' default (tunnel or dsr). Default tunnel.
 	ExternalServiceMode string
+	// XDP is the agents' xdp setting (native or off). Default off.
+	XDP string
 	// ServicesMapSize is the agents' services map capacity (default 65536).
 	ServicesMapSize int
 	// ConntrackMapSize is the agents' capacity of each conntrack map, established and new flows
@@ -115,6 +117,9 @@ type State struct {
 	K8sBinDir  string `json:"k8sBinDir"`
 	// APIServer is the API server's command line, kept so that it can be stopped and started again.
 	APIServer []string `json:"apiServer"`
+	// XDP is the agents' xdp setting (native or off); "" is off. StartAgent reads it, so a test may
+	// change it before restarting an agent.
+	XDP string `json:"xdp,omitempty"`
 	// ServicesMapSize is the agents' services map capacity.
 	ServicesMapSize int `json:"servicesMapSize"`
 	// ConntrackMapSize is the agents' capacity of each conntrack map.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kubedirect/kubedirect/dataplane/cni"
+	"github.com/kubedirect/kubedirect/provision/spec"
 	"golang.org/x/sys/unix"
 	"k8s.io/apimachinery/pkg/util/wait"
 )
@@ -37,6 +38,7 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 		UnderlayNS: o.Name + "-ul", ClientNS: o.Name + "-client", ClientIP: addrIn(o.Subnet, 100).String(),
 		BPFFS: filepath.Join(dir, "bpffs"), Pids: map[string]int{}, K8sBinDir: o.K8sBinDir, ServicesMapSize: o.ServicesMapSize,
 		ConntrackMapSize: o.ConntrackMapSize, AgentLogLevel: o.AgentLogLevel, AgentCapabilities: o.AgentCapabilities,
+		XDP: o.XDP,
 	}}
 	defer func() {
 		if err != nil {
@@ -218,9 +220,13 @@ func (l *Lab) StartAgent(ctx context.Context, node, mode string) error {
 	if level == "" { // a lab recorded before the field existed
 		level = "debug"
 	}
-	cfg := fmt.Sprintf("podCIDR: 10.244.0.0/16\nserviceCIDR: 10.96.0.0/16\nexternalServiceMode: %s\nlogLevel: %s\n"+
+	xdp := l.State.XDP
+	if xdp == "" {
+		xdp = string(spec.XDPOff)
+	}
+	cfg := fmt.Sprintf("podCIDR: 10.244.0.0/16\nserviceCIDR: 10.96.0.0/16\nexternalServiceMode: %s\nlogLevel: %s\nxdp: %q\n"+
 		"healthAddr: %s:9890\nbpffsPath: %s\ndevice: eth0\ncniDataDir: %s\ncgroupPath: %s\n"+
-		"mapSizes: {services: %d, backends: 262144, conntrack: %d, conntrackNew: %d}\n", mode, level, n.IP, n.PinDir, n.CNIDir, n.CgroupDir,
+		"mapSizes: {services: %d, backends: 262144, conntrack: %d, conntrackNew: %d}\n", mode, level, xdp, n.IP, n.PinDir, n.CNIDir, n.CgroupDir,
 		l.State.ServicesMapSize, l.State.ConntrackMapSize, l.State.ConntrackMapSize)
 	if err := os.WriteFile(n.Config, []byte(cfg), 0o644); err != nil {
 		return fmt.Errorf("write agent config: %w", err)

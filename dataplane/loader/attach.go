@@ -41,7 +41,7 @@ func (d *Datapath) AttachNetdevXDP(ifname string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	pin := d.linkPath("netdev-" + ifname + "-xdp")
+	pin := d.linkPath(xdpPinName(ifname))
 	if d.updatePinned(pin, d.Programs.XdpNetdev) {
 		return NetdevXDP, nil
 	}
@@ -56,8 +56,17 @@ func (d *Datapath) AttachNetdevXDP(ifname string) (string, error) {
 // DetachNetdev removes the programs (tc and XDP) from ifname.
 func (d *Datapath) DetachNetdev(ifname string) error {
 	idx, _ := ifindex(ifname)
-	return errors.Join(d.detachPair(idx, "netdev-"+ifname), unpinLink(d.linkPath("netdev-"+ifname+"-xdp")))
+	return errors.Join(d.detachPair(idx, "netdev-"+ifname), d.DetachNetdevXDP(ifname))
 }
+
+// DetachNetdevXDP removes xdp_netdev from ifname (tc stays); nothing to do when it is not attached.
+func (d *Datapath) DetachNetdevXDP(ifname string) error {
+	return unpinLink(d.linkPath(xdpPinName(ifname)))
+}
+
+// xdpPinName is the name of the pinned XDP link of the NIC ifname; its "-xdp" suffix is the hook
+// Attachments reports.
+func xdpPinName(ifname string) string { return "netdev-" + ifname + "-xdp" }
 
 // AttachOverlay attaches from_overlay / to_overlay to the vxlan device ifname
 // (created in external / collect-metadata mode).

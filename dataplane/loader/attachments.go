@@ -19,9 +19,9 @@ type Attachment struct {
 	Kind string `json:"kind,omitempty"`
 	// Interface is the device name (or the cgroup path, for the socket hooks).
 	Interface string `json:"interface"`
-	// Hook is ingress or egress, or the socket hook (connect4, sendmsg4, recvmsg4, getpeername4).
+	// Hook is ingress, egress or xdp, or the socket hook (connect4, sendmsg4, recvmsg4, getpeername4).
 	Hook string `json:"hook"`
-	// Mode is tcx, clsact or cgroup.
+	// Mode is tcx, clsact, xdp (native) or cgroup.
 	Mode string `json:"mode"`
 }
 
@@ -41,6 +41,9 @@ func Attachments(pinDir string) ([]Attachment, error) {
 		}
 		where, hook := name[:i], name[i+1:]
 		a := Attachment{Hook: hook, Mode: "tcx"}
+		if hook == "xdp" {
+			a.Mode = NetdevXDP // only native XDP is attached (AttachNetdevXDP)
+		}
 		a.Kind, _, _ = strings.Cut(where, "-")
 		switch {
 		case strings.HasPrefix(where, "cgroup"):

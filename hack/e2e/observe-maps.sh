@@ -4,7 +4,7 @@
 #   BIN=_output/kubedirect CLUSTER=demo KUBECONFIG=... hack/e2e/observe-maps.sh
 # It runs an echo pod on a worker behind a NodePort Service, calls the NodePort of the other worker from
 # this machine (so the flow is tunnelled), then asserts that
-#   - status exits 0 and lists every node,
+#   - status exits 0 and lists every node, with its NIC in xdp mode when spec.dataplane.xdp is native,
 #   - inspect services names the Service port, its ClusterIP and NodePort frontends and the backend with
 #     its node; inspect tunnels names peer nodes; inspect conntrack shows this machine's address as the
 #     client, the NodePort frontend and the backend pod,
@@ -53,6 +53,15 @@ for n in $(kc get nodes -o jsonpath='{.items[*].metadata.name}'); do
   echo "$status" | grep -q "^$n .* true " || fail "status: node $n not listed as ready"
 done
 echo "ok: status lists every node ready"
+# the NIC's mode follows spec.dataplane.xdp: a kind node's eth0 is a veth, which has native XDP
+xdp=$(kc -n kube-system get configmap kubedirect-config -o jsonpath='{.data.config\.yaml}' | awk '$1 == "xdp:" {gsub(/"/, "", $2); print $2}')
+for n in $(kc get nodes -o jsonpath='{.items[*].metadata.name}'); do
+  shown=false
+  echo "$status" | grep "^$n " | grep -q "netdev eth0 xdp" && shown=true
+  [ "$shown" = "$([ "$xdp" = native ] && echo true || echo false)" ] ||
+    fail "status: node $n shows netdev eth0 xdp: $shown, with xdp: ${xdp:-unset}"
+done
+echo "ok: status shows netdev eth0 xdp on every node exactly when xdp is native (xdp: ${xdp:-unset})"
 
 services=$(kd inspect services --service $NS/web)
 echo "$services"

@@ -235,6 +235,7 @@ func TestConfigMapIsAgentConfig(t *testing.T) {
 	c := loadExample(t, "kind-dsr.yaml")
 	c.Spec.Dataplane.LogLevel = "debug"
 	c.Spec.Dataplane.MapSizes.Conntrack = 1024
+	c.Spec.Dataplane.XDP = spec.XDPNative
 	got, err := Render(c, goldenValues)
 	if err != nil {
 		t.Fatal(err)
@@ -243,7 +244,7 @@ func TestConfigMapIsAgentConfig(t *testing.T) {
 	sizes := config.DefaultMapSizes()
 	sizes.Conntrack = 1024
 	want := config.Config{PodCIDR: "10.244.0.0/16", ServiceCIDR: "10.96.0.0/16", Encapsulation: "vxlan", VXLANPort: 8472,
-		ExternalServiceMode: "dsr", NodePortRange: "30000-32767", LogLevel: "debug",
+		ExternalServiceMode: "dsr", NodePortRange: "30000-32767", LogLevel: "debug", XDP: spec.XDPNative,
 		MapSizes:   sizes,
 		HealthAddr: ":9890", ProxyHealthAddr: ":10256", BPFFSPath: "/sys/fs/bpf/kubedirect", CNIDataDir: "/run/kubedirect",
 		NonMasqueradeCIDRs: []string{"10.244.0.0/16"}, EventSample: config.DefaultEventSample, FlowHistory: config.DefaultFlowHistory}

@@ -15,6 +15,7 @@ const (
 	DefaultKindNodeImageRepo   = "kindest/node"
 	DefaultExternalServiceMode = ModeTunnel
 	DefaultEncapsulation       = EncapsulationVXLAN
+	DefaultXDP                 = XDPOff
 )
 
 // SetDefaults fills in every optional field that is unset. It never overrides a value the user gave.
@@ -51,6 +52,9 @@ func (c *Cluster) SetDefaults() {
 	setInt(&d.MapSizes.Services, DefaultServicesMapSize)
 	setInt(&d.MapSizes.Backends, DefaultBackendsMapSize)
 	setInt(&d.MapSizes.Conntrack, DefaultConntrackMapSize)
+	if d.XDP == "" {
+		d.XDP = DefaultXDP
+	}
 	if s.Provider == ProviderKind && s.Kind == nil {
 		s.Kind = &KindSpec{}
 	}

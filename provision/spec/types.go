@@ -55,6 +55,25 @@ var ExternalServiceModes = []ExternalServiceMode{ModeTunnel, ModeDSR}
 // Valid reports whether m is one of ExternalServiceModes.
 func (m ExternalServiceMode) Valid() bool { return m == ModeTunnel || m == ModeDSR }
 
+// XDPMode is whether the agents put the NodePort fast path (xdp_netdev) in front of tc on the node's
+// NIC.
+type XDPMode string
+
+// XDP modes.
+const (
+	// XDPNative attaches xdp_netdev in driver (native) mode where the NIC's driver has it; a NIC
+	// without native XDP keeps tc alone, and the agent reports which one each interface got.
+	XDPNative XDPMode = "native"
+	// XDPOff runs tc alone and detaches an XDP program an earlier agent left.
+	XDPOff XDPMode = "off"
+)
+
+// XDPModes are the valid XDP modes.
+var XDPModes = []XDPMode{XDPNative, XDPOff}
+
+// Valid reports whether m is one of XDPModes.
+func (m XDPMode) Valid() bool { return m == XDPNative || m == XDPOff }
+
 // Cluster is a kubedirect cluster spec document.
 type Cluster struct {
 	// APIVersion must be kubedirect.io/v1alpha1.
@@ -125,6 +144,9 @@ type Dataplane struct {
 	Image string `yaml:"image,omitempty" json:"image,omitempty"`
 	// MapSizes are the capacities of the BPF maps.
 	MapSizes MapSizes `yaml:"mapSizes,omitempty" json:"mapSizes,omitempty"`
+	// XDP is native (NodePort traffic to another node's backend is forwarded at XDP where the NIC's
+	// driver supports it, tc elsewhere) or off (tc only). Default: off.
+	XDP XDPMode `yaml:"xdp,omitempty" json:"xdp,omitempty"`
 }
 
 // MapSizes are the capacities of the agent's BPF maps.

@@ -141,6 +141,9 @@ func (d *Dataplane) validate(p *field.Path) field.ErrorList {
 	default:
 		errs = append(errs, field.NotSupported(p.Child("logLevel"), d.LogLevel, []string{"debug", "info", "warn", "error"}))
 	}
+	if !d.XDP.Valid() {
+		errs = append(errs, field.NotSupported(p.Child("xdp"), d.XDP, XDPModes))
+	}
 	mp := p.Child("mapSizes")
 	for _, m := range []struct {
 		name     string

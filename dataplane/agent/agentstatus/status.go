@@ -33,4 +33,7 @@ type Status struct {
 	// NodeIP is this node's InternalIP and PodCIDR its pod range, once known.
 	NodeIP  string `json:"nodeIP,omitempty"`
 	PodCIDR string `json:"podCIDR,omitempty"`
+	// Netdevs maps the NICs the NodePort programs are attached to to how NodePort traffic is handled
+	// there: "xdp" (xdp_netdev in the driver, tc behind it) or "tc" (xdp off, or no native XDP).
+	Netdevs map[string]string `json:"netdevs,omitempty"`
 }
