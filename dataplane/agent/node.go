@@ -226,7 +226,7 @@ func (a *Agent) writeConfig(self NodeInfo) error {
 // node's address: underlays such as an AWS VPC drop packets from pod addresses they do not know. It
 // runs on every node sync, which also repairs a table someone flushed.
 func (a *Agent) syncMasquerade(self NodeInfo) error {
-	r := masq.Rules{PodCIDR: self.PodCIDR, NodeAddr: self.InternalIP}
+	r := masq.Rules{PodCIDR: self.PodCIDR, NodeAddr: self.InternalIP, TunnelPort: uint16(a.cfg.VXLANPort)}
 	// pods' source ports inside the NodePort range are moved above it: from_netdev must never take a
 	// reply for a NodePort flow
 	if pr, err := parsePortRanges(a.cfg.NodePortRange); err == nil && len(pr) == 1 && pr[0].first > 0 && pr[0].last < 65535 {

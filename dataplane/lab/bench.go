@@ -72,6 +72,10 @@ type BenchResult struct {
 	P99 time.Duration `json:"p99"`
 	// Errors counts failed connections during the load run.
 	Errors int `json:"errors"`
+	// CPUPerConn is the CPU time the load run's client, backend (nginx) and softirq threads spent
+	// per completed connection (see cpuMeter): what a connection costs end to end, a figure that a
+	// machine shared with other work distorts less than ConnsPerSec.
+	CPUPerConn time.Duration `json:"cpuPerConn,omitempty"`
 	// CreateToFirst is the time from creating a Service (with Services present) to its first
 	// successful connection through its NodePort.
 	CreateToFirst time.Duration `json:"createToFirst"`
@@ -198,23 +202,35 @@ func Bench(ctx context.Context, o BenchOptions) ([]BenchResult, error) {
 		}
 		res.CreateToFirst = time.Since(t0)
 		log.Info("first connection", "system", sys, "after", res.CreateToFirst.Round(time.Millisecond))
+		// nginx's NodePort first (kube-proxy may take seconds to program it): the meter counts
+		// only the load run
+		var web string
+		meter := cpuMeter{}
+		if o.Probe == ProbeWRK || o.Probe == ProbeConnect {
+			if web, err = l.nginxNodePort(ctx, "web-"+strconv.Itoa(i), pod); err != nil {
+				return results, fmt.Errorf("%s: %w", sys, err)
+			}
+			meter.backend = l.State.Pids["nginx-"+pod.Name]
+		}
+		cpu0 := meter.total()
 		switch o.Probe {
 		case ProbeWRK:
-			err = l.loadWRK(ctx, "web-"+strconv.Itoa(i), pod, o.Workers, o.Duration, &res)
+			err = runWRK(ctx, l.State.ClientNS, "http://"+web+"/", o.Workers, o.Duration, &res)
 		case ProbeConnect:
 			// nginx, not the Go echo, accepts the connections, so the backend's accept loop is not
 			// what limits the rate.
-			var web string
-			if web, err = l.nginxNodePort(ctx, "web-"+strconv.Itoa(i), pod); err == nil {
-				err = load(ctx, l.State.ClientNS, web, o.Probe, o.Workers, o.Duration, &res)
-			}
+			err = load(ctx, l.State.ClientNS, web, o.Probe, o.Workers, o.Duration, &res)
 		default:
 			err = load(ctx, l.State.ClientNS, addr, o.Probe, o.Workers, o.Duration, &res)
 		}
 		if err != nil {
 			return results, fmt.Errorf("%s: %w", sys, err)
 		}
-		log.Info("load", "system", sys, "conns/s", int(res.ConnsPerSec), "p50", res.P50, "p99", res.P99, "errors", res.Errors)
+		if n := res.ConnsPerSec * o.Duration.Seconds(); n > 0 {
+			res.CPUPerConn = time.Duration(float64(meter.total()-cpu0) / n)
+		}
+		log.Info("load", "system", sys, "conns/s", int(res.ConnsPerSec), "p50", res.P50, "p99", res.P99, "errors", res.Errors,
+			"cpuPerConn", res.CPUPerConn)
 		if sys == SystemKubedirect {
 			if res.Agent, err = l.agentCost(ctx, "node-1", min(1000, o.Services)); err != nil {
 				return results, fmt.Errorf("%s: %w", sys, err)
@@ -270,16 +286,6 @@ func (l *Lab) podRoutes(ctx context.Context, op string) error {
 		}
 	}
 	return nil
-}
-
-// loadWRK creates NodePort Service name to nginx in pod, runs wrk against node-1's NodePort from the
-// outside client once it answers, and fills res.
-func (l *Lab) loadWRK(ctx context.Context, name string, pod Pod, connections int, d time.Duration, res *BenchResult) error {
-	addr, err := l.nginxNodePort(ctx, name, pod)
-	if err != nil {
-		return err
-	}
-	return runWRK(ctx, l.State.ClientNS, "http://"+addr+"/", connections, d, res)
 }
 
 // nginxNodePort creates NodePort Service name to nginx in pod, waits until node-1's NodePort answers

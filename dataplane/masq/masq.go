@@ -42,6 +42,12 @@ type Rules struct {
 	// Zero values turn this off.
 	NodeAddr                    netip.Addr
 	NodePortFirst, NodePortLast uint16
+	// TunnelPort is the UDP port of the nodes' tunnel (VXLAN). Its packets, node to node and never
+	// NATed, skip conntrack (notrack before conntrack sees them, on the way in and out): the table's
+	// NAT chain turns conntrack on for the node, and each connection through the tunnel would cost an
+	// entry for its outer flow (the inner flow's hash picks the source port) on both nodes, plus the
+	// hooks' work on every packet. 0: tracked as any other flow.
+	TunnelPort uint16
 }
 
 // Option configures the netlink connection.
@@ -79,6 +85,23 @@ func Sync(r Rules, opts ...Option) error {
 	c.AddTable(t)
 	c.DelTable(t)
 	c.AddTable(t)
+	if r.TunnelPort != 0 {
+		for _, h := range []struct {
+			name string
+			hook *nftables.ChainHook
+		}{{"tunnel-in", nftables.ChainHookPrerouting}, {"tunnel-out", nftables.ChainHookOutput}} {
+			// udp dport <tunnel port> notrack
+			raw := c.AddChain(&nftables.Chain{Name: h.name, Table: t, Type: nftables.ChainTypeFilter,
+				Hooknum: h.hook, Priority: nftables.ChainPriorityRaw})
+			c.AddRule(&nftables.Rule{Table: t, Chain: raw, Exprs: []expr.Any{
+				&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_UDP}},
+				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: be16(r.TunnelPort)},
+				&expr.Notrack{},
+			}})
+		}
+	}
 	ch := c.AddChain(&nftables.Chain{Name: chain, Table: t, Type: nftables.ChainTypeNAT,
 		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource})
 	src := matchPrefix(ipSaddrOff, r.PodCIDR)

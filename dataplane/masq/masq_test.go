@@ -3,6 +3,7 @@ package masq_test
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"net/netip"
 	"os/exec"
 	"strings"
@@ -18,19 +19,7 @@ import (
 // masquerade for the node's pod range), a second Sync with other CIDRs replaces rather than appends,
 // and Remove deletes it, twice without error.
 func TestRootMasqueradeTable(t *testing.T) {
-	testutil.RequireRoot(t)
-	b := make([]byte, 3)
-	_, _ = rand.Read(b)
-	name := "kdm-" + hex.EncodeToString(b)
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add: %v: %s", err, out)
-	}
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
-	fd, err := unix.Open("/run/netns/"+name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Close(fd) })
+	name, fd := netNS(t)
 	list := func() string {
 		out, _ := exec.Command("ip", "netns", "exec", name, "nft", "list", "table", "ip", masq.Table).CombinedOutput()
 		return string(out)
@@ -72,4 +61,57 @@ func TestRootMasqueradeTable(t *testing.T) {
 	if got := list(); !strings.Contains(got, "No such file") {
 		t.Fatalf("table still there: %s", got)
 	}
+}
+
+// TestRootTunnelPacketsSkipConntrack: with the table in place the node's conntrack tracks its flows
+// (the masquerade needs it), but the tunnel's UDP packets, node to node and never NATed, leave no
+// conntrack entry: each connection through the tunnel would otherwise cost the node an entry for its
+// outer flow (the inner flow's hash picks the source port) and the hooks' work on every packet.
+func TestRootTunnelPacketsSkipConntrack(t *testing.T) {
+	name, fd := netNS(t)
+	in := func(args ...string) string {
+		out, err := exec.Command("ip", append([]string{"netns", "exec", name}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%v: %v: %s", args, err, out)
+		}
+		return string(out)
+	}
+	in("ip", "link", "set", "lo", "up")
+	const tunnel, other = 8472, 8473
+	if err := masq.Sync(masq.Rules{PodCIDR: netip.MustParsePrefix("10.244.1.0/24"), TunnelPort: tunnel}, masq.InNetNS(fd)); err != nil {
+		t.Fatal(err)
+	}
+	// one datagram from port 40000 to each port: a new flow each, were it tracked
+	for _, port := range []int{tunnel, other} {
+		in("python3", "-c", fmt.Sprintf(`import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 40000 + %d))
+s.sendto(b"x", ("127.0.0.1", %d))`, port-tunnel, port))
+	}
+	ct := in("cat", "/proc/net/nf_conntrack")
+	if !strings.Contains(ct, fmt.Sprintf("dport=%d ", other)) {
+		t.Fatalf("conntrack does not track the node's other flows (the test proves nothing):\n%s", ct)
+	}
+	if strings.Contains(ct, fmt.Sprintf("dport=%d ", tunnel)) {
+		t.Fatalf("a tunnel packet created a conntrack entry:\n%s", ct)
+	}
+}
+
+// netNS creates a network namespace for the test (root only) and returns its name and an open fd.
+func netNS(t *testing.T) (string, int) {
+	t.Helper()
+	testutil.RequireRoot(t)
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	name := "kdm-" + hex.EncodeToString(b)
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v: %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
+	fd, err := unix.Open("/run/netns/"+name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	return name, fd
 }
