@@ -8,14 +8,17 @@
  * the VXLAN port, VXLAN with VNI KD_VNI: what the vxlan device would add to
  * what from_netdev sends into it) and sends it out of the NIC the FIB names
  * for the backend's node (XDP_TX when that is the NIC it came in on), with
- * the conntrack entry, metrics and flow event from_netdev records.
+ * the conntrack entry, metrics and flow event from_netdev records. A flow to
+ * a service without endpoints that rejects gets tc's reply (TCP RST or ICMP
+ * port unreachable) back out of the NIC (kd_xdp_reject).
  *
  * Everything else, and every case where tc would do more than forward the
  * packet unchanged, returns XDP_PASS before anything is recorded, so
  * from_netdev handles it as if XDP were not there: not a NodePort flow, a
  * local or possibly local backend (eTP Local, or local backends among the
- * service's), no backend (reject / drop), fragments, IP options, malformed
- * packets, packets that do not fit the tunnel (ICMP fragmentation needed) or
+ * service's: tc delivers into the pod with bpf_redirect_peer, which XDP does
+ * not have), no backend on a service that drops, fragments, IP options,
+ * malformed packets, packets that do not fit the tunnel (ICMP fragmentation needed) or
  * whose SYN MSS tc would clamp, segments whose L4 checksum a local sender left
  * to offload (kd_xdp_csum_partial), an unresolved next hop. */
 #include "lib/datapath.h"
@@ -163,6 +166,26 @@ static __always_inline int kd_xdp_encap(struct xdp_md *ctx, const struct kd_conf
 	return bpf_redirect(f->ifindex, 0);
 }
 
+/* kd_xdp_reject answers a flow to a service without endpoints as tc's
+ * kd_no_backend does: the same event, reply (kd_reject_rebuild) and counters,
+ * the reply sent back out of the NIC. What tc would drop rather than answer
+ * (IP options, a RST, a packet too short) passes untouched, for tc to drop
+ * and report. */
+static __always_inline int kd_xdp_reject(struct xdp_md *ctx, struct kd_config *cfg, struct kd_pkt *p,
+					 const struct kd_svc_val *svc, __u32 len)
+{
+	int rc = kd_reject_rebuild(ctx, 1, p);
+
+	if (rc == -KD_DROP_NO_BACKEND || rc == -KD_DROP_MALFORMED)
+		return XDP_PASS;
+	kd_event(cfg, p, KD_PROG_FROM_NETDEV, KD_M_REJECT, KD_DROP_NO_BACKEND, 0, 0, 0, svc->svc_id);
+	if (rc < 0)
+		return kd_xdp_drop(len, -rc);
+	kd_count(KD_M_REJECT, rc);
+	kd_count(KD_DROP_NO_BACKEND, rc);
+	return XDP_TX;
+}
+
 SEC("xdp")
 int xdp_netdev(struct xdp_md *ctx)
 {
@@ -180,7 +203,7 @@ int xdp_netdev(struct xdp_md *ctx)
 	__be32 peer;
 	__u16 sport;
 	__u64 now;
-	int rc;
+	int rc, fwd;
 
 	if (!cfg || !cfg->vxlan_ifindex)
 		return XDP_PASS;
@@ -190,8 +213,14 @@ int xdp_netdev(struct xdp_md *ctx)
 		return XDP_PASS;
 	if (p.proto == IPPROTO_UDP && p.dport == cfg->vxlan_port)
 		return XDP_PASS;
-	if (!kd_xdp_fits(data, end, &p, cfg) || kd_xdp_csum_partial(data, end, &p))
+	/* A local sender's frame is tc's (see kd_xdp_csum_partial), also for a
+	 * reject: the reply would go back with XDP_TX into a veth, whose peer
+	 * drops XDP frames unless it runs NAPI. */
+	if (kd_xdp_csum_partial(data, end, &p))
 		return XDP_PASS;
+	/* Whether tc would send the frame into the tunnel unchanged, as XDP
+	 * can: a reply to it (kd_xdp_reject) does not depend on that. */
+	fwd = kd_xdp_fits(data, end, &p, cfg);
 	now = bpf_ktime_get_ns();
 
 	/* Next packet of a known flow: only a forwarded one is ours. Looked
@@ -200,7 +229,7 @@ int xdp_netdev(struct xdp_md *ctx)
 	v = kd_ct_lookup(&k);
 	if (v && kd_ct_live(v, &p, now)) {
 		peer = v->tunnel_peer;
-		if (!(v->flags & KD_CT_NODEPORT_REMOTE) || !peer || kd_xdp_route(ctx, cfg, peer, len, &f) < 0)
+		if (!fwd || !(v->flags & KD_CT_NODEPORT_REMOTE) || !peer || kd_xdp_route(ctx, cfg, peer, len, &f) < 0)
 			return XDP_PASS;
 		kd_ct_get(&k, &p, now);
 		goto encap;
@@ -209,10 +238,16 @@ int xdp_netdev(struct xdp_md *ctx)
 	svc = kd_svc_lookup(&p, KD_SCOPE_EXTERNAL, 0);
 	if (!svc && kd_is_node_addr(p.daddr))
 		svc = kd_svc_lookup(&p, KD_SCOPE_EXTERNAL, 1);
+	if (!svc)
+		return XDP_PASS;
+	/* No endpoints at all: kd_pick fails with KD_DROP_NO_BACKEND whatever
+	 * the traffic policy, and a rejecting service answers. */
+	if (!svc->count && (svc->flags & KD_SVC_REJECT))
+		return kd_xdp_reject(ctx, cfg, &p, svc, len);
 	/* A pick that may land on this node stays tc's: its delivery into the
 	 * pod (bpf_redirect_peer) has no XDP equivalent, and picking twice
 	 * would skew the choice between nodes. */
-	if (!svc || (svc->flags & KD_SVC_ETP_LOCAL) || svc->local_count || !svc->count)
+	if (!fwd || (svc->flags & KD_SVC_ETP_LOCAL) || svc->local_count || !svc->count)
 		return XDP_PASS;
 	if (kd_pick(svc, KD_BE_TABLE_ALL, p.saddr, now, &be) < 0 || (be.flags & KD_BE_LOCAL) || !be.node_ip)
 		return XDP_PASS;

@@ -110,8 +110,10 @@ func newXDPPair(t *testing.T, tunnelMTU uint16) xdpPair {
 // TestRootXDPNodePortRemoteMatchesTC feeds the same frames to from_netdev (tc) and xdp_netdev
 // (XDP) on two datapaths programmed alike: a flow to a remote backend leaves XDP as the frame
 // tc sends into the vxlan device, inside the VXLAN headers that device adds (to the backend's
-// node, VNI 1, port 8472), with the same conntrack entries and counters; everything else
-// passes XDP untouched and unrecorded, for tc to handle.
+// node, VNI 1, port 8472), with the same conntrack entries and counters; a flow to a rejecting
+// service without endpoints gets tc's reply (RST, ICMP port unreachable) byte for byte, sent
+// back with XDP_TX, and tc's counters; everything else passes XDP untouched and unrecorded,
+// for tc to handle.
 func TestRootXDPNodePortRemoteMatchesTC(t *testing.T) {
 	p := newXDPPair(t, 1450)
 	prog := p.xdp.d.Programs.XdpNetdev
@@ -160,12 +162,36 @@ func TestRootXDPNodePortRemoteMatchesTC(t *testing.T) {
 
 	for _, tc := range []struct {
 		name string
+		in   []byte
+	}{
+		{"tcp syn", tcp(client, 50012, nodeA, 30092, tcpSYN).bytes()},
+		{"tcp ack", tcp(client, 50012, nodeA, 30092, tcpACK).bytes()},
+		{"tcp syn with options (the reply is shorter)", mss(tcp(client, 50019, nodeA, 30092, tcpSYN), 1400).bytes()},
+		{"udp", udp(client, 50012, nodeA, 30093).bytes()},
+	} {
+		t.Run("reject "+tc.name, func(t *testing.T) {
+			in := tc.in
+			tret, tout := p.tc.runTC(p.tc.d.Programs.FromNetdev, in)
+			xret, xout := p.xdp.runXDP(prog, in)
+			if tret != actRedirect || xret != xdpTX {
+				t.Fatalf("verdicts tc %d xdp %d, want %d and %d (XDP_TX)", tret, xret, actRedirect, xdpTX)
+			}
+			if !bytes.Equal(xout, tout) {
+				t.Fatalf("reply differs from tc's:\nxdp %x\ntc  %x", xout, tout)
+			}
+			if a, b := p.tc.counters(), p.xdp.counters(); !reflect.DeepEqual(a, b) {
+				t.Fatalf("metrics differ:\ntc  %+v\nxdp %+v", a, b)
+			}
+		})
+	}
+
+	for _, tc := range []struct {
+		name string
 		in   packet
 	}{
 		{"local backend", tcp(client, 50010, nodeA, 30090, tcpSYN)},
 		{"local and remote backends", tcp(client, 50011, nodeA, 30091, tcpSYN)},
-		{"no backend, tcp reject", tcp(client, 50012, nodeA, 30092, tcpSYN)},
-		{"no backend, udp reject", udp(client, 50012, nodeA, 30093)},
+		{"no backend, tcp rst", tcp(client, 50018, nodeA, 30092, tcpRST)},
 		{"eTP Local without a local backend", tcp(client, 50013, nodeA, 30094, tcpSYN)},
 		{"syn whose mss tc clamps", mss(tcp(client, 50014, nodeA, 30080, tcpSYN), 1460)},
 		{"too big for the tunnel", func() packet {
@@ -207,17 +233,17 @@ func TestRootXDPNodePortRemoteMatchesTC(t *testing.T) {
 func TestRootXDPPassesOffloadedChecksum(t *testing.T) {
 	p := newXDPPair(t, 1450)
 	for _, tc := range []struct {
-		name  string
-		in    packet
-		check int // offset of the L4 checksum in the frame
+		name string
+		in   packet
 	}{
-		{"tcp syn", tcp(client, 50020, nodeA, 30080, tcpSYN), 14 + 20 + 16},
-		{"udp", udp(client, 50021, nodeA, 30053), 14 + 20 + 6},
+		{"tcp syn", tcp(client, 50020, nodeA, 30080, tcpSYN)},
+		{"udp", udp(client, 50021, nodeA, 30053)},
+		// a reply would go back into the local sender's veth with XDP_TX
+		{"tcp syn to a rejecting service", tcp(client, 50022, nodeA, 30092, tcpSYN)},
+		{"udp to a rejecting service", udp(client, 50023, nodeA, 30093)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			in := tc.in.bytes()
-			l4len := len(in) - 14 - 20
-			binary.BigEndian.PutUint16(in[tc.check:], ^fold(pseudo(tc.in.Src, tc.in.Dst, tc.in.Proto, l4len)))
+			in := offloaded(tc.in)
 			before, ctBefore := p.xdp.counters(), p.xdp.ctState()
 			ret, out := p.xdp.runXDP(p.xdp.d.Programs.XdpNetdev, in)
 			if ret != xdpPass || !bytes.Equal(out, in) {
@@ -231,6 +257,18 @@ func TestRootXDPPassesOffloadedChecksum(t *testing.T) {
 			}
 		})
 	}
+}
+
+// offloaded is pk's frame with the L4 checksum field holding only the pseudo-header sum, as a
+// sender on this machine leaves it for checksum offload (CHECKSUM_PARTIAL).
+func offloaded(pk packet) []byte {
+	in := pk.bytes()
+	check := 14 + 20 + 6 // UDP
+	if pk.Proto == 6 {
+		check = 14 + 20 + 16
+	}
+	binary.BigEndian.PutUint16(in[check:], ^fold(pseudo(pk.Src, pk.Dst, pk.Proto, len(in)-14-20)))
+	return in
 }
 
 // checkVXLANOuter checks the headers in front of an inner frame of n bytes: to node B's MAC

@@ -1,7 +1,7 @@
 /* Rejecting flows to a Service without endpoints, as kube-proxy does: TCP
  * gets a RST, UDP an ICMP port unreachable, both sent back out of the
  * interface the packet came in on. The packet is rebuilt in place
- * (bpf_skb_change_tail trims or grows it). Only IPv4 headers without options
+ * (trimmed or grown; tc and XDP alike: kd_reject_rebuild). Only IPv4 headers without options
  * are rebuilt; anything else is dropped. Both count KD_DROP_NO_BACKEND. */
 #pragma once
 #include "fwd.h"
@@ -31,7 +31,7 @@ struct kd_pseudo {
 	__be16 len;
 };
 
-static __always_inline void kd_fill_ip(struct iphdr *ip, struct kd_pkt *p, __u8 proto, __u16 len)
+static __always_inline void kd_fill_ip(struct iphdr *ip, const struct kd_pkt *p, __u8 proto, __u16 len)
 {
 	ip->version = 4;
 	ip->ihl = 5;
@@ -47,12 +47,34 @@ static __always_inline void kd_fill_ip(struct iphdr *ip, struct kd_pkt *p, __u8 
 	ip->check = kd_csum_fold(bpf_csum_diff(NULL, 0, (__be32 *)ip, sizeof(*ip), 0));
 }
 
-static __always_inline int kd_reject(struct __sk_buff *skb, struct kd_pkt *p)
+/* kd_ctx_load, kd_ctx_store and kd_ctx_resize read, write and resize the
+ * packet of ctx: an skb, or an XDP frame when xdp is set. xdp is a constant
+ * at every call, so each program keeps only its own context's helpers. */
+static __always_inline long kd_ctx_load(void *ctx, int xdp, __u32 off, void *buf, __u32 len)
 {
-	__u32 ifindex = skb->ifindex;
+	return xdp ? bpf_xdp_load_bytes(ctx, off, buf, len) : bpf_skb_load_bytes(ctx, off, buf, len);
+}
 
+static __always_inline long kd_ctx_store(void *ctx, int xdp, __u32 off, void *buf, __u32 len)
+{
+	return xdp ? bpf_xdp_store_bytes(ctx, off, buf, len) : bpf_skb_store_bytes(ctx, off, buf, len, 0);
+}
+
+static __always_inline long kd_ctx_resize(void *ctx, int xdp, __u32 len)
+{
+	if (xdp)
+		return bpf_xdp_adjust_tail(ctx, (int)len - (int)bpf_xdp_get_buff_len(ctx));
+	return bpf_skb_change_tail(ctx, len, 0);
+}
+
+/* kd_reject_rebuild rewrites the packet p of ctx (see kd_ctx_load) in place
+ * into its reject reply. Returns the reply's length, or -KD_DROP_NO_BACKEND
+ * (not answered: IP options, a RST) or -KD_DROP_MALFORMED (too short), both
+ * with the packet untouched, or -KD_DROP_REWRITE (the packet is lost). */
+static __always_inline int kd_reject_rebuild(void *ctx, int xdp, const struct kd_pkt *p)
+{
 	if (p->ihl_words != 5)
-		return kd_drop(skb, KD_DROP_NO_BACKEND);
+		return -KD_DROP_NO_BACKEND;
 	if (p->proto == IPPROTO_TCP) {
 		struct kd_rst_hdr h = {};
 		struct tcphdr in;
@@ -61,11 +83,11 @@ static __always_inline int kd_reject(struct __sk_buff *skb, struct kd_pkt *p)
 		__s64 sum;
 
 		if (p->tcp_flags & KD_TCP_RST)
-			return kd_drop(skb, KD_DROP_NO_BACKEND);
-		if (bpf_skb_load_bytes(skb, ETH_ALEN, h.eth.h_dest, ETH_ALEN) < 0 ||
-		    bpf_skb_load_bytes(skb, 0, h.eth.h_source, ETH_ALEN) < 0 ||
-		    bpf_skb_load_bytes(skb, p->l4_off, &in, sizeof(in)) < 0)
-			return kd_drop(skb, KD_DROP_MALFORMED);
+			return -KD_DROP_NO_BACKEND;
+		if (kd_ctx_load(ctx, xdp, ETH_ALEN, h.eth.h_dest, ETH_ALEN) < 0 ||
+		    kd_ctx_load(ctx, xdp, 0, h.eth.h_source, ETH_ALEN) < 0 ||
+		    kd_ctx_load(ctx, xdp, p->l4_off, &in, sizeof(in)) < 0)
+			return -KD_DROP_MALFORMED;
 		payload = p->tot_len - 20 - in.doff * 4;
 		if (payload > 0xffff)
 			payload = 0;
@@ -90,28 +112,41 @@ static __always_inline int kd_reject(struct __sk_buff *skb, struct kd_pkt *p)
 		sum = bpf_csum_diff(NULL, 0, (__be32 *)&ph, sizeof(ph), 0);
 		sum = bpf_csum_diff(NULL, 0, (__be32 *)&h.tcp, sizeof(h.tcp), (__u32)sum);
 		h.tcp.check = kd_csum_fold(sum);
-		if (bpf_skb_change_tail(skb, sizeof(h) - 2, 0) < 0 ||
-		    bpf_skb_store_bytes(skb, 0, &h.eth, sizeof(h) - 2, 0) < 0)
-			return kd_drop(skb, KD_DROP_REWRITE);
+		if (kd_ctx_resize(ctx, xdp, sizeof(h) - 2) < 0 ||
+		    kd_ctx_store(ctx, xdp, 0, &h.eth, sizeof(h) - 2) < 0)
+			return -KD_DROP_REWRITE;
+		return sizeof(h) - 2;
 	} else {
 		struct kd_icmp_hdr h = {};
 		__s64 sum;
 
-		if (bpf_skb_load_bytes(skb, ETH_HLEN, h.orig, sizeof(h.orig)) < 0 ||
-		    bpf_skb_load_bytes(skb, ETH_ALEN, h.eth.h_dest, ETH_ALEN) < 0 ||
-		    bpf_skb_load_bytes(skb, 0, h.eth.h_source, ETH_ALEN) < 0)
-			return kd_drop(skb, KD_DROP_MALFORMED);
+		if (kd_ctx_load(ctx, xdp, ETH_HLEN, h.orig, sizeof(h.orig)) < 0 ||
+		    kd_ctx_load(ctx, xdp, ETH_ALEN, h.eth.h_dest, ETH_ALEN) < 0 ||
+		    kd_ctx_load(ctx, xdp, 0, h.eth.h_source, ETH_ALEN) < 0)
+			return -KD_DROP_MALFORMED;
 		h.eth.h_proto = bpf_htons(ETH_P_IP);
 		kd_fill_ip(&h.ip, p, IPPROTO_ICMP, sizeof(h) - ETH_HLEN - 2);
 		h.icmp.type = ICMP_DEST_UNREACH;
 		h.icmp.code = ICMP_PORT_UNREACH;
 		sum = bpf_csum_diff(NULL, 0, (__be32 *)&h.icmp, sizeof(h.icmp) + sizeof(h.orig), 0);
 		h.icmp.checksum = kd_csum_fold(sum);
-		if (bpf_skb_change_tail(skb, sizeof(h) - 2, 0) < 0 ||
-		    bpf_skb_store_bytes(skb, 0, &h.eth, sizeof(h) - 2, 0) < 0)
-			return kd_drop(skb, KD_DROP_REWRITE);
+		if (kd_ctx_resize(ctx, xdp, sizeof(h) - 2) < 0 ||
+		    kd_ctx_store(ctx, xdp, 0, &h.eth, sizeof(h) - 2) < 0)
+			return -KD_DROP_REWRITE;
+		return sizeof(h) - 2;
 	}
-	kd_count(KD_M_REJECT, skb->len);
-	kd_count(KD_DROP_NO_BACKEND, skb->len);
+}
+
+/* kd_reject answers p on the interface it came in on, or drops it with the
+ * reason kd_reject_rebuild gives. */
+static __always_inline int kd_reject(struct __sk_buff *skb, struct kd_pkt *p)
+{
+	__u32 ifindex = skb->ifindex;
+	int len = kd_reject_rebuild(skb, 0, p);
+
+	if (len < 0)
+		return kd_drop(skb, -len);
+	kd_count(KD_M_REJECT, len);
+	kd_count(KD_DROP_NO_BACKEND, len);
 	return bpf_redirect(ifindex, 0);
 }
