@@ -37,14 +37,8 @@ outside client namespace. Needs root.`,
 		Short: "Build a lab and print its kubeconfig path",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			o.Name, o.RunRoot, o.Logger = name, runRoot, g.logger()
-			p, err := netip.ParsePrefix(subnet)
-			if err != nil {
-				return fmt.Errorf("lab up: --subnet: %w", err)
-			}
-			o.Subnet = p
-			if o.K8sBinDir == "" {
-				o.K8sBinDir = defaultK8sBinDir()
+			if err := setLabOptions(&o, g, "up", name, runRoot, subnet, o.K8sBinDir); err != nil {
+				return err
 			}
 			start := time.Now()
 			l, err := lab.Up(cmd.Context(), o)
@@ -117,14 +111,9 @@ pod on the other node (--backend remote) or the same node, and the time from cre
 the ratios kubedirect / kube-proxy. Needs hack/build-k8s.sh kube-apiserver etcd kube-proxy.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			p, err := netip.ParsePrefix(subnet)
-			if err != nil {
-				return fmt.Errorf("lab bench: --subnet: %w", err)
+			if err := setLabOptions(&o.Lab, g, "bench", *name, *runRoot, subnet, k8sBin); err != nil {
+				return err
 			}
-			if k8sBin == "" {
-				k8sBin = defaultK8sBinDir()
-			}
-			o.Lab = lab.Options{Name: *name, RunRoot: *runRoot, Subnet: p, K8sBinDir: k8sBin, Logger: g.logger()}
 			res, err := lab.Bench(cmd.Context(), o)
 			if err != nil {
 				return fmt.Errorf("lab bench: %w", err)
@@ -170,6 +159,20 @@ the ratios kubedirect / kube-proxy. Needs hack/build-k8s.sh kube-apiserver etcd 
 	return cmd
 }
 
+// setLabOptions fills o's fields from the flags every lab verb has: --name and --run-root (on lab),
+// --subnet and --k8s-bin-dir (empty: defaultK8sBinDir); verb names the command in an error.
+func setLabOptions(o *lab.Options, g *globals, verb, name, runRoot, subnet, k8sBin string) error {
+	p, err := netip.ParsePrefix(subnet)
+	if err != nil {
+		return fmt.Errorf("lab %s: --subnet: %w", verb, err)
+	}
+	if k8sBin == "" {
+		k8sBin = defaultK8sBinDir()
+	}
+	o.Name, o.RunRoot, o.Subnet, o.K8sBinDir, o.Logger = name, runRoot, p, k8sBin, g.logger()
+	return nil
+}
+
 // defaultK8sBinDir is $KUBEDIRECT_K8S_BIN, else hack/build-k8s.sh's default cache for v1.34.4.
 func defaultK8sBinDir() string {
 	if d := os.Getenv("KUBEDIRECT_K8S_BIN"); d != "" {
@@ -183,12 +186,14 @@ func defaultK8sBinDir() string {
 // same numbers) for the results that carry them.
 func printAgentCost(w io.Writer, res []lab.BenchResult) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SYSTEM\tINFORMERS SYNCED\tPROGRAMMING\tSTART TO READY\tMAX RSS\tCPU / 1000 CHANGES")
+	fmt.Fprintln(tw, "SYSTEM\tDATAPATH LOADED\tINFORMERS SYNCED\tPROGRAMMING\tSTART TO READY\tHEAP AFTER SYNC\tRSS\tRSS ANON\tRSS FILE\tPEAK RSS (HWM)\tCPU / 1000 CHANGES")
+	mib := func(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 	for _, r := range res {
 		if c := r.Agent; c != nil {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1f MiB\t%s\n", r.System, c.InformersSynced.Round(time.Millisecond),
-				c.Programming.Round(time.Millisecond), c.StartToReady.Round(time.Millisecond),
-				float64(c.MaxRSSBytes)/(1<<20), c.CPUPer1000Changes.Round(time.Millisecond))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.System, c.DatapathLoaded.Round(time.Millisecond),
+				c.InformersSynced.Round(time.Millisecond), c.Programming.Round(time.Millisecond), c.StartToReady.Round(time.Millisecond),
+				mib(c.HeapInuseAfterSyncBytes), mib(c.Memory.RSSBytes), mib(c.Memory.AnonBytes), mib(c.Memory.FileBytes),
+				mib(c.Memory.PeakRSSBytes), c.CPUPer1000Changes.Round(time.Millisecond))
 		}
 	}
 	_ = tw.Flush()
@@ -209,14 +214,9 @@ bytes. At the end every node's pinned maps are compared with the desired state; 
 command. Prints JSON on stdout and a table on stderr. Needs root and hack/build-k8s.sh kube-apiserver etcd.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			p, err := netip.ParsePrefix(subnet)
-			if err != nil {
-				return fmt.Errorf("lab scale: --subnet: %w", err)
+			if err := setLabOptions(&o.Lab, g, "scale", *name, *runRoot, subnet, k8sBin); err != nil {
+				return err
 			}
-			if k8sBin == "" {
-				k8sBin = defaultK8sBinDir()
-			}
-			o.Lab.Name, o.Lab.RunRoot, o.Lab.Subnet, o.Lab.K8sBinDir, o.Lab.Logger = *name, *runRoot, p, k8sBin, g.logger()
 			if !cmd.Flags().Changed("name") {
 				// a lab of the same name is removed first: never the one `lab up` made
 				o.Lab.Name = "kdscale"

@@ -5,10 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/url"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -16,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/kubedirect/kubedirect/provision"
+	"github.com/kubedirect/kubedirect/provision/install"
 	"github.com/kubedirect/kubedirect/provision/spec"
 )
 
@@ -257,24 +255,7 @@ func (a *clusterProvider) APIServerAddress(ctx context.Context, c *spec.Cluster)
 	if err != nil {
 		return "", 0, err
 	}
-	return hostPort(server)
-}
-
-// hostPort splits an https URL into host and port (443 when absent).
-func hostPort(server string) (string, int, error) {
-	u, err := url.Parse(server)
-	if err != nil || u.Host == "" {
-		return "", 0, fmt.Errorf("parse API server address %q: not a URL", server)
-	}
-	host, port, err := net.SplitHostPort(u.Host)
-	if err != nil {
-		return u.Host, 443, nil
-	}
-	n, err := strconv.Atoi(port)
-	if err != nil {
-		return "", 0, fmt.Errorf("parse API server address %q: port: %w", server, err)
-	}
-	return host, n, nil
+	return install.SplitServerURL(server, 443)
 }
 
 // NodeArch is the architecture of the node groups' instance types; they must agree, since the

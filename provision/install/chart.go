@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/kubedirect/kubedirect/manifests"
@@ -108,17 +109,23 @@ func Values(c *spec.Cluster, o ValuesOptions) (map[string]any, error) {
 // APIServerHostFromKubeconfigServer returns the host of a kubeconfig server URL such as
 // https://demo-control-plane:6443, and its port (DefaultAPIServerPort when absent).
 func APIServerHostFromKubeconfigServer(server string) (string, int, error) {
+	return SplitServerURL(server, DefaultAPIServerPort)
+}
+
+// SplitServerURL returns the host and port of an API server URL such as https://10.0.0.5:6443, and
+// defaultPort when the URL names none (a load balancer's https://name is on 443).
+func SplitServerURL(server string, defaultPort int) (string, int, error) {
 	u, err := url.Parse(server)
 	if err != nil || u.Host == "" {
-		return "", 0, fmt.Errorf("parse api server address %q: not a URL", server)
+		return "", 0, fmt.Errorf("parse API server address %q: not a URL", server)
 	}
 	host, portStr, err := net.SplitHostPort(u.Host)
 	if err != nil {
-		return u.Host, DefaultAPIServerPort, nil
+		return u.Host, defaultPort, nil
 	}
-	var port int
-	if _, err := fmt.Sscan(portStr, &port); err != nil {
-		return "", 0, fmt.Errorf("parse api server port %q: %w", portStr, err)
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return "", 0, fmt.Errorf("parse API server address %q: port: %w", server, err)
 	}
 	return host, port, nil
 }
