@@ -200,6 +200,39 @@ func TestRootXDPNodePortRemoteMatchesTC(t *testing.T) {
 	}
 }
 
+// TestRootXDPPassesOffloadedChecksum: a segment whose checksum field holds only the pseudo-header
+// sum (a sender on this machine left the rest to offload, CHECKSUM_PARTIAL, which an XDP frame
+// does not carry) passes XDP untouched and unrecorded, TCP and UDP, for tc, whose skb keeps the
+// offload state: sent on with XDP_TX, it would reach the backend with a bad checksum.
+func TestRootXDPPassesOffloadedChecksum(t *testing.T) {
+	p := newXDPPair(t, 1450)
+	for _, tc := range []struct {
+		name  string
+		in    packet
+		check int // offset of the L4 checksum in the frame
+	}{
+		{"tcp syn", tcp(client, 50020, nodeA, 30080, tcpSYN), 14 + 20 + 16},
+		{"udp", udp(client, 50021, nodeA, 30053), 14 + 20 + 6},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := tc.in.bytes()
+			l4len := len(in) - 14 - 20
+			binary.BigEndian.PutUint16(in[tc.check:], ^fold(pseudo(tc.in.Src, tc.in.Dst, tc.in.Proto, l4len)))
+			before, ctBefore := p.xdp.counters(), p.xdp.ctState()
+			ret, out := p.xdp.runXDP(p.xdp.d.Programs.XdpNetdev, in)
+			if ret != xdpPass || !bytes.Equal(out, in) {
+				t.Fatalf("verdict %d (want XDP_PASS), frame %x (want %x)", ret, out, in)
+			}
+			if after := p.xdp.counters(); !reflect.DeepEqual(before, after) {
+				t.Fatalf("metrics changed: %+v -> %+v", before, after)
+			}
+			if after := p.xdp.ctState(); !reflect.DeepEqual(ctBefore, after) {
+				t.Fatalf("conntrack changed: %v -> %v", ctBefore, after)
+			}
+		})
+	}
+}
+
 // checkVXLANOuter checks the headers in front of an inner frame of n bytes: to node B's MAC
 // from ours, IPv4 node A -> node B (valid checksum, TTL 64), UDP to 8472 with no checksum,
 // VXLAN with the I flag and VNI 1.

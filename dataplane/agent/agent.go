@@ -58,7 +58,8 @@ const (
 )
 
 // newInformerFactories returns the factory for Services and EndpointSlices, which lists only the
-// objects kube-proxy would serve (none of the opt-out labels above), and one for Nodes.
+// objects kube-proxy would serve (none of the opt-out labels above), and one for Nodes. Both cache
+// objects stripped to what the agent reads (stripObject).
 func newInformerFactories(kc kubernetes.Interface) (services, nodes informers.SharedInformerFactory) {
 	sel := labels.NewSelector()
 	for _, l := range []string{LabelServiceProxyName, LabelHeadless} {
@@ -68,9 +69,9 @@ func newInformerFactories(kc kubernetes.Interface) (services, nodes informers.Sh
 		}
 		sel = sel.Add(*r)
 	}
-	services = informers.NewSharedInformerFactoryWithOptions(kc, 0,
+	services = informers.NewSharedInformerFactoryWithOptions(kc, 0, informers.WithTransform(stripObject),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = sel.String() }))
-	return services, informers.NewSharedInformerFactory(kc, 0)
+	return services, informers.NewSharedInformerFactoryWithOptions(kc, 0, informers.WithTransform(stripObject))
 }
 
 // Options configure an Agent.
@@ -156,8 +157,8 @@ func New(o Options) (*Agent, error) {
 	return a, nil
 }
 
-// Run loads the datapath (adopting pinned maps), waits for this node's Node object, programs the full
-// state once, reports ready and then follows changes until ctx ends. The datapath stays in place when
+// Run starts the informers, loads the datapath (adopting pinned maps) while they list, waits for this
+// node's Node object, programs the full state once, reports ready and then follows changes until ctx ends. The datapath stays in place when
 // Run returns (maps and attachments are pinned).
 func (a *Agent) Run(ctx context.Context) error {
 	start := time.Now()
@@ -172,27 +173,6 @@ func (a *Agent) Run(ctx context.Context) error {
 		// not fatal: only host processes whose ephemeral port falls in the range are affected
 		a.log.Warn("reserve the NodePort range from ephemeral ports", "range", a.cfg.NodePortRange, "err", err)
 	}
-
-	// ReplaceIncompatible: an upgrade whose map layouts changed must come up (the agent rewrites
-	// services, backends, tunnels, endpoints and config from the API server); only the flows of a
-	// replaced conntrack map are lost, which the loader logs.
-	dp, err := loader.Load(ctx, loader.Options{PinDir: a.cfg.BPFFSPath, Logger: a.log, ReplaceIncompatible: true, MapSizes: a.cfg.MapSizes})
-	if err != nil {
-		return fmt.Errorf("load datapath: %w", err)
-	}
-	a.dp = dp
-	a.loaded.Store(dp.Maps)
-	defer dp.Close()
-	a.log.Info("datapath loaded", "pinDir", a.cfg.BPFFSPath, "adoptedMaps", len(dp.Adopted), "took", time.Since(start).Round(time.Millisecond))
-	a.prog = NewProgrammer(dp.Maps)
-	if err := a.prog.Adopt(); err != nil {
-		return err
-	}
-
-	bc := record.NewBroadcaster(record.WithContext(ctx))
-	bc.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: a.kc.CoreV1().Events("")})
-	defer bc.Shutdown()
-	a.rec = bc.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "kubedirect-agent", Host: a.node})
 
 	factory, nodeFactory := newInformerFactories(a.kc)
 	svcInf := factory.Core().V1().Services()
@@ -235,12 +215,37 @@ func (a *Agent) Run(ctx context.Context) error {
 	if _, err := nodeInf.Informer().AddEventHandler(h(func(any) { a.queue.Add(nodesKey) })); err != nil {
 		return fmt.Errorf("watch nodes: %w", err)
 	}
+	// The API lists start before the datapath loads: neither waits for the other. Shutdown waits for
+	// the informers, so they stop with Run's return (infCancel runs first), not only with ctx.
+	infCtx, infCancel := context.WithCancel(ctx)
 	for _, f := range []informers.SharedInformerFactory{factory, nodeFactory} {
-		f.Start(ctx.Done())
+		f.Start(infCtx.Done())
 		defer f.Shutdown()
 	}
+	defer infCancel()
+	bc := record.NewBroadcaster(record.WithContext(ctx))
+	bc.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: a.kc.CoreV1().Events("")})
+	defer bc.Shutdown()
+	a.rec = bc.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "kubedirect-agent", Host: a.node})
+
+	// ReplaceIncompatible: an upgrade whose map layouts changed must come up (the agent rewrites
+	// services, backends, tunnels, endpoints and config from the API server); only the flows of a
+	// replaced conntrack map are lost, which the loader logs.
+	dp, err := loader.Load(ctx, loader.Options{PinDir: a.cfg.BPFFSPath, Logger: a.log, ReplaceIncompatible: true, MapSizes: a.cfg.MapSizes})
+	if err != nil {
+		return fmt.Errorf("load datapath: %w", err)
+	}
+	a.dp = dp
+	a.loaded.Store(dp.Maps)
+	defer dp.Close()
+	a.log.Info("datapath loaded", "pinDir", a.cfg.BPFFSPath, "adoptedMaps", len(dp.Adopted), "sinceStart", a.startupPhase(phaseDatapathLoaded).Round(time.Millisecond))
+	a.prog = NewProgrammer(dp.Maps)
+	if err := a.prog.Adopt(); err != nil {
+		return err
+	}
+
 	for _, f := range []informers.SharedInformerFactory{factory, nodeFactory} {
-		for typ, ok := range f.WaitForCacheSync(ctx.Done()) {
+		for typ, ok := range f.WaitForCacheSync(infCtx.Done()) {
 			if !ok {
 				return fmt.Errorf("sync %v informer: %w", typ, ctx.Err())
 			}

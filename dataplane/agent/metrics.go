@@ -44,7 +44,7 @@ func newMetrics(a *Agent) *metrics {
 		fullSync: histogram("kubedirect_full_sync_duration_seconds",
 			"Duration of the full sync that programs every Service when the agent starts.", 0.01),
 		startup: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kubedirect_startup_seconds",
-			Help: "Time from the agent's start to a step of its first sync: informers_synced (the API list is in), ready (every Service programmed)."},
+			Help: "Time from the agent's start to a step of its first sync: datapath_loaded (BPF programs and maps loaded, while the API lists run), informers_synced (the API lists are in), ready (every Service programmed)."},
 			[]string{"phase"}),
 		ctScanned: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "kubedirect_conntrack_gc_scanned_total",
@@ -261,6 +261,7 @@ func (a *Agent) forgetChange(key string) {
 
 // Phases of the agent's start (kubedirect_startup_seconds).
 const (
+	phaseDatapathLoaded  = "datapath_loaded"
 	phaseInformersSynced = "informers_synced"
 	phaseReady           = "ready"
 )

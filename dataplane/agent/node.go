@@ -311,7 +311,7 @@ func (a *Agent) setupNode(self NodeInfo) error {
 	if err := cni.WriteNodeState(a.cfg.CNIDataDir, cni.NodeState{PodCIDR: self.PodCIDR.String(), MTU: mtu}); err != nil {
 		return err
 	}
-	a.log.Info("node set up", "nic", dev, "nodeIP", self.InternalIP, "podCIDR", self.PodCIDR, "podMTU", mtu, "cgroup", a.cgroupPath())
+	a.log.Info("node set up", "nic", dev, "nicMode", mode, "nodeIP", self.InternalIP, "podCIDR", self.PodCIDR, "podMTU", mtu, "cgroup", a.cgroupPath())
 	return nil
 }
 

@@ -88,20 +88,36 @@ type BenchResult struct {
 }
 
 // AgentCost is what one kubedirect agent costs: the steps of its start as its own metric
-// (kubedirect_startup_seconds, kubedirect_full_sync_duration_seconds) reports them, its peak memory and
-// the CPU it spends on Service changes (from /proc).
+// (kubedirect_startup_seconds, kubedirect_full_sync_duration_seconds) reports them, its memory and the
+// CPU it spends on Service changes (from /proc).
 type AgentCost struct {
+	// DatapathLoaded is the time from the agent's start to its BPF programs and maps loaded (the API
+	// lists run meanwhile).
+	DatapathLoaded time.Duration `json:"datapathLoaded"`
 	// InformersSynced is the time from the agent's start to its informers' first list (the API list).
 	InformersSynced time.Duration `json:"informersSynced"`
 	// Programming is the agent's initial sync: every Service translated and written to the maps.
 	Programming time.Duration `json:"programming"`
 	// StartToReady is the time from the agent's start to ready.
 	StartToReady time.Duration `json:"startToReady"`
-	// MaxRSSBytes is the agent's peak resident memory (VmHWM) after the initial sync and the changes.
-	MaxRSSBytes int64 `json:"maxRSSBytes"`
+	// HeapInuseAfterSyncBytes is the Go heap in use (go_memstats_heap_inuse_bytes) right after the
+	// initial sync: the informer caches and the programmer's state.
+	HeapInuseAfterSyncBytes int64 `json:"heapInuseAfterSyncBytes"`
+	// Memory is the agent's resident memory after the initial sync and the changes.
+	Memory AgentMemory `json:"memory"`
 	// CPUPer1000Changes is the agent's CPU time (user + system) for 1,000 Service changes made through
 	// the API (one endpoint address of each of 1,000 Services replaced), until all are programmed.
 	CPUPer1000Changes time.Duration `json:"cpuPer1000Changes"`
+}
+
+// AgentMemory is a process's resident memory as /proc/<pid>/status reports it, in bytes. RSS = Anon +
+// File (+ shmem): Anon is the agent's own data (Go heap, stacks), File the pages of its executable it
+// touched (shared with every process of the same binary, reclaimable), HWM the peak of RSS.
+type AgentMemory struct {
+	RSSBytes     int64 `json:"vmRSSBytes"`
+	AnonBytes    int64 `json:"rssAnonBytes"`
+	FileBytes    int64 `json:"rssFileBytes"`
+	PeakRSSBytes int64 `json:"vmHWMBytes"`
 }
 
 // Bench builds one 2-node lab, programs opts.Services ClusterIP Services, and measures the systems one
@@ -235,8 +251,9 @@ func Bench(ctx context.Context, o BenchOptions) ([]BenchResult, error) {
 			if res.Agent, err = l.agentCost(ctx, "node-1", min(1000, o.Services)); err != nil {
 				return results, fmt.Errorf("%s: %w", sys, err)
 			}
-			log.Info("agent", "informersSynced", res.Agent.InformersSynced, "programming", res.Agent.Programming,
-				"startToReady", res.Agent.StartToReady, "maxRSS", res.Agent.MaxRSSBytes, "cpuPer1000Changes", res.Agent.CPUPer1000Changes)
+			log.Info("agent", "datapathLoaded", res.Agent.DatapathLoaded, "informersSynced", res.Agent.InformersSynced,
+				"programming", res.Agent.Programming, "startToReady", res.Agent.StartToReady, "memory", res.Agent.Memory,
+				"heapInuseAfterSync", res.Agent.HeapInuseAfterSyncBytes, "cpuPer1000Changes", res.Agent.CPUPer1000Changes)
 		}
 		results = append(results, res)
 		if sys != SystemKubedirect {

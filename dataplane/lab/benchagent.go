@@ -15,6 +15,7 @@ import (
 const (
 	metricStartup         = "kubedirect_startup_seconds"
 	metricFullSync        = "kubedirect_full_sync_duration_seconds"
+	metricHeapInuse       = "go_memstats_heap_inuse_bytes"
 	changeWorkers         = 8
 	changeProgramDeadline = 5 * time.Minute
 	// changedEndpoints is the index in fillerEndpoints of the first address changeFillers gives out:
@@ -23,7 +24,7 @@ const (
 )
 
 // agentCost reads what node's agent reports of its start and, after n filler Services had one endpoint address replaced through the API, the CPU time the agent spent until it
-// programmed them all, and its peak memory.
+// programmed them all, and its memory.
 func (l *Lab) agentCost(ctx context.Context, node string, n int) (*AgentCost, error) {
 	nd, err := l.Node(node)
 	if err != nil {
@@ -34,9 +35,11 @@ func (l *Lab) agentCost(ctx context.Context, node string, n int) (*AgentCost, er
 		return nil, err
 	}
 	c := &AgentCost{
-		InformersSynced: seconds(m.sum(metricStartup, map[string]string{"phase": "informers_synced"})),
-		StartToReady:    seconds(m.sum(metricStartup, map[string]string{"phase": "ready"})),
-		Programming:     seconds(m.sum(metricFullSync+"_sum", nil)),
+		DatapathLoaded:          seconds(m.sum(metricStartup, map[string]string{"phase": "datapath_loaded"})),
+		InformersSynced:         seconds(m.sum(metricStartup, map[string]string{"phase": "informers_synced"})),
+		HeapInuseAfterSyncBytes: int64(m.sum(metricHeapInuse, nil)),
+		StartToReady:            seconds(m.sum(metricStartup, map[string]string{"phase": "ready"})),
+		Programming:             seconds(m.sum(metricFullSync+"_sum", nil)),
 	}
 	h0, err := l.agentHistogram(ctx, node)
 	if err != nil {
@@ -59,8 +62,15 @@ func (l *Lab) agentCost(ctx context.Context, node string, n int) (*AgentCost, er
 	if n > 0 {
 		c.CPUPer1000Changes = seconds((procCPU(nd.AgentPid) - cpu0) * 1000 / float64(n))
 	}
-	c.MaxRSSBytes = int64(procStatusKiB(nd.AgentPid, "VmHWM") * 1024)
+	c.Memory = procMemory(nd.AgentPid)
 	return c, nil
+}
+
+// procMemory reads a process's resident memory from /proc/<pid>/status.
+func procMemory(pid int) AgentMemory {
+	kib := procStatusFields(pid)
+	b := func(field string) int64 { return int64(kib(field) * 1024) }
+	return AgentMemory{RSSBytes: b("VmRSS"), AnonBytes: b("RssAnon"), FileBytes: b("RssFile"), PeakRSSBytes: b("VmHWM")}
 }
 
 // changeFillers replaces the last endpoint address of the filler Services 1..n (a pod replaced by one

@@ -566,11 +566,21 @@ func procCPU(pid int) float64 {
 
 // procStatusKiB is a "kB" field of /proc/<pid>/status.
 func procStatusKiB(pid int, field string) float64 {
+	return procStatusFields(pid)(field)
+}
+
+// procStatusFields reads /proc/<pid>/status once and returns its "kB" fields by name (0 when absent),
+// so that fields read together come from one moment.
+func procStatusFields(pid int) func(field string) float64 {
 	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
-		return 0
+		return func(string) float64 { return 0 }
 	}
-	for _, line := range strings.Split(string(data), "\n") {
+	return func(field string) float64 { return statusKiB(string(data), field) }
+}
+
+func statusKiB(data, field string) float64 {
+	for _, line := range strings.Split(data, "\n") {
 		if rest, ok := strings.CutPrefix(line, field+":"); ok {
 			f := strings.Fields(rest)
 			if len(f) > 0 {
