@@ -27,7 +27,7 @@ func BenchmarkDecodeInitialLists(b *testing.B) {
 		for _, m := range []*metav1.ObjectMeta{&svc.ObjectMeta, &sl.ObjectMeta} {
 			m.UID, m.ResourceVersion = types.UID("6b1f9a3e-0000-4000-8000-"+strconv.Itoa(100000000000+i)), strconv.Itoa(1000+i)
 			m.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubedirect", Operation: metav1.ManagedFieldsOperationUpdate,
-				APIVersion: "v1", FieldsType: "FieldsV1", FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{"f:ports":{".":{}}}}`)}}}
+				APIVersion: "v1", FieldsType: "FieldsV1", FieldsV1: metav1.NewFieldsV1(`{"f:spec":{"f:ports":{".":{}}}}`)}}
 		}
 		svcs.Items = append(svcs.Items, *svc)
 		slices.Items = append(slices.Items, *sl)

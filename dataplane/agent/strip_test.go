@@ -16,7 +16,7 @@ import (
 // bloat adds what the API server's objects carry and the agent never reads.
 func bloat(m *metav1.ObjectMeta) {
 	m.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubectl", Operation: metav1.ManagedFieldsOperationApply,
-		FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{"f:ports":{}}}`)}}}
+		FieldsV1: metav1.NewFieldsV1(`{"f:spec":{"f:ports":{}}}`)}}
 	if m.Annotations == nil {
 		m.Annotations = map[string]string{}
 	}
