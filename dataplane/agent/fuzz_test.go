@@ -113,7 +113,7 @@ func fuzzService(f *fuzzBytes, i int) *corev1.Service {
 }
 
 // fuzzSlice builds an EndpointSlice of Service i: endpoints on any node (or none, or an address
-// nobody owns), every combination of conditions (unset included), zone hints and port names that
+// nobody owns), every combination of conditions (unset included), zone and node hints and port names that
 // match the Service's or not.
 func fuzzSlice(f *fuzzBytes, i, j int) *discoveryv1.EndpointSlice {
 	sl := &discoveryv1.EndpointSlice{
@@ -158,6 +158,9 @@ func fuzzSlice(f *fuzzBytes, i, j int) *discoveryv1.EndpointSlice {
 		}
 		if f.bit() {
 			ep.Hints = &discoveryv1.EndpointHints{ForZones: []discoveryv1.ForZone{{Name: fmt.Sprintf("z%d", f.pick(2))}}}
+			if f.bit() { // trafficDistribution PreferSameNode
+				ep.Hints.ForNodes = []discoveryv1.ForNode{{Name: fmt.Sprintf("n%d", f.pick(3))}}
+			}
 		}
 		sl.Endpoints = append(sl.Endpoints, ep)
 	}

@@ -17,7 +17,7 @@ import (
 //   - Service: the kubedirect.io annotations (ModeAnnotation), the whole spec but its selector,
 //     status.loadBalancer (Translate);
 //   - EndpointSlice: the service-name label (sliceServiceKey), addressType, ports, and of each endpoint
-//     its addresses, conditions, nodeName and zone hints (Translate);
+//     its addresses, conditions, nodeName and hints, zone and node (Translate);
 //   - Node: the topology zone label (syncServiceOnce), spec.podCIDR(s) and status.addresses (NodeInfoOf).
 //
 // A field the agent starts to read must be kept here too: TestStrippedObjectsTranslateTheSame checks
@@ -71,10 +71,8 @@ func stripSlice(s *discoveryv1.EndpointSlice) *discoveryv1.EndpointSlice {
 	labels := keptLabel(s.Labels, discoveryv1.LabelServiceName)
 	eps := make([]discoveryv1.Endpoint, len(s.Endpoints))
 	for i, e := range s.Endpoints {
-		eps[i] = discoveryv1.Endpoint{Addresses: e.Addresses, Conditions: e.Conditions, NodeName: e.NodeName}
-		if e.Hints != nil {
-			eps[i].Hints = &discoveryv1.EndpointHints{ForZones: e.Hints.ForZones}
-		}
+		// Hints whole: zone hints (topology-aware routing) and node hints (PreferSameNode) both steer Translate.
+		eps[i] = discoveryv1.Endpoint{Addresses: e.Addresses, Conditions: e.Conditions, NodeName: e.NodeName, Hints: e.Hints}
 	}
 	return &discoveryv1.EndpointSlice{TypeMeta: s.TypeMeta, ObjectMeta: strippedMeta(&s.ObjectMeta, labels, nil),
 		AddressType: s.AddressType, Endpoints: eps, Ports: s.Ports}

@@ -2,7 +2,9 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"reflect"
 	"testing"
 
@@ -152,6 +154,34 @@ func TestStrippedObjectsTranslateTheSame(t *testing.T) {
 	}
 	if stripped.Labels[corev1.LabelTopologyZone] != "z1" || stripped.Name != n.Name {
 		t.Errorf("stripped node lost its name or zone: %+v", stripped.ObjectMeta)
+	}
+}
+
+// TestStrippedSliceKeepsNodeHints: a Service with trafficDistribution PreferSameNode gets node hints
+// (hints.forNodes) on its endpoints, and this node's cluster traffic uses only the endpoints hinted
+// for it; the stripped cache must keep those hints, or every node would spread over all endpoints.
+func TestStrippedSliceKeepsNodeHints(t *testing.T) {
+	svc := testService("web", netip.MustParseAddr("10.96.0.10"))
+	sl := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Namespace: svc.Namespace, Name: svc.Name + "-x",
+		Labels: map[string]string{discoveryv1.LabelServiceName: svc.Name}}, AddressType: discoveryv1.AddressTypeIPv4}
+	for _, p := range svc.Spec.Ports {
+		sl.Ports = append(sl.Ports, discoveryv1.EndpointPort{Name: &p.Name, Port: ptr(int32(8080)), Protocol: &p.Protocol})
+	}
+	for i, node := range []string{"n0", "n1"} {
+		sl.Endpoints = append(sl.Endpoints, discoveryv1.Endpoint{Addresses: []string{fmt.Sprintf("10.244.%d.5", i)},
+			Conditions: discoveryv1.EndpointConditions{Ready: ptr(true)}, NodeName: ptr(node),
+			Hints: &discoveryv1.EndpointHints{ForZones: []discoveryv1.ForZone{{Name: "z0"}}, ForNodes: []discoveryv1.ForNode{{Name: node}}}})
+	}
+	want, err := Translate(svc, []*discoveryv1.EndpointSlice{sl}, &fuzzTopo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(want.Ports) == 0 || len(want.Ports[0].All) != 1 {
+		t.Fatalf("the API server's objects translate to %+v: want one port with this node's endpoint only (the test proves nothing)", want)
+	}
+	got, err := Translate(svc, []*discoveryv1.EndpointSlice{mustStrip(t, sl).(*discoveryv1.EndpointSlice)}, &fuzzTopo)
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("stripped slice translates to %+v (%v), the API server's to %+v", got, err, want)
 	}
 }
 
