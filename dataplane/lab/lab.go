@@ -320,3 +320,17 @@ func nsPath(name string) string { return "/run/netns/" + name }
 
 // Log returns the log file of a lab process key (agent-node-1, echo-web-1, apiserver, etcd).
 func (l *Lab) Log(key string) string { return filepath.Join(l.State.Dir, "logs", key+".log") }
+
+// LogTail returns the last n lines of the log of key ("" when there is none): what a failure report
+// shows of a process that exited, before Down removes the lab's directory.
+func (l *Lab) LogTail(key string, n int) string {
+	data, err := os.ReadFile(l.Log(key))
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

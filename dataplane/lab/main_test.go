@@ -87,9 +87,7 @@ func newLabWith(t *testing.T, o lab.Options) *lab.Lab {
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, nd := range l.State.Nodes {
-				if data, err := os.ReadFile(l.Log("agent-" + nd.Name)); err == nil {
-					t.Logf("agent %s log (tail):\n%s", nd.Name, tail(string(data), 30))
-				}
+				t.Logf("agent %s log (tail):\n%s", nd.Name, l.LogTail("agent-"+nd.Name, 30))
 			}
 		}
 		if err := l.Down(context.Background()); err != nil {
@@ -114,12 +112,4 @@ func labOptions(t *testing.T, o *lab.Options) {
 	labMu.Unlock()
 	o.Name, o.Subnet = fmt.Sprintf("kdt%d", n), netip.MustParsePrefix(fmt.Sprintf("192.168.%d.0/24", 230+n))
 	o.Binary, o.K8sBinDir = binary, k8sBin
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

@@ -424,7 +424,7 @@ func (l *Lab) pollAgents(ctx context.Context, timeout time.Duration, check func(
 				continue
 			}
 			if !ours(n.AgentPid, l.State.Name) {
-				return time.Time{}, fmt.Errorf("agent on %s exited (log %s)", n.Name, l.Log("agent-"+n.Name))
+				return time.Time{}, fmt.Errorf("agent on %s exited (log %s, its end:\n%s)", n.Name, l.Log("agent-"+n.Name), l.LogTail("agent-"+n.Name, 20))
 			}
 			wg.Add(1)
 			go func() {
