@@ -24,7 +24,7 @@ unit:
 ## root-tests: the TestRoot* tests: BPF programs in the real kernel, live traffic in network
 ## namespaces, the multi-node lab against a real kube-apiserver. They skip without root.
 root-tests:
-	@if [ "$$(id -u)" = 0 ]; then set -o pipefail; $(GO) test -count=1 -p 1 -timeout 30m -run '^(TestRoot|FuzzRoot)' -v ./... 2>&1 | grep -E '^(=== RUN|\s*--- |PASS|FAIL|ok|panic)|_test.go:'; \
+	@if [ "$$(id -u)" = 0 ]; then set -o pipefail; $(GO) test -count=1 -p 1 -timeout 30m -run '^(TestRoot|FuzzRoot)' -v ./... 2>&1 | grep -E '^(=== RUN|\s*--- |PASS|FAIL|ok|panic)|_test.go:|^ {8}'; \
 	else echo "root-tests: not root, the TestRoot* tests skip"; fi
 
 ## fuzz-short, fuzz: every Go fuzz target (the spec loader, Service translation against a model, the BPF
