@@ -1,15 +1,11 @@
 package masq_test
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"net/netip"
 	"os/exec"
 	"strings"
 	"testing"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/kubedirect/kubedirect/dataplane/masq"
 	"github.com/kubedirect/kubedirect/internal/testutil"
@@ -101,17 +97,6 @@ s.sendto(b"x", ("127.0.0.1", %d))`, port-tunnel, port))
 func netNS(t *testing.T) (string, int) {
 	t.Helper()
 	testutil.RequireRoot(t)
-	b := make([]byte, 3)
-	_, _ = rand.Read(b)
-	name := "kdm-" + hex.EncodeToString(b)
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add: %v: %s", err, out)
-	}
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
-	fd, err := unix.Open("/run/netns/"+name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Close(fd) })
-	return name, fd
+	n := testutil.NewNetns(t, "kdm")
+	return n.Name, n.FD()
 }
