@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -294,6 +295,18 @@ func ours(pid int, name string) bool {
 		}
 	}
 	return false
+}
+
+// liveProcesses lists the lab's recorded processes that still run, as "key pid", sorted.
+func (l *Lab) liveProcesses() []string {
+	var live []string
+	for key, pid := range l.State.Pids {
+		if pid > 0 && ours(pid, l.State.Name) {
+			live = append(live, key+" "+strconv.Itoa(pid))
+		}
+	}
+	sort.Strings(live)
+	return live
 }
 
 // stopPid sends SIGTERM to a lab process, then SIGKILL after timeout; it waits until it is gone.

@@ -3,6 +3,7 @@ package lab_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/kubedirect/kubedirect/dataplane/lab"
 	"github.com/kubedirect/kubedirect/internal/testutil"
+	"golang.org/x/sys/unix"
 )
 
 // The lab tests need a kubedirect binary (agent, CNI plugin, echo) and etcd + kube-apiserver. TestMain
@@ -36,6 +38,9 @@ func TestMain(m *testing.M) {
 }
 
 func setup() {
+	if setupErr = lockLabTests(); setupErr != nil {
+		return
+	}
 	tmpDir, setupErr = os.MkdirTemp("", "kubedirect-lab-test-")
 	if setupErr != nil {
 		return
@@ -58,6 +63,32 @@ func setup() {
 	}
 	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
 	k8sBin = lines[len(lines)-1]
+}
+
+// labTestsLock is held for the life of a test process that builds labs. Lab names and underlay subnets
+// are unique within one process only (kdt1, kdt2, ...), so two test processes on one machine (two
+// packages' root runs, a helper's run beside CI's) would build the same lab twice; the second waits.
+var labTestsLock *os.File
+
+func lockLabTests() error {
+	if err := os.MkdirAll(lab.DefaultRunRoot, 0o755); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(filepath.Join(lab.DefaultRunRoot, "tests.lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+	if errors.Is(err, unix.EWOULDBLOCK) {
+		fmt.Fprintf(os.Stderr, "lab tests: another test process holds %s; waiting for it\n", f.Name())
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
+	}
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("lock %s: %w", f.Name(), err)
+	}
+	labTestsLock = f
+	return nil
 }
 
 // labCounter gives every lab of this test binary its own name and underlay subnet.

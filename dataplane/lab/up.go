@@ -25,6 +25,12 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 		return nil, err
 	}
 	if old, err := Open(o.RunRoot, o.Name); err == nil {
+		// a lab whose processes run belongs to another run (a second test process, a second `lab up`):
+		// taking it down would kill that run's agents under it
+		if live := old.liveProcesses(); len(live) > 0 {
+			return nil, fmt.Errorf("lab %s is in use: its processes run (%s); remove it with `kubedirect lab down --name %s` or choose another name",
+				o.Name, strings.Join(live, ", "), o.Name)
+		}
 		o.Logger.Info("removing a lab left behind", "name", o.Name)
 		_ = old.Down(ctx)
 	}

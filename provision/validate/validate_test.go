@@ -211,47 +211,50 @@ func TestRunPassesOnWorkingCluster(t *testing.T) {
 	)
 }
 
-// TestBackendSeeingNodeIPFails: kube-proxy-like SNAT on forwarded NodePort traffic must FAIL the rows
-// with a remote backend and policy Cluster, naming the node whose address the backend saw.
-func TestBackendSeeingNodeIPFails(t *testing.T) {
-	f := newFakeCluster(cluster()...)
-	f.snatRemote = true
-	rep, err := f.validator().Run(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rep.Passed {
-		t.Fatal("report passed though backends saw node IPs")
-	}
-	failed := 0
-	for _, r := range rep.Matrix {
-		remoteCluster := r.Backend == Remote && r.Policy == "Cluster"
-		if remoteCluster {
-			if r.Result != Fail || r.Seen != r.NodeIP || !strings.Contains(r.Detail, "source NATed to node "+r.Node) {
-				t.Errorf("row %+v should fail with the node's IP seen", r)
+// TestMisbehavingDataplaneFailsItsRows: a dataplane that breaks a Service's semantics must FAIL exactly
+// the matrix rows it breaks, saying why, and pass the others. kube-proxy-like SNAT on forwarded NodePort
+// traffic breaks the remote rows of policy Cluster (the backend saw the node's address); forwarding
+// policy Local to another node breaks the remote rows of policy Local (they must time out).
+func TestMisbehavingDataplaneFailsItsRows(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		misbehave func(*fakeCluster)
+		policy    string
+		detail    func(Row) string
+	}{
+		{"snat", func(f *fakeCluster) { f.snatRemote = true }, "Cluster",
+			func(r Row) string { return "source NATed to node " + r.Node }},
+		{"local forwards", func(f *fakeCluster) { f.localAnswersRemote = true }, "Local",
+			func(Row) string { return "though externalTrafficPolicy Local has no backend on this node" }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeCluster(cluster()...)
+			tc.misbehave(f)
+			rep, err := f.validator().Run(t.Context())
+			if err != nil {
+				t.Fatal(err)
 			}
-			failed++
-		} else if r.Result != Pass {
-			t.Errorf("row %+v should pass", r)
-		}
-	}
-	if failed != 6 {
-		t.Errorf("%d failing rows, want 6", failed)
-	}
-	if ns := f.probeNamespaces(t); len(ns) != 0 {
-		t.Errorf("probe namespace not removed after a failure: %v", ns)
-	}
-}
-
-func TestLocalPolicyForwardingFails(t *testing.T) {
-	f := newFakeCluster(cluster()...)
-	f.localAnswersRemote = true
-	rep, err := f.validator().Run(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rep.Passed {
-		t.Fatal("passed though policy Local answered without a local backend")
+			if rep.Passed {
+				t.Fatal("report passed")
+			}
+			failed := 0
+			for _, r := range rep.Matrix {
+				if r.Backend == Remote && r.Policy == tc.policy {
+					if r.Result != Fail || !strings.Contains(r.Detail, tc.detail(r)) {
+						t.Errorf("row %+v should fail with %q", r, tc.detail(r))
+					}
+					failed++
+				} else if r.Result != Pass {
+					t.Errorf("row %+v should pass", r)
+				}
+			}
+			if failed != 6 {
+				t.Errorf("%d failing rows, want 6", failed)
+			}
+			if ns := f.probeNamespaces(t); len(ns) != 0 {
+				t.Errorf("probe namespace not removed after a failure: %v", ns)
+			}
+		})
 	}
 }
 
@@ -274,20 +277,28 @@ func checkResult(rep *Report, name, target string) (Check, bool) {
 	return Check{}, false
 }
 
+// runFailing runs v, which must fail its check name on target with a detail that says each of wants.
+func runFailing(t *testing.T, v *Validator, name, target string, wants ...string) *Report {
+	t.Helper()
+	rep, err := v.Run(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, ok := checkResult(rep, name, target)
+	if rep.Passed || !ok || c.Result != Fail {
+		t.Fatalf("passed=%v check %q on %s=%+v, want it failed", rep.Passed, name, target, c)
+	}
+	testutil.WantContains(t, "the check's detail", c.Detail, wants...)
+	return rep
+}
+
 func TestMissingAgentOnNodeFails(t *testing.T) {
 	objs := without(cluster(), func(o runtime.Object) bool {
 		p, ok := o.(*corev1.Pod)
 		return ok && p.Spec.NodeName == "demo-worker2" && p.Namespace == "kube-system"
 	})
 	f := newFakeCluster(objs...)
-	rep, err := f.validator().Run(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, ok := checkResult(rep, "agent ready", "demo-worker2")
-	if rep.Passed || !ok || c.Result != Fail || !strings.Contains(c.Detail, "no kubedirect agent pod") {
-		t.Fatalf("passed=%v check=%+v", rep.Passed, c)
-	}
+	rep := runFailing(t, f.validator(), "agent ready", "demo-worker2", "no kubedirect agent pod")
 	if len(rep.Matrix) != 0 || f.calls.Load() != 0 {
 		t.Errorf("the proof ran on a broken cluster")
 	}
@@ -305,14 +316,7 @@ func TestAgentWithoutMapsFails(t *testing.T) {
 		}
 		return okStatus(t.Context(), p)
 	}
-	rep, err := v.Run(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, _ := checkResult(rep, "agent maps programmed", "demo-worker")
-	if rep.Passed || c.Result != Fail {
-		t.Fatalf("passed=%v check=%+v", rep.Passed, c)
-	}
+	runFailing(t, v, "agent maps programmed", "demo-worker")
 }
 
 func TestKubeProxyPresentFails(t *testing.T) {
@@ -321,28 +325,13 @@ func TestKubeProxyPresentFails(t *testing.T) {
 		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "kube-proxy-abcde", Namespace: "kube-system", Labels: map[string]string{"k8s-app": "kube-proxy"}},
 			Status: corev1.PodStatus{Phase: corev1.PodRunning, Conditions: readyCondition()}},
 	)
-	f := newFakeCluster(objs...)
-	rep, err := f.validator().Run(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, _ := checkResult(rep, "kube-proxy absent", "kube-system")
-	if rep.Passed || c.Result != Fail || !strings.Contains(c.Detail, "daemonset/kube-proxy") || !strings.Contains(c.Detail, "pod/kube-proxy-abcde") {
-		t.Fatalf("passed=%v check=%+v", rep.Passed, c)
-	}
+	runFailing(t, newFakeCluster(objs...).validator(), "kube-proxy absent", "kube-system", "daemonset/kube-proxy", "pod/kube-proxy-abcde")
 }
 
 func TestNotReadyNodeFails(t *testing.T) {
 	objs := cluster()
 	objs[0].(*corev1.Node).Status.Conditions[0] = corev1.NodeCondition{Type: corev1.NodeReady, Status: corev1.ConditionFalse, Reason: "KubeletNotReady", Message: "cni plugin not initialized"}
-	rep, err := newFakeCluster(objs...).validator().Run(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, _ := checkResult(rep, "node ready", nodeNames[0])
-	if rep.Passed || c.Result != Fail || !strings.Contains(c.Detail, "cni plugin not initialized") {
-		t.Fatalf("passed=%v check=%+v", rep.Passed, c)
-	}
+	runFailing(t, newFakeCluster(objs...).validator(), "node ready", nodeNames[0], "cni plugin not initialized")
 }
 
 // TestNamespaceRemovedOnCancel: Ctrl-C in the middle of the proof still deletes the probe namespace.
@@ -477,15 +466,7 @@ func TestSystemPodFailureStillProves(t *testing.T) {
 		Status: corev1.PodStatus{Phase: corev1.PodRunning, ContainerStatuses: []corev1.ContainerStatus{{Name: "coredns",
 			State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff"}}}}},
 	})
-	f := newFakeCluster(objs...)
-	rep, err := f.validator().Run(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, _ := checkResult(rep, "kube-system pod ready", "coredns-2")
-	if rep.Passed || c.Result != Fail || !strings.Contains(c.Detail, "CrashLoopBackOff") {
-		t.Fatalf("passed=%v check=%+v", rep.Passed, c)
-	}
+	rep := runFailing(t, newFakeCluster(objs...).validator(), "kube-system pod ready", "coredns-2", "CrashLoopBackOff")
 	if len(rep.Matrix) != 24 || rep.Failures() != 1 {
 		t.Errorf("matrix %d rows, %d failures; want 24 rows and only the CoreDNS failure", len(rep.Matrix), rep.Failures())
 	}
