@@ -14,7 +14,8 @@
 #   4. kubedirect create cluster -f SPEC --wait: infrastructure, kubeconfig, dataplane through the state
 #      store, chart, wait, validate (the source-IP matrix)
 #   5. kubedirect get clusters / validate cluster / export kubeconfig / delete cluster --name, through
-#      the state store; `hack/rehearsal census` finds no tagged resource and no state-store object
+#      the state store; `hack/rehearsal census` lists the live cluster's resources of every kind
+#      before the delete (so that its empty answer after it means something) and none after it
 #
 # Every kubedirect command runs in a private mount namespace whose /etc/hosts maps the load balancers'
 # DNS names moto invents to the control plane's container, and whose /etc/resolv.conf has no server:
@@ -149,6 +150,17 @@ grep -qx "$CLUSTER" "$ARTIFACTS/clusters.txt" || { echo "FAIL: get clusters does
 kd validate cluster --name "$CLUSTER"
 kd export kubeconfig --name "$CLUSTER" --kubeconfig "$ARTIFACTS/exported.kubeconfig"
 in_names kubectl --kubeconfig "$ARTIFACTS/exported.kubeconfig" get nodes -o wide
+stage_end
+
+stage_begin "census of the live cluster"
+# the census after delete must find nothing; it proves something only if it finds a live cluster's parts
+if "$ARTIFACTS/rehearsal" census -moto "$MOTO" -cluster "$CLUSTER" -bucket "$BUCKET" -prefix clusters -region "$REGION" >"$ARTIFACTS/census-live.txt" 2>&1; then
+  echo "FAIL: the census found nothing of the live cluster $CLUSTER"; exit 1
+fi
+for kind in vpc subnet internet-gateway route-table security-group launch-template instance auto-scaling-group elb; do
+  grep -q "^  $kind " "$ARTIFACTS/census-live.txt" || { echo "FAIL: the census of the live cluster lists no $kind:"; cat "$ARTIFACTS/census-live.txt"; exit 1; }
+done
+head -1 "$ARTIFACTS/census-live.txt"
 stage_end
 
 stage_begin "delete cluster"

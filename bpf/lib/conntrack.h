@@ -30,13 +30,9 @@
 static __always_inline void kd_ct_key_set(struct kd_ct_key *k, __be32 saddr, __be32 daddr, __u16 sport,
 					  __u16 dport, __u8 proto, __u8 dir)
 {
-	k->saddr = saddr;
-	k->daddr = daddr;
-	k->sport = sport;
-	k->dport = dport;
-	k->proto = proto;
-	k->dir = dir;
-	k->pad = 0;
+	/* a compound literal zeroes pad: the key is hashed whole */
+	*k = (struct kd_ct_key){.saddr = saddr, .daddr = daddr, .sport = sport, .dport = dport, .proto = proto,
+				.dir = dir};
 }
 
 static __always_inline void kd_ct_key_fwd(struct kd_ct_key *k, struct kd_pkt *p)

@@ -76,6 +76,12 @@ func runSockHelper(t *testing.T, cgfd int, newNet bool, env ...string) string {
 	return string(out)
 }
 
+// sockHelperSays runs the helper (see runSockHelper) and checks that its output holds every line of wants.
+func sockHelperSays(t *testing.T, cgfd int, newNet bool, env []string, wants ...string) {
+	t.Helper()
+	testutil.WantContains(t, "the helper's output", runSockHelper(t, cgfd, newNet, env...), wants...)
+}
+
 // TestRootSockHooks attaches the socket hooks to a cgroup the test creates
 // and runs a host-network client in it (a re-exec of this test binary,
 // started directly inside the cgroup): TCP and UDP to a ClusterIP reach a
@@ -112,8 +118,7 @@ func TestRootSockHooks(t *testing.T) {
 	must(t, m.AddNodeAddr(netip.MustParseAddr("127.0.0.2")))
 	must(t, m.UpdateService(maps.NewServiceKey(netip.Addr{}, 30080, maps.ProtoTCP, maps.ScopeExternal), maps.ServiceValue{ID: 1, Count: 1}))
 
-	out := runSockHelper(t, cgfd, false, "KD_SOCK_HELPER=basic", "KD_SOCK_VIP="+vip.String())
-	testutil.WantContains(t, "the helper's output", out,
+	sockHelperSays(t, cgfd, false, []string{"KD_SOCK_HELPER=basic", "KD_SOCK_VIP=" + vip.String()},
 		"tcp peer=10.96.0.10:80 reply=tcp-backend",
 		"udp from=10.96.0.10:53 reply=udp-ping",
 		"reject err=connect: connection refused",
@@ -466,9 +471,8 @@ func TestRootSockRefusesWithoutBackend(t *testing.T) {
 	}
 	must(t, m.UpdateBackend(maps.BackendKey{ServiceID: 2}, maps.BackendValue{
 		Addr: maps.Addr4(netip.MustParseAddr("10.244.1.5")), NodeIP: maps.Addr4(netip.MustParseAddr("192.0.2.2")), Port: 8080, Flags: maps.BackendRemote}))
-	out := runSockHelper(t, cgfd, true, "KD_SOCK_HELPER=refuse",
-		"KD_SOCK_TCP=10.96.0.10:81,10.96.0.11:80", "KD_SOCK_UDP=10.96.0.10:81,10.96.0.11:80")
-	testutil.WantContains(t, "the helper's output", out,
+	sockHelperSays(t, cgfd, true, []string{"KD_SOCK_HELPER=refuse",
+		"KD_SOCK_TCP=10.96.0.10:81,10.96.0.11:80", "KD_SOCK_UDP=10.96.0.10:81,10.96.0.11:80"},
 		"tcp 10.96.0.10:81 errno=connection refused",
 		"udp 10.96.0.10:81 errno=connection refused",
 		"tcp 10.96.0.11:80 errno=connection refused",
@@ -490,10 +494,8 @@ func TestRootSockExternalFrontendUsesAllBackends(t *testing.T) {
 	must(t, m.AddNodeAddr(netip.MustParseAddr("127.0.0.2")))
 	must(t, m.UpdateService(maps.NewServiceKey(netip.Addr{}, 30081, maps.ProtoTCP, maps.ScopeExternal),
 		maps.ServiceValue{ID: 1, Count: 1, Flags: maps.SvcExternalLocal}))
-	out := runSockHelper(t, cgfd, false, "KD_SOCK_HELPER=connect", "KD_SOCK_TCP=127.0.0.2:30081")
-	if want := "tcp 127.0.0.2:30081 peer=127.0.0.2:30081 reply=tcp-backend"; !strings.Contains(out, want) {
-		t.Errorf("helper output lacks %q", want)
-	}
+	sockHelperSays(t, cgfd, false, []string{"KD_SOCK_HELPER=connect", "KD_SOCK_TCP=127.0.0.2:30081"},
+		"tcp 127.0.0.2:30081 peer=127.0.0.2:30081 reply=tcp-backend")
 }
 
 // TestRootSockUDPSocketLeavesRemovedBackend: a long-lived UDP socket keeps
@@ -572,15 +574,13 @@ func TestRootSockLocalhostNodePort(t *testing.T) {
 		Addr: maps.Addr4(netip.MustParseAddr("127.0.0.1")), Port: tcpPort, Flags: maps.BackendLocal | maps.BackendHostNet}))
 	must(t, m.UpdateService(maps.NewServiceKey(netip.Addr{}, 30082, maps.ProtoTCP, maps.ScopeExternal), maps.ServiceValue{ID: 1, Count: 1}))
 
-	out := runSockHelper(t, cgfd, false, "KD_SOCK_HELPER=connect", "KD_SOCK_TCP=127.0.0.1:30082,127.0.0.5:30082")
-	testutil.WantContains(t, "the host helper's output", out,
+	sockHelperSays(t, cgfd, false, []string{"KD_SOCK_HELPER=connect", "KD_SOCK_TCP=127.0.0.1:30082,127.0.0.5:30082"},
 		"tcp 127.0.0.1:30082 peer=127.0.0.1:30082 reply=tcp-backend",
 		"tcp 127.0.0.5:30082 peer=127.0.0.5:30082 reply=tcp-backend",
 	)
-	out = runSockHelper(t, cgfd, true, "KD_SOCK_HELPER=refuse", "KD_SOCK_LOUP=1", "KD_SOCK_TCP=127.0.0.1:30082")
-	if want := "tcp 127.0.0.1:30082 errno=connection refused"; !strings.Contains(out, want) {
-		t.Errorf("pod: helper output lacks %q (its own loopback has no listener)", want)
-	}
+	// a pod's own loopback has no listener: refused
+	sockHelperSays(t, cgfd, true, []string{"KD_SOCK_HELPER=refuse", "KD_SOCK_LOUP=1", "KD_SOCK_TCP=127.0.0.1:30082"},
+		"tcp 127.0.0.1:30082 errno=connection refused")
 }
 
 // TestRootSockPodThroughContainerPrograms: pods on a node with the tc

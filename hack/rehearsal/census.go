@@ -131,65 +131,54 @@ func taggedELB(ctx context.Context, c *elb.Client, cluster string) ([]string, er
 // still lists the tags of deleted resources).
 func taggedEC2(ctx context.Context, c *ec2.Client, cluster string) ([]string, error) {
 	f := []ec2types.Filter{{Name: awssdk.String("tag:" + kdaws.TagCluster), Values: []string{cluster}}}
-	var left []string
-	add := func(kind string, ids ...*string) {
-		for _, id := range ids {
-			left = append(left, kind+" "+awssdk.ToString(id))
-		}
-	}
-	vpcs, err := c.DescribeVpcs(ctx, &ec2.DescribeVpcsInput{Filters: f})
-	if err == nil {
-		for _, v := range vpcs.Vpcs {
-			add("vpc", v.VpcId)
-		}
-	}
-	subnets, err2 := c.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{Filters: f})
-	if err2 == nil {
-		for _, v := range subnets.Subnets {
-			add("subnet", v.SubnetId)
-		}
-	}
-	igws, err3 := c.DescribeInternetGateways(ctx, &ec2.DescribeInternetGatewaysInput{Filters: f})
-	if err3 == nil {
-		for _, v := range igws.InternetGateways {
-			add("internet-gateway", v.InternetGatewayId)
-		}
-	}
-	rts, err4 := c.DescribeRouteTables(ctx, &ec2.DescribeRouteTablesInput{Filters: f})
-	if err4 == nil {
-		for _, v := range rts.RouteTables {
-			add("route-table", v.RouteTableId)
-		}
-	}
-	sgs, err5 := c.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{Filters: f})
-	if err5 == nil {
-		for _, v := range sgs.SecurityGroups {
-			add("security-group", v.GroupId)
-		}
-	}
-	lts, err6 := c.DescribeLaunchTemplates(ctx, &ec2.DescribeLaunchTemplatesInput{Filters: f})
-	if err6 == nil {
-		for _, v := range lts.LaunchTemplates {
-			add("launch-template", v.LaunchTemplateId)
-		}
-	}
-	keys, err7 := c.DescribeKeyPairs(ctx, &ec2.DescribeKeyPairsInput{Filters: f})
-	if err7 == nil {
-		for _, v := range keys.KeyPairs {
-			add("key-pair", v.KeyPairId)
-		}
-	}
 	live := append(f, ec2types.Filter{Name: awssdk.String("instance-state-name"), Values: []string{"pending", "running", "stopping", "stopped"}})
-	inst, err8 := c.DescribeInstances(ctx, &ec2.DescribeInstancesInput{Filters: live})
-	if err8 == nil {
-		for _, r := range inst.Reservations {
-			for _, v := range r.Instances {
-				add("instance", v.InstanceId)
-			}
-		}
-	}
-	if err := errors.Join(err, err2, err3, err4, err5, err6, err7, err8); err != nil {
+	var left []string
+	err := errors.Join(
+		listTagged(ctx, &left, "vpc", c.DescribeVpcs, &ec2.DescribeVpcsInput{Filters: f},
+			func(o *ec2.DescribeVpcsOutput) []ec2types.Vpc { return o.Vpcs }, func(v ec2types.Vpc) *string { return v.VpcId }),
+		listTagged(ctx, &left, "subnet", c.DescribeSubnets, &ec2.DescribeSubnetsInput{Filters: f},
+			func(o *ec2.DescribeSubnetsOutput) []ec2types.Subnet { return o.Subnets }, func(v ec2types.Subnet) *string { return v.SubnetId }),
+		listTagged(ctx, &left, "internet-gateway", c.DescribeInternetGateways, &ec2.DescribeInternetGatewaysInput{Filters: f},
+			func(o *ec2.DescribeInternetGatewaysOutput) []ec2types.InternetGateway { return o.InternetGateways },
+			func(v ec2types.InternetGateway) *string { return v.InternetGatewayId }),
+		listTagged(ctx, &left, "route-table", c.DescribeRouteTables, &ec2.DescribeRouteTablesInput{Filters: f},
+			func(o *ec2.DescribeRouteTablesOutput) []ec2types.RouteTable { return o.RouteTables },
+			func(v ec2types.RouteTable) *string { return v.RouteTableId }),
+		listTagged(ctx, &left, "security-group", c.DescribeSecurityGroups, &ec2.DescribeSecurityGroupsInput{Filters: f},
+			func(o *ec2.DescribeSecurityGroupsOutput) []ec2types.SecurityGroup { return o.SecurityGroups },
+			func(v ec2types.SecurityGroup) *string { return v.GroupId }),
+		listTagged(ctx, &left, "launch-template", c.DescribeLaunchTemplates, &ec2.DescribeLaunchTemplatesInput{Filters: f},
+			func(o *ec2.DescribeLaunchTemplatesOutput) []ec2types.LaunchTemplate { return o.LaunchTemplates },
+			func(v ec2types.LaunchTemplate) *string { return v.LaunchTemplateId }),
+		listTagged(ctx, &left, "key-pair", c.DescribeKeyPairs, &ec2.DescribeKeyPairsInput{Filters: f},
+			func(o *ec2.DescribeKeyPairsOutput) []ec2types.KeyPairInfo { return o.KeyPairs },
+			func(v ec2types.KeyPairInfo) *string { return v.KeyPairId }),
+		listTagged(ctx, &left, "instance", c.DescribeInstances, &ec2.DescribeInstancesInput{Filters: live},
+			func(o *ec2.DescribeInstancesOutput) []ec2types.Instance {
+				var all []ec2types.Instance
+				for _, r := range o.Reservations {
+					all = append(all, r.Instances...)
+				}
+				return all
+			},
+			func(v ec2types.Instance) *string { return v.InstanceId }),
+	)
+	if err != nil {
 		return nil, fmt.Errorf("describe EC2 resources: %w", err)
 	}
 	return left, nil
+}
+
+// listTagged calls describe with in and adds "kind id" to *left for every item of its answer.
+func listTagged[In, Out, Item any](ctx context.Context, left *[]string, kind string,
+	describe func(context.Context, In, ...func(*ec2.Options)) (Out, error), in In,
+	items func(Out) []Item, id func(Item) *string) error {
+	out, err := describe(ctx, in)
+	if err != nil {
+		return fmt.Errorf("%s: %w", kind, err)
+	}
+	for _, it := range items(out) {
+		*left = append(*left, kind+" "+awssdk.ToString(id(it)))
+	}
+	return nil
 }
