@@ -28,7 +28,8 @@ static __always_inline __u64 kd_l4_csum_flags(const struct kd_pkt *p)
 /* kd_set_addr rewrites the source (is_src) or destination address. */
 static __always_inline int kd_set_addr(struct __sk_buff *skb, struct kd_pkt *p, int is_src, __be32 new)
 {
-	__be32 old = is_src ? p->saddr : p->daddr;
+	__be32 *field = is_src ? &p->saddr : &p->daddr;
+	__be32 old = *field;
 	__u32 off = is_src ? KD_IP_SRC_OFF : KD_IP_DST_OFF;
 
 	if (old == new)
@@ -38,30 +39,24 @@ static __always_inline int kd_set_addr(struct __sk_buff *skb, struct kd_pkt *p, 
 	    bpf_l3_csum_replace(skb, KD_IP_CSUM_OFF, old, new, sizeof(new)) < 0 ||
 	    bpf_skb_store_bytes(skb, off, &new, sizeof(new), 0) < 0)
 		return -KD_DROP_REWRITE;
-	if (is_src)
-		p->saddr = new;
-	else
-		p->daddr = new;
+	*field = new;
 	return 0;
 }
 
 /* kd_set_port rewrites the source (is_src) or destination port (host order). */
 static __always_inline int kd_set_port(struct __sk_buff *skb, struct kd_pkt *p, int is_src, __u16 new)
 {
-	__u16 oldh = is_src ? p->sport : p->dport;
-	__be16 old = bpf_htons(oldh), nw = bpf_htons(new);
+	__u16 *field = is_src ? &p->sport : &p->dport;
+	__be16 old = bpf_htons(*field), nw = bpf_htons(new);
 	/* source and dest are the first two 16-bit words of both TCP and UDP. */
 	__u32 off = p->l4_off + (is_src ? 0 : 2);
 
-	if (oldh == new)
+	if (*field == new)
 		return 0;
 	if (bpf_l4_csum_replace(skb, kd_l4_csum_off(p), old, nw, kd_l4_csum_flags(p) | sizeof(nw)) < 0 ||
 	    bpf_skb_store_bytes(skb, off, &nw, sizeof(nw), 0) < 0)
 		return -KD_DROP_REWRITE;
-	if (is_src)
-		p->sport = new;
-	else
-		p->dport = new;
+	*field = new;
 	return 0;
 }
 

@@ -94,9 +94,7 @@ func (e *env) wantNoChanges(t *testing.T, ctx context.Context, when string) {
 		t.Fatalf("plan %s: %v", when, err)
 	}
 	if plan.Pending() != 0 {
-		var b bytes.Buffer
-		_ = plan.Write(&b)
-		t.Fatalf("plan %s has %d changes:\n%s", when, plan.Pending(), b.String())
+		t.Fatalf("plan %s has %d changes:\n%s", when, plan.Pending(), plan)
 	}
 }
 
@@ -339,9 +337,7 @@ func TestChangesInPlaceAndRefusedReplacement(t *testing.T) {
 	if !slices.Equal(updated, want) {
 		t.Errorf("updates %v, want %v", updated, want)
 	}
-	var out bytes.Buffer
-	_ = plan.Write(&out)
-	testutil.WantContains(t, "plan", out.String(),
+	testutil.WantContains(t, "plan", plan.String(),
 		"size: min 3 max 3 desired 3 -> min 5 max 5 desired 5",
 		"instanceType: t3.large -> t3.xlarge",
 		"running ones keep theirs until replaced",

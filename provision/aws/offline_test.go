@@ -43,10 +43,9 @@ func TestDryRunWithExistingVPCUsesIt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var b strings.Builder
-	_ = plan.Write(&b)
-	testutil.WantContains(t, "plan", b.String(), "= VPC (existing) vpc-0123456789abcdef0", "vpc: vpc-0123456789abcdef0")
-	if strings.Contains(b.String(), "+ VPC ") || strings.Contains(b.String(), "+ InternetGateway") {
+	out := plan.String()
+	testutil.WantContains(t, "plan", out, "= VPC (existing) vpc-0123456789abcdef0", "vpc: vpc-0123456789abcdef0")
+	if strings.Contains(out, "+ VPC ") || strings.Contains(out, "+ InternetGateway") {
 		t.Error("plan creates a VPC or internet gateway although the spec names an existing VPC")
 	}
 }
@@ -67,9 +66,7 @@ func TestThreeControlPlanesArePlanned(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var b strings.Builder
-	_ = plan.Write(&b)
-	testutil.WantContains(t, "plan", b.String(),
+	testutil.WantContains(t, "plan", plan.String(),
 		"# Control plane: 3 nodes, stacked etcd (one member on each), tolerates 1 down",
 		"# Join: the first control plane to take control-plane/init-lock runs kubeadm init; the other 2, and any the group replaces later, kubeadm join --control-plane",
 		"+ AutoScalingGroup kubedirect-prod-control-plane\n    launchTemplate: (lt/control-plane, known after create) $Default\n    size: min 3 max 3 desired 3",

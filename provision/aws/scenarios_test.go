@@ -139,9 +139,7 @@ func scenarioLifecycle(t *testing.T, a *account, cluster string) {
 		t.Fatal(err)
 	}
 	if plan.Pending() != 0 {
-		var b strings.Builder
-		_ = plan.Write(&b)
-		t.Fatalf("plan on an applied cluster has %d changes:\n%s", plan.Pending(), b.String())
+		t.Fatalf("plan on an applied cluster has %d changes:\n%s", plan.Pending(), plan)
 	}
 	if _, err := p.Create(ctx, c); err != nil {
 		t.Fatalf("second create: %v", err)

@@ -164,6 +164,13 @@ func (p *Plan) Summary() string {
 	return fmt.Sprintf("%d resources created, %d changed, %d unchanged or used as they are.", n[ActionCreate], n[ActionUpdate], n[ActionNone]+n[ActionUse])
 }
 
+// String is the plan as Write prints it.
+func (p *Plan) String() string {
+	var b strings.Builder
+	_ = p.Write(&b) // a strings.Builder does not fail
+	return b.String()
+}
+
 // Write prints the plan: "+" creates, "~" changes in place, "=" is already as the spec wants.
 func (p *Plan) Write(w io.Writer) error {
 	var b strings.Builder
