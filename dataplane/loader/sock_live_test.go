@@ -215,42 +215,28 @@ func sockHelperMode(t *testing.T, mode string) {
 		ua, err := net.ResolveUDPAddr("udp4", dst)
 		must(t, err)
 		rounds, _ := strconv.Atoi(os.Getenv("KD_SOCK_ROUNDS"))
-		buf := make([]byte, 64)
 		for i := 0; i < rounds; i++ {
 			for _, q := range []string{"A", "AAAA"} {
 				if _, err := u.WriteTo([]byte(q), ua); err != nil {
 					t.Fatalf("sendto: %v", err)
 				}
 			}
-			for range 2 {
-				_ = u.SetReadDeadline(time.Now().Add(3 * time.Second))
-				n, from, err := u.ReadFrom(buf)
-				if err != nil {
-					fmt.Printf("reply err=%v\n", err)
-					continue
-				}
-				fmt.Printf("reply from=%s data=%s\n", from, buf[:n])
-			}
+			printReply(u)
+			printReply(u)
 		}
 	case "affinity":
 		// Four sockets, one datagram each: ClientIP affinity keeps them on
 		// one backend.
 		ua, err := net.ResolveUDPAddr("udp4", dst)
 		must(t, err)
-		buf := make([]byte, 64)
 		for range 4 {
 			u, err := net.ListenPacket("udp4", ":0")
 			must(t, err)
-			_ = u.SetDeadline(time.Now().Add(3 * time.Second))
 			if _, err := u.WriteTo([]byte("q"), ua); err != nil {
 				t.Fatalf("sendto: %v", err)
 			}
-			n, from, err := u.ReadFrom(buf)
+			printReply(u)
 			u.Close()
-			if err != nil {
-				t.Fatalf("recvfrom: %v", err)
-			}
-			fmt.Printf("reply from=%s data=%s\n", from, buf[:n])
 		}
 	case "udp-steps":
 		// One unconnected socket; one datagram per line read from stdin.
@@ -259,20 +245,13 @@ func sockHelperMode(t *testing.T, mode string) {
 		defer u.Close()
 		ua, err := net.ResolveUDPAddr("udp4", dst)
 		must(t, err)
-		buf := make([]byte, 64)
 		in := bufio.NewScanner(os.Stdin)
 		for in.Scan() {
 			if _, err := u.WriteTo([]byte("q"), ua); err != nil {
 				fmt.Printf("reply err=%v\n", err)
 				continue
 			}
-			_ = u.SetReadDeadline(time.Now().Add(3 * time.Second))
-			n, from, err := u.ReadFrom(buf)
-			if err != nil {
-				fmt.Printf("reply err=%v\n", err)
-				continue
-			}
-			fmt.Printf("reply from=%s data=%s\n", from, buf[:n])
+			printReply(u)
 		}
 	case "refuse":
 		for _, d := range splitList(os.Getenv("KD_SOCK_TCP")) {
@@ -372,6 +351,19 @@ func udpBackends(t *testing.T, m *maps.Set, id uint32, n int) []string {
 			Addr: maps.Addr4(netip.MustParseAddr("127.0.0.1")), Port: uint16(port), Flags: maps.BackendLocal | maps.BackendHostNet}))
 	}
 	return ports
+}
+
+// printReply reads one datagram from u (3 s at most) and prints it as replies parses it:
+// "reply from=ADDR data=DATA", or "reply err=ERR".
+func printReply(u net.PacketConn) {
+	buf := make([]byte, 64)
+	_ = u.SetReadDeadline(time.Now().Add(3 * time.Second))
+	n, from, err := u.ReadFrom(buf)
+	if err != nil {
+		fmt.Printf("reply err=%v\n", err)
+		return
+	}
+	fmt.Printf("reply from=%s data=%s\n", from, buf[:n])
 }
 
 // replies parses the helper's "reply from=... data=beP:..." lines into
