@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 // Down removes everything the lab recorded: processes (by pid, checked to be the lab's), pod and node
@@ -72,12 +73,14 @@ func removeCgroup(cg string) error {
 			_ = os.WriteFile(filepath.Join(filepath.Dir(cg), "cgroup.procs"), []byte(pid), 0o644)
 		}
 	}
+	// the kernel lets a cgroup go only when its last process has left it, a moment after the move
 	var err error
-	for i := 0; i < 50; i++ {
-		if err = os.Remove(cg); err == nil || errors.Is(err, os.ErrNotExist) {
-			return nil
-		}
-		time.Sleep(20 * time.Millisecond)
+	_ = wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, time.Second, true, func(context.Context) (bool, error) {
+		err = os.Remove(cg)
+		return err == nil || errors.Is(err, os.ErrNotExist), nil
+	})
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove cgroup %s: %w", cg, err)
 	}
-	return fmt.Errorf("remove cgroup %s: %w", cg, err)
+	return nil
 }

@@ -23,6 +23,7 @@ import (
 	"syscall"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -314,18 +315,13 @@ func stopPid(pid int, name string, timeout time.Duration) {
 	if pid <= 0 || !ours(pid, name) {
 		return
 	}
+	gone := func(context.Context) (bool, error) { return !ours(pid, name), nil }
 	_ = syscall.Kill(pid, syscall.SIGTERM)
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if !ours(pid, name) {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
+	if wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, timeout, true, gone) == nil {
+		return
 	}
 	_ = syscall.Kill(pid, syscall.SIGKILL)
-	for i := 0; i < 100 && ours(pid, name); i++ {
-		time.Sleep(20 * time.Millisecond)
-	}
+	_ = wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, 2*time.Second, true, gone)
 }
 
 // nsPath is the path of a named network namespace.

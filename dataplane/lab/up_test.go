@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // A second `lab up` (or a second test process) with the name of a lab whose processes still run must
@@ -51,5 +53,32 @@ func TestUpRefusesALabWhoseProcessesRun(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "state.json")); err != nil {
 		t.Errorf("the running lab's state was removed: %v", err)
+	}
+}
+
+// stopPid ends a lab process with SIGTERM, and one that ignores SIGTERM with SIGKILL after the timeout;
+// it returns only when the process is gone.
+func TestStopPidEndsTheProcess(t *testing.T) {
+	const name = "kdstop"
+	for _, script := range []string{"echo ready; exec sleep 60", `trap "" TERM; echo ready; while :; do sleep 0.05; done`} {
+		cmd := exec.Command("sh", "-c", script)
+		cmd.Env = append(os.Environ(), "KUBEDIRECT_LAB="+name)
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// the shell has set its trap when it says ready
+		if line, err := bufio.NewReader(out).ReadString('\n'); line != "ready\n" {
+			t.Fatalf("%q: read %q, %v", script, line, err)
+		}
+		go func() { _ = cmd.Wait() }() // reap, as startProc does
+		stopPid(cmd.Process.Pid, name, 300*time.Millisecond)
+		if ours(cmd.Process.Pid, name) {
+			t.Errorf("%q still runs after stopPid", script)
+			_ = cmd.Process.Kill()
+		}
 	}
 }
