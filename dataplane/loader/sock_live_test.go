@@ -260,8 +260,10 @@ func sockHelperMode(t *testing.T, mode string) {
 		for _, d := range splitList(os.Getenv("KD_SOCK_UDP")) {
 			fmt.Printf("udp %s errno=%s\n", d, rawErr(t, syscall.SOCK_DGRAM, d))
 		}
-	case "ask":
-		// echoServer backends: send a line, read the peer address they saw.
+	case "ask", "connect":
+		// ask: echoServer backends, sent a line, answer with the peer address they saw; connect: the
+		// backend speaks first.
+		say := map[string]string{"ask": "hi\n"}[mode]
 		for _, d := range splitList(os.Getenv("KD_SOCK_TCP")) {
 			c, err := net.DialTimeout("tcp4", d, 3*time.Second)
 			if err != nil {
@@ -271,23 +273,10 @@ func sockHelperMode(t *testing.T, mode string) {
 			_ = c.SetDeadline(time.Now().Add(3 * time.Second))
 			buf := make([]byte, 64)
 			n := 0
-			if _, err = io.WriteString(c, "hi\n"); err == nil {
+			if _, err = io.WriteString(c, say); err == nil {
 				n, err = c.Read(buf)
 			}
-			fmt.Printf("tcp %s peer=%s saw=%s err=%v\n", d, c.RemoteAddr(), strings.TrimSpace(string(buf[:n])), err)
-			c.Close()
-		}
-	case "connect":
-		for _, d := range splitList(os.Getenv("KD_SOCK_TCP")) {
-			c, err := net.DialTimeout("tcp4", d, 3*time.Second)
-			if err != nil {
-				fmt.Printf("tcp %s err=%v\n", d, err)
-				continue
-			}
-			_ = c.SetDeadline(time.Now().Add(3 * time.Second))
-			buf := make([]byte, 64)
-			n, _ := c.Read(buf)
-			fmt.Printf("tcp %s peer=%s reply=%s\n", d, c.RemoteAddr(), strings.TrimSpace(string(buf[:n])))
+			fmt.Printf("tcp %s peer=%s reply=%s err=%v\n", d, c.RemoteAddr(), strings.TrimSpace(string(buf[:n])), err)
 			c.Close()
 		}
 	default:
@@ -654,10 +643,10 @@ func TestRootSockPodThroughContainerPrograms(t *testing.T) {
 	}
 	out := inPod("KD_SOCK_HELPER=ask", "KD_SOCK_TCP=10.96.0.10:80,10.96.0.12:80,10.96.0.13:80,10.96.0.13:80,10.96.0.13:80,10.96.0.13:80")
 	testutil.WantContains(t, "pod p1's helper output", out,
-		"tcp 10.96.0.10:80 peer=10.96.0.10:80 saw=10.244.1.10:",
-		"tcp 10.96.0.12:80 peer=10.96.0.12:80 saw=",
+		"tcp 10.96.0.10:80 peer=10.96.0.10:80 reply=10.244.1.10:",
+		"tcp 10.96.0.12:80 peer=10.96.0.12:80 reply=",
 	)
-	if n := strings.Count(out, "tcp 10.96.0.13:80 peer=10.96.0.13:80 saw=10.244.1.10:"); n != 4 {
+	if n := strings.Count(out, "tcp 10.96.0.13:80 peer=10.96.0.13:80 reply=10.244.1.10:"); n != 4 {
 		t.Errorf("iTP Local: %d of 4 connections reached p2 from p1", n)
 	}
 	from, bes := replies(inPod("KD_SOCK_HELPER=udp-unconnected", "KD_SOCK_DST=10.96.0.10:53", "KD_SOCK_ROUNDS=10"))
