@@ -68,8 +68,16 @@ func (c *Cluster) SetDefaults() {
 		if a.VPCID == "" {
 			setString(&a.NetworkCIDR, DefaultAWSNetworkCIDR)
 		}
-		if len(a.Access.API) == 0 {
+		// left out: the world; an explicit [] is refused by Validate (it would admit no one)
+		if a.Access.API == nil {
 			a.Access.API = []string{"0.0.0.0/0"}
+		}
+		// [] and left out both mean none: one form, so a spec written out loads back the same
+		if len(a.Access.SSH) == 0 {
+			a.Access.SSH = nil
+		}
+		if len(a.Access.NodePort) == 0 {
+			a.Access.NodePort = nil
 		}
 	}
 }

@@ -78,8 +78,8 @@ func decode(data []byte) (*Cluster, []error, error) {
 		return nil, nil, fmt.Errorf("%w: line %d: the document is %s, want a Cluster (a mapping of apiVersion, kind, metadata and spec)", ErrInvalid, doc.Line, nodeKind(doc))
 	}
 	var problems []error
-	paths := map[int]string{}
-	unknownFields(root.Content[0], reflect.TypeOf(Cluster{}), "", paths, &problems)
+	paths, badKeys := map[int]string{}, map[int]bool{}
+	unknownFields(root.Content[0], reflect.TypeOf(Cluster{}), "", paths, badKeys, &problems)
 	var c Cluster
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&c); err != nil {
@@ -90,6 +90,11 @@ func decode(data []byte) (*Cluster, []error, error) {
 		for _, msg := range te.Errors {
 			if duplicateKey.MatchString(msg) {
 				continue // reported with its path by unknownFields
+			}
+			if m := keyTypeError.FindStringSubmatch(msg); m != nil {
+				if line, _ := strconv.Atoi(m[1]); badKeys[line] {
+					continue // a list or mapping as a key: reported with its path by unknownFields
+				}
 			}
 			problems = append(problems, withPath(msg, paths))
 		}
@@ -108,6 +113,8 @@ func nodeKind(n *yaml.Node) string {
 		return "a list"
 	case yaml.ScalarNode:
 		return fmt.Sprintf("the value %q", n.Value)
+	case yaml.MappingNode:
+		return "a mapping"
 	case yaml.AliasNode:
 		return "an alias"
 	}
@@ -115,8 +122,9 @@ func nodeKind(n *yaml.Node) string {
 }
 
 // unknownFields walks a YAML node next to the Go type it decodes into and reports mapping keys that
-// have no field, with their path and line.
-func unknownFields(n *yaml.Node, t reflect.Type, path string, paths map[int]string, problems *[]error) {
+// have no field, with their path and line. It records the path of each value's line in paths (to name
+// yaml's type errors) and the lines of keys that are lists or mappings in badKeys.
+func unknownFields(n *yaml.Node, t reflect.Type, path string, paths map[int]string, badKeys map[int]bool, problems *[]error) {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
@@ -126,6 +134,12 @@ func unknownFields(n *yaml.Node, t reflect.Type, path string, paths map[int]stri
 		seen := map[string]int{} // key -> line
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			key, val := n.Content[i], n.Content[i+1]
+			if key.Kind != yaml.ScalarNode {
+				badKeys[key.Line] = true
+				*problems = append(*problems, fmt.Errorf("%s: unknown field (line %d): a key must be a field name, not %s",
+					keyPath(path, flowText(key)), key.Line, nodeKind(key)))
+				continue
+			}
 			p := joinPath(path, key.Value)
 			if first, dup := seen[key.Value]; dup {
 				*problems = append(*problems, fmt.Errorf("%s: set twice (lines %d and %d)", keyPath(path, key.Value), first, key.Line))
@@ -138,7 +152,7 @@ func unknownFields(n *yaml.Node, t reflect.Type, path string, paths map[int]stri
 				continue
 			}
 			paths[val.Line] = p
-			unknownFields(val, ft, p, paths, problems)
+			unknownFields(val, ft, p, paths, badKeys, problems)
 		}
 	case n.Kind == yaml.SequenceNode && t.Kind() == reflect.Slice:
 		for i, item := range n.Content {
@@ -146,10 +160,25 @@ func unknownFields(n *yaml.Node, t reflect.Type, path string, paths map[int]stri
 			if _, ok := paths[item.Line]; !ok { // an item on a line of its own: type errors there are its
 				paths[item.Line] = p
 			}
-			unknownFields(item, t.Elem(), p, paths, problems)
+			unknownFields(item, t.Elem(), p, paths, badKeys, problems)
 		}
 	}
 }
+
+// flowText is a node as YAML in flow style on one line ("[0]", "{a: 1}"): how a key that is a list or
+// a mapping is shown.
+func flowText(n *yaml.Node) string {
+	flow := *n
+	flow.Style |= yaml.FlowStyle
+	out, err := yaml.Marshal(&flow)
+	if err != nil {
+		return nodeKind(n)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// keyTypeError matches yaml.v3's message for a key that is a list or a mapping where a field name goes.
+var keyTypeError = regexp.MustCompile(`^line (\d+): cannot unmarshal !!(seq|map) into string$`)
 
 // duplicateKey matches yaml.v3's message for a key given twice in one mapping.
 var duplicateKey = regexp.MustCompile(`^line \d+: mapping key ".*" already defined at line \d+$`)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -131,6 +132,17 @@ func TestLoadRejectsNonSpecs(t *testing.T) {
 			t.Errorf("Load(%q) = %v, want a line %q", doc, err, want)
 		}
 	}
+	// A key that is a list or a mapping (the fuzzer's "[0]:") is named as written and said to be no field
+	// name, once: not again as yaml's "cannot unmarshal !!seq into string" without a path.
+	for doc, want := range map[string]string{
+		"[0]:":                                `  - "[0]": unknown field (line 1): a key must be a field name, not a list`,
+		"kind: Cluster\nspec:\n  {a: 1}: x\n": `  - spec."{a: 1}": unknown field (line 3): a key must be a field name, not a mapping`,
+	} {
+		_, err := Load([]byte(doc))
+		if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "cannot unmarshal") {
+			t.Errorf("Load(%q) = %v, want a line %q and no yaml type error", doc, err, want)
+		}
+	}
 	// A document that is no mapping gets one line saying so, not a list of every missing field.
 	for doc, want := range map[string]string{"0": `line 1: the document is the value "0", want a Cluster`, "- 1\n- 2\n": "line 1: the document is a list, want a Cluster"} {
 		_, err := Load([]byte(doc))
@@ -149,5 +161,31 @@ func TestParseStateStore(t *testing.T) {
 		if _, _, err := ParseStateStore(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+// An explicitly empty access list: api: [] would admit no one to the API that create cluster must
+// reach, so it is refused rather than replaced by the default (the world); ssh: [] and nodePort: [] mean
+// none, as leaving them out does, and load as the same spec.
+func TestEmptyAccessLists(t *testing.T) {
+	base, err := os.ReadFile("testdata/valid-aws.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Load(append(base, "      api: []\n"...))
+	if err == nil || !strings.Contains(err.Error(), "  - spec.aws.access.api: Required value: an empty list admits no one") {
+		t.Errorf("api: [] loaded with error %v, want spec.aws.access.api refused", err)
+	}
+	without := strings.Replace(string(base), "      ssh: [198.51.100.7/32]\n", "", 1)
+	want, err := Load([]byte(without))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Load([]byte(without + "      ssh: []\n      nodePort: []\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("ssh: [] and nodePort: [] load as %+v, leaving them out as %+v", got.Spec.AWS.Access, want.Spec.AWS.Access)
 	}
 }

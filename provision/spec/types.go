@@ -185,7 +185,7 @@ type AWSSpec struct {
 
 // AWSAccess lists the CIDRs allowed to reach the cluster from outside.
 type AWSAccess struct {
-	// API are the CIDRs allowed to reach the Kubernetes API (6443/tcp). Default: [0.0.0.0/0].
+	// API are the CIDRs allowed to reach the Kubernetes API (6443/tcp). Default: [0.0.0.0/0]; an empty list is refused.
 	API []string `yaml:"api,omitempty" json:"api,omitempty"`
 	// SSH are the CIDRs allowed to reach the nodes' SSH (22/tcp). Default: none.
 	SSH []string `yaml:"ssh,omitempty" json:"ssh,omitempty"`

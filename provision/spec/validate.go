@@ -199,6 +199,10 @@ func (a *AWSSpec) validate(p *field.Path, n Networking) field.ErrorList {
 		}
 	}
 	ap := p.Child("access")
+	if a.Access.API != nil && len(a.Access.API) == 0 {
+		errs = append(errs, field.Required(ap.Child("api"),
+			"an empty list admits no one to the API, which create cluster must reach; leave it out for [0.0.0.0/0] or list your CIDRs"))
+	}
 	for name, list := range map[string][]string{"api": a.Access.API, "ssh": a.Access.SSH, "nodePort": a.Access.NodePort} {
 		for i, cidr := range list {
 			_, cidrErrs := parseIPv4CIDR(ap.Child(name).Index(i), cidr)
