@@ -68,6 +68,8 @@ func setup() {
 // labTestsLock is held for the life of a test process that builds labs. Lab names and underlay subnets
 // are unique within one process only (kdt1, kdt2, ...), so two test processes on one machine (two
 // packages' root runs, a helper's run beside CI's) would build the same lab twice; the second waits.
+// It lives in a variable because an unreachable *os.File is closed by its finalizer, which would drop
+// the lock mid-run.
 var labTestsLock *os.File
 
 func lockLabTests() error {

@@ -144,35 +144,36 @@ type Plan struct {
 	Items  []PlanItem
 }
 
-// Pending counts the resources a plan creates or changes.
-func (p *Plan) Pending() int {
-	n := 0
-	for _, it := range p.Items {
-		if it.Action == ActionCreate || it.Action == ActionUpdate {
-			n++
-		}
-	}
-	return n
-}
-
-// Summary counts what the plan creates, changes and leaves, on one line.
-func (p *Plan) Summary() string {
+// counts is the number of the plan's items by action.
+func (p *Plan) counts() map[Action]int {
 	n := map[Action]int{}
 	for _, it := range p.Items {
 		n[it.Action]++
 	}
+	return n
+}
+
+// Pending counts the resources a plan creates or changes.
+func (p *Plan) Pending() int {
+	n := p.counts()
+	return n[ActionCreate] + n[ActionUpdate]
+}
+
+// Summary counts what the plan creates, changes and leaves, on one line.
+func (p *Plan) Summary() string {
+	n := p.counts()
 	return fmt.Sprintf("%d resources created, %d changed, %d unchanged or used as they are.", n[ActionCreate], n[ActionUpdate], n[ActionNone]+n[ActionUse])
 }
 
-// String is the plan as Write prints it.
-func (p *Plan) String() string {
-	var b strings.Builder
-	_ = p.Write(&b) // a strings.Builder does not fail
-	return b.String()
+// Write prints the plan (String) to w.
+func (p *Plan) Write(w io.Writer) error {
+	_, err := io.WriteString(w, p.String())
+	return err
 }
 
-// Write prints the plan: "+" creates, "~" changes in place, "=" is already as the spec wants.
-func (p *Plan) Write(w io.Writer) error {
+// String is the plan as the CLI shows it: "+" creates, "~" changes in place, "=" is already as the spec
+// wants, then a count of each.
+func (p *Plan) String() string {
 	var b strings.Builder
 	for _, h := range p.Header {
 		b.WriteString(h + "\n")
@@ -201,18 +202,9 @@ func (p *Plan) Write(w io.Writer) error {
 			fmt.Fprintf(&b, "\n= %s %s (%s)\n", it.Kind, it.Name, it.ID)
 		}
 	}
-	creates, updates := 0, 0
-	for _, it := range p.Items {
-		switch it.Action {
-		case ActionCreate:
-			creates++
-		case ActionUpdate:
-			updates++
-		}
-	}
-	fmt.Fprintf(&b, "\nPlan: %d to create, %d to change, %d unchanged or used as they are.\n", creates, updates, len(p.Items)-creates-updates)
-	_, err := io.WriteString(w, b.String())
-	return err
+	n := p.counts()
+	fmt.Fprintf(&b, "\nPlan: %d to create, %d to change, %d unchanged or used as they are.\n", n[ActionCreate], n[ActionUpdate], len(p.Items)-p.Pending())
+	return b.String()
 }
 
 // compare returns the fields whose desired values differ from the actual ones, as sets per name.
